@@ -1,0 +1,56 @@
+"""Recording problems while a table is mapped and validated.
+
+A `Checker` is bound to one table and source; `error` records a problem that
+stops the load, `exclude` drops the offending rows and records why.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .readers import ROW
+from .report import Problem, ValidationReport, row_numbers
+
+
+class Checker:
+    def __init__(self, report: ValidationReport, table: str, source: str = ""):
+        self.report = report
+        self.table = table
+        self.source = source
+
+    def _rows(self, frame: pd.DataFrame | None, mask) -> tuple[tuple[int, ...], int]:
+        if frame is None or mask is None:
+            return (), 0
+        hit = frame.loc[mask, ROW] if ROW in frame else frame.index[mask]
+        return row_numbers(hit[:200] if not isinstance(hit, pd.Index) else hit[:200]), int(mask.sum())
+
+    def error(self, check: str, message: str, fix: str = "", *, column=None, frame=None, mask=None,
+              values=()) -> None:
+        rows, count = self._rows(frame, mask)
+        self.report.add(Problem("error", check, self.table, message, fix, self.source, column,
+                                rows, count, tuple(str(v) for v in values)))
+
+    def warn(self, check: str, message: str, fix: str = "", *, column=None, frame=None, mask=None,
+             values=()) -> None:
+        """A warning that excludes nothing (e.g. a value set to empty)."""
+        rows, count = self._rows(frame, mask)
+        self.report.add(Problem("warning", check, self.table, message, fix, self.source, column,
+                                rows, count, tuple(str(v) for v in values)))
+
+    def note(self, check: str, message: str, fix: str = "", *, column=None, count=0, values=()) -> None:
+        """An observation that excludes nothing and does not change the exit code."""
+        self.report.add(Problem("note", check, self.table, message, fix, self.source, column,
+                                (), count, tuple(str(v) for v in values)))
+
+    def exclude(self, frame: pd.DataFrame, mask: pd.Series, check: str, message: str, fix: str = "",
+                *, column=None, values=None) -> pd.DataFrame:
+        """Drop the rows where ``mask`` holds and record a warning; return the rest."""
+        mask = mask.fillna(False).astype(bool)
+        if not mask.any():
+            return frame
+        rows, count = self._rows(frame, mask)
+        if values is None and column is not None and column in frame:
+            values = frame.loc[mask, column].dropna().astype(str).unique()[:5]
+        self.report.add(Problem("warning", check, self.table, message, fix, self.source, column,
+                                rows, count, tuple(str(v) for v in (values if values is not None else ())),
+                                excluded=count))
+        return frame.loc[~mask]

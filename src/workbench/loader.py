@@ -1,0 +1,262 @@
+"""Load a dataset: `dataset.yaml` -> sources -> mapped tables -> checks -> `Dataset`.
+
+`load_dataset` raises `DataValidationError` when the data has errors and warns
+(`DataQualityWarning`) when rows were excluded; `validate` only reports.
+`from_frames` runs the same checks on canonical frames built in Python.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from . import mapping, validate as checks
+from .checks import Checker
+from .dates import parse_timestamp
+from .exceptions import DataQualityWarning, DataValidationError, SpecError, fixes
+from .model import DEAL_COLUMNS, TABLES, Dataset
+from .readers import ROW, RawTable, read_source
+from .report import ValidationReport
+from .spec import DatasetSpec, HistorySpec, PresentRule, load_spec
+
+OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
+
+
+def load_dataset(path: str | Path, *, as_of=None) -> Dataset:
+    """Read, map and validate the dataset described by a `dataset.yaml`.
+
+    Raises
+    ------
+    SpecError
+        The YAML is malformed or names unknown keys.
+    SourceError
+        A source cannot be read (missing file, unreachable database, unset credential).
+    DataValidationError
+        The data has errors; ``.report`` lists every problem found.
+    """
+    dataset, report = _load(path, as_of=as_of)
+    return _finish(dataset, report)
+
+
+def validate(path: str | Path, *, as_of=None) -> ValidationReport:
+    """Every problem in a dataset, without raising for data errors."""
+    return _load(path, as_of=as_of)[1]
+
+
+def from_frames(deals: pd.DataFrame, stage_history: pd.DataFrame | None = None, *, stages=(), won_stages=(),
+                lost_stages=(), as_of=None, accounts=None, contacts=None, touchpoints=None,
+                name: str = "dataset") -> Dataset:
+    """Validate canonical frames built in Python (e.g. the sample) into a `Dataset`."""
+    report = ValidationReport(source=name)
+    tables = {"deals": deals, "stage_history": stage_history, "accounts": accounts,
+              "contacts": contacts, "touchpoints": touchpoints}
+    tables = {k: _with_rows(v) for k, v in tables.items() if v is not None}
+    sources = {k: k for k in tables}
+    dataset = _assemble(tables, sources, tuple(stages), tuple(won_stages), tuple(lost_stages),
+                        None if as_of is None else pd.Timestamp(as_of), name, report)
+    return _finish(dataset, report)
+
+
+def _finish(dataset: Dataset | None, report: ValidationReport) -> Dataset:
+    if report.errors or dataset is None:
+        raise DataValidationError(report)
+    if report.excluded_rows():
+        warnings.warn(f"{report.excluded_rows()} row(s) excluded while loading {report.source}; "
+                      "see dataset.report.to_text()", DataQualityWarning, stacklevel=3)
+    return dataset
+
+
+def _with_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.reset_index(drop=True).copy()
+    frame[ROW] = range(1, len(frame) + 1)
+    return frame
+
+
+def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
+    spec, base = load_spec(path)
+    report = ValidationReport(source=str(path))
+    if as_of is None and spec.as_of is not None:
+        try:
+            as_of = parse_timestamp(spec.as_of, spec.dates, "`as_of`")
+        except ValueError as exc:
+            raise SpecError(f"`{path}`: {exc}.") from None
+    tables, sources = {}, {}
+    deals_raw = read_source(spec.deals.source, base)
+    deals = _map_table(deals_raw, spec.deals, "deals", spec, report)
+    if deals is not None:
+        for join in spec.deals.join:
+            deals = _join(deals, join, spec, base, report)
+    tables["deals"], sources["deals"] = deals, deals_raw.label
+    if spec.stage_history is not None:
+        tables["stage_history"], sources["stage_history"] = _history(spec.stage_history, deals_raw, spec, base, report)
+    for name in OPTIONAL_TABLES:
+        table_spec = getattr(spec, name)
+        if table_spec is not None:
+            raw = read_source(table_spec.source, base)
+            tables[name], sources[name] = _map_table(raw, table_spec, name, spec, report), raw.label
+    if any(t is None for t in tables.values()):
+        return None, report
+    if tables["deals"] is not None:
+        tables["deals"] = _derive(tables["deals"], tables.get("stage_history"), spec, report, sources["deals"])
+    dataset = _assemble(tables, sources, tuple(spec.stages), tuple(spec.won_stages), tuple(spec.lost_stages),
+                        as_of, spec.name, report)
+    return dataset, report
+
+
+def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report) -> pd.DataFrame | None:
+    check = Checker(report, table, raw.label)
+    frame = mapping.map_columns(raw, table_spec.columns, table_spec.keep_other_columns, check)
+    if frame is None:
+        return None
+    frame = mapping.clean_text(frame)
+    frame = mapping.map_values(frame, table_spec.values, check)
+    frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check)
+    return mapping.convert_numbers(frame, table, check)
+
+
+def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> pd.DataFrame:
+    """Left-join an attribute table onto deals; its values fill gaps, never overwrite."""
+    raw = read_source(join.source, base)
+    (deal_key, source_key), = join.on.items()
+    columns = {deal_key: source_key, **join.columns}
+    check = Checker(report, "deals", raw.label)
+    extra = _map_table(raw, join.model_copy(update={"columns": columns}), "deals", spec, report)
+    if extra is None:
+        return deals
+    extra = check.exclude(extra, extra[deal_key].duplicated(keep="first"), "duplicate_join_key",
+                          f"join rows repeat a `{source_key}`; the first is kept.",
+                          fixes("make the key unique in the joined source"), column=source_key)
+    unmatched = ~extra[deal_key].isin(deals[deal_key])
+    extra = check.exclude(extra, unmatched, "join_unmatched",
+                          f"joined rows match no deal on `{source_key}`.",
+                          fixes("check the ids match between the two sources"), column=source_key)
+    extra = extra.drop(columns=[ROW])
+    merged = deals.merge(extra, on=deal_key, how="left", suffixes=("", "__joined"))
+    for column in [c for c in merged.columns if c.endswith("__joined")]:
+        base_col = column[: -len("__joined")]
+        merged[base_col] = merged[base_col].where(merged[base_col].notna(), merged[column])
+        merged = merged.drop(columns=[column])
+    return merged
+
+
+def _history(hspec: HistorySpec, deals_raw: RawTable, spec: DatasetSpec, base: Path, report):
+    if hspec.source is not None:
+        raw = read_source(hspec.source, base)
+    else:
+        raw = _wide_to_long(deals_raw, hspec, spec, report)
+        if raw is None:
+            return None, deals_raw.label
+    frame = _map_table(raw, hspec, "stage_history", spec, report)
+    if frame is not None and hspec.collapse_repeats:
+        frame = _collapse_repeats(frame, Checker(report, "stage_history", raw.label))
+    return frame, raw.label
+
+
+def _wide_to_long(deals_raw: RawTable, hspec: HistorySpec, spec: DatasetSpec, report) -> RawTable | None:
+    """One date column per stage (HubSpot's `Date entered "<stage>"`) -> one row per entry."""
+    check = Checker(report, "stage_history", deals_raw.label)
+    id_column = hspec.wide.deal_id or _source_of(spec.deals.columns, "deal_id")
+    pattern = re.compile("^" + re.escape(hspec.wide.entered).replace(re.escape("{stage}"), "(?P<stage>.+?)") + "$")
+    stage_columns = {c: m.group("stage") for c in deals_raw.frame.columns if (m := pattern.match(c))}
+    if id_column not in deals_raw.frame.columns:
+        check.error("missing_column", f"deal id column `{id_column}` is not in the deals source.",
+                    fixes("set `wide: {deal_id: <column>}`"), column=id_column)
+        return None
+    if not stage_columns:
+        check.error("missing_column", f"no column matches the pattern `{hspec.wide.entered}`.",
+                    fixes("copy a column name from the export and put {stage} where the stage label stands"))
+        return None
+    frame = deals_raw.frame[[id_column, ROW, *stage_columns]].melt(
+        id_vars=[id_column, ROW], var_name="stage", value_name="entered_at")
+    frame["stage"] = frame["stage"].map(stage_columns)
+    frame = frame[frame["entered_at"].notna() & (frame["entered_at"].astype(str).str.strip() != "")]
+    frame = frame.rename(columns={id_column: "deal_id"})
+    return RawTable(frame.reset_index(drop=True), deals_raw.label)
+
+
+def _source_of(columns: dict, canonical: str) -> str:
+    ref = columns.get(canonical, canonical)
+    return ref if isinstance(ref, str) else ref[0]
+
+
+def _collapse_repeats(history: pd.DataFrame, check: Checker) -> pd.DataFrame:
+    """Drop rows that repeat the deal's previous stage (Salesforce logs amount and date changes too)."""
+    history = history.sort_values(["deal_id", "entered_at", ROW], kind="stable")
+    same = history["deal_id"].eq(history["deal_id"].shift()) & history["stage"].eq(history["stage"].shift())
+    return check.exclude(history, same, "repeat_rows",
+                         "rows repeat the deal's previous stage (a change of another field), so they are not "
+                         "new stage entries (`collapse_repeats: true`).", column="stage")
+
+
+def _derive(deals: pd.DataFrame, history, spec: DatasetSpec, report, label) -> pd.DataFrame:
+    check = Checker(report, "deals", label)
+    for column, rule in spec.deals.derive.items():
+        if isinstance(rule, PresentRule):
+            if rule.present not in deals:
+                check.error("missing_column", f"`derive: {column}` looks at `{rule.present}`, which deals lack.",
+                            fixes("map that column first"), column=rule.present)
+                continue
+            deals[column] = deals[rule.present].notna().map({True: rule.then, False: rule.otherwise})
+        elif rule == "clear_when_open":
+            deals.loc[deals["outcome"].eq("open"), column] = pd.NaT
+        elif rule == "final_stage":
+            if history is None:
+                check.error("missing_table", f"`derive: {column}: final_stage` needs `stage_history`.",
+                            fixes("add a stage_history table"), column=column)
+                continue
+            deals = _from_final_stage(deals, history, column, spec)
+    return deals
+
+
+def _from_final_stage(deals, history, column, spec):
+    rank = {s: i for i, s in enumerate(spec.stages + spec.won_stages + spec.lost_stages)}
+    ordered = history.assign(_rank=history["stage"].map(rank)).sort_values(["deal_id", "entered_at", "_rank"])
+    last = ordered.groupby("deal_id").tail(1).set_index("deal_id")
+    outcome = last["stage"].map(lambda s: "won" if s in spec.won_stages else "lost" if s in spec.lost_stages else "open")
+    if column == "outcome":
+        deals["outcome"] = deals["deal_id"].map(outcome).fillna("open")
+    else:
+        closed_at = last["entered_at"].where(outcome != "open")
+        deals[column] = deals["deal_id"].map(closed_at)
+    return deals
+
+
+def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Dataset | None:
+    checkers = {t: Checker(report, t, sources.get(t, t)) for t in TABLES}
+    derived = ()
+    ok = all(checks.require_columns(frame, table, checkers[table], derived) for table, frame in tables.items())
+    if not ok:
+        return None
+    deals = tables["deals"].copy()
+    for optional, default in (("amount", float("nan")), ("owner", None), ("account_id", None)):
+        if optional not in deals:
+            deals[optional] = default
+    if as_of is None:
+        as_of = checks.default_as_of(tables)
+    deals = checks.check_deals(deals, checkers["deals"], as_of)
+    if report.errors:
+        return None
+    history = tables.get("stage_history")
+    if history is None:
+        history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                                "entered_at": pd.Series(dtype="datetime64[ns]"), ROW: pd.Series(dtype=int)})
+    elif stages:
+        history = checks.check_history(history, deals, stages + won + lost, checkers["stage_history"], as_of)
+    related = {}
+    for table in OPTIONAL_TABLES:
+        if table in tables:
+            related[table] = checks.check_related(tables[table], table, deals, checkers[table], as_of)
+    if report.errors:
+        return None
+    attributes = [c for c in deals.columns if c not in DEAL_COLUMNS and c != ROW]
+    checks.profile_notes(deals, history, checkers["deals"], attributes)
+    drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731
+    rank = {s: i for i, s in enumerate(stages + won + lost)}
+    history = drop(history)
+    history = (history.assign(_rank=history["stage"].map(rank))
+               .sort_values(["deal_id", "entered_at", "_rank"], kind="stable")
+               .drop(columns="_rank").reset_index(drop=True))
+    return Dataset(deals=drop(deals), stage_history=history, stages=stages, won_stages=won, lost_stages=lost,
+                   as_of=as_of, report=report, name=name, **{k: drop(v) for k, v in related.items()})

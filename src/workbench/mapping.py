@@ -1,0 +1,142 @@
+"""Apply a table's mapping from `dataset.yaml`: columns, values, dates, numbers.
+
+Input is a `RawTable` as read; output is a frame with canonical column names and
+types. Problems go to the checker: missing columns are errors, unparseable dates
+exclude their rows, ambiguous or mixed date formats are errors.
+"""
+from __future__ import annotations
+
+import difflib
+
+import pandas as pd
+
+from .checks import Checker
+from .dates import parse_dates
+from .exceptions import fixes
+from .model import DATE_COLUMNS, KNOWN_COLUMNS
+from .readers import ROW, RawTable
+
+NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
+ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
+DEFAULT_VALUE = "*"
+
+
+def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) -> pd.DataFrame | None:
+    """Rename and select columns; a list of source columns takes the first filled one."""
+    frame = raw.frame
+    available = [c for c in frame.columns if c != ROW]
+    wanted = [s for ref in columns.values() for s in ([ref] if isinstance(ref, str) else ref)]
+    missing = [s for s in wanted if s not in frame.columns]
+    for name in missing:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"the file has {available[:12]}"
+        canonical = [k for k, ref in columns.items() if name == ref or (isinstance(ref, list) and name in ref)]
+        check.error("missing_column", f"source column `{name}` (mapped to `{canonical[0]}`) is not in the source.",
+                    fixes(hint, "correct the `columns:` mapping in dataset.yaml"), column=name)
+    if missing:
+        return None
+    out = pd.DataFrame(index=frame.index)
+    used = set(wanted)
+    for canonical, ref in columns.items():
+        refs = [ref] if isinstance(ref, str) else ref
+        value = frame[refs[0]]
+        for other in refs[1:]:
+            value = value.where(value.notna(), frame[other])
+        out[canonical] = value
+    known = KNOWN_COLUMNS.get(check.table, ())
+    for name in available:
+        if name in out.columns or name in used:
+            continue
+        if keep_other or name in known:
+            out[name] = frame[name]
+    out[ROW] = frame[ROW]
+    return out
+
+
+def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip surrounding blanks from text cells; an all-blank cell becomes missing."""
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype != object:
+            continue
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "string":
+            stripped = col.str.strip()
+            frame[name] = stripped.where(stripped != "", None)
+        elif kind.startswith("mixed"):  # e.g. Excel: text beside numbers and dates
+            is_text = col.map(lambda v: isinstance(v, str))
+            stripped = col[is_text].str.strip()
+            col = col.copy()
+            col[is_text] = stripped.where(stripped != "", None)
+            frame[name] = col
+    return frame
+
+
+def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFrame:
+    """Replace values by the spec's maps; `*` maps every value not listed."""
+    for column, mapping in values.items():
+        if column not in frame:
+            check.error("unknown_column", f"`values:` maps column `{column}`, which the table does not have.",
+                        fixes(f"use one of {sorted(c for c in frame.columns if c != ROW)}"), column=column)
+            continue
+        listed = {str(k): v for k, v in mapping.items() if k != DEFAULT_VALUE}
+        as_text = frame[column].astype("string")
+        mapped = as_text.map(listed)
+        hit = as_text.isin(list(listed))
+        result = frame[column].astype(object).where(~hit, mapped.astype(object))
+        if DEFAULT_VALUE in mapping:
+            result = result.where(hit | frame[column].isna(), mapping[DEFAULT_VALUE])
+        frame[column] = result.where(result.notna(), None)
+    return frame
+
+
+def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dict,
+                       check: Checker) -> pd.DataFrame:
+    """Parse the table's date columns; exclude rows whose date cannot be read."""
+    for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
+        if column not in frame:
+            continue
+        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
+        if parsed.error:
+            check.error(
+                "ambiguous_dates" if "alike" in parsed.error else "mixed_date_formats",
+                f"column {parsed.error}.",
+                fixes("declare the order with `dates: day_first` or `dates: month_first` in dataset.yaml",
+                      f"or give an explicit format under `date_formats: {{{column}: '%d/%m/%Y'}}`",
+                      "or export the dates as YYYY-MM-DD"),
+                column=column)
+            frame[column] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+            continue
+        raw = frame[column]
+        frame[column] = parsed.values
+        if len(parsed.bad):
+            bad = frame.index.isin(parsed.bad)
+            frame = check.exclude(
+                frame, pd.Series(bad, index=frame.index), "unparseable_dates",
+                f"`{column}` holds values that are not dates.",
+                fixes("correct or blank these cells in the source",
+                      f"give the format under `date_formats: {{{column}: ...}}`"),
+                column=column, values=raw[bad].astype(str).unique()[:5])
+    return frame
+
+
+def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataFrame:
+    """Known numeric columns become numbers (bad cells emptied and reported);
+    other text columns become numbers only when every filled cell is one."""
+    for column in frame.columns:
+        if column == ROW or column in ID_COLUMNS or column in DATE_COLUMNS.get(table, ()):
+            continue
+        col = frame[column]
+        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+            continue
+        numbers = pd.to_numeric(col, errors="coerce")
+        bad = col.notna() & numbers.isna()
+        if column in NUMERIC_COLUMNS:
+            if bad.any():
+                check.warn("not_a_number", f"`{column}` holds values that are not numbers; they were set to empty.",
+                           fixes("write plain numbers without currency signs or thousands separators"),
+                           column=column, frame=frame, mask=bad, values=col[bad].unique()[:5])
+            frame[column] = numbers
+        elif col.notna().any() and not bad.any():
+            frame[column] = numbers
+    return frame

@@ -1,0 +1,157 @@
+"""Read a source (file, DuckDB database, SQL URL) into a raw DataFrame of text.
+
+Every reader returns the source's columns untouched plus `_row`: the row number a
+user would look for (the line in a CSV or Excel sheet, the 1-based row elsewhere).
+Source files are only ever opened for reading.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .exceptions import CredentialsError, SourceError, fixes
+from .spec import DuckDBSource, FileSource, SQLSource
+
+ROW = "_row"
+
+
+@dataclass
+class RawTable:
+    """A source's rows as read, and how to name the source in messages."""
+
+    frame: pd.DataFrame
+    label: str
+
+
+def read_source(source, base_dir: Path) -> RawTable:
+    """Read one source spec; relative paths resolve against ``base_dir``."""
+    if isinstance(source, FileSource):
+        return _read_file(source, base_dir)
+    if isinstance(source, DuckDBSource):
+        return _read_duckdb(source, base_dir)
+    if isinstance(source, SQLSource):
+        return _read_sql(source)
+    raise SourceError(f"Unknown source {source!r}")
+
+
+def _resolve(path: str, base_dir: Path) -> Path:
+    resolved = (base_dir / os.path.expanduser(path)).resolve()
+    if not resolved.exists():
+        raise SourceError(
+            f"`{path}` does not exist (looked for {resolved}). "
+            + fixes("check the path in dataset.yaml; relative paths start at the folder of dataset.yaml")
+        )
+    return resolved
+
+
+def _read_file(source: FileSource, base_dir: Path) -> RawTable:
+    path = _resolve(source.path, base_dir)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".txt"):
+            sep = source.delimiter or ("\t" if suffix == ".tsv" else ",")
+            # Everything as text, and only an empty cell is missing: a literal "None"
+            # or "NA" in a CRM export is a value, not a gap.
+            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
+                                encoding=source.encoding, skipinitialspace=False)
+            first_row = 2
+        elif suffix == ".parquet":
+            frame = pd.read_parquet(path)
+            first_row = 1
+        elif suffix in (".xlsx", ".xlsm"):
+            frame = pd.read_excel(path, sheet_name=source.sheet or 0, dtype=object, engine="openpyxl")
+            first_row = 2
+        else:
+            raise SourceError(
+                f"`{source.path}`: cannot read files ending in `{suffix}`. "
+                + fixes("export as CSV, Parquet or .xlsx", "load it into DuckDB and use a `duckdb:` source")
+            )
+    except SourceError:
+        raise
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"`{source.path}` is not {source.encoding} text ({exc.reason} at byte {exc.start}). "
+                          + fixes("set `encoding:` on the source, e.g. `latin-1`")) from exc
+    except Exception as exc:  # noqa: BLE001 - any parser failure is reported with the file named
+        raise SourceError(f"`{source.path}` could not be read: {exc}") from exc
+    frame = _strip_names(frame)
+    frame[ROW] = range(first_row, first_row + len(frame))
+    label = source.path + (f" (sheet {source.sheet})" if source.sheet is not None else "")
+    return RawTable(frame, label)
+
+
+def _read_duckdb(source: DuckDBSource, base_dir: Path) -> RawTable:
+    import duckdb
+
+    path = _resolve(source.duckdb, base_dir)
+    query = source.query or f'SELECT * FROM "{source.table}"'
+    try:
+        with duckdb.connect(str(path), read_only=True) as con:
+            frame = con.execute(query).df()
+    except duckdb.Error as exc:
+        raise SourceError(f"`{source.duckdb}`: {exc}. " + fixes("check the table name or query")) from exc
+    frame = _strip_names(frame)
+    frame[ROW] = range(1, len(frame) + 1)
+    return RawTable(frame, f"{source.duckdb}:{source.table or 'query'}")
+
+
+def sql_url(source: SQLSource):
+    """Build the SQLAlchemy URL, taking credentials from the environment only."""
+    from sqlalchemy.engine import make_url
+
+    if source.url_env:
+        raw = os.environ.get(source.url_env)
+        if not raw:
+            raise CredentialsError(
+                f"Environment variable `{source.url_env}` is not set. "
+                + fixes(f"export {source.url_env}='postgresql://user:password@host/db' before running")
+            )
+        return make_url(raw)
+    url = make_url(source.url)
+    if url.password is not None:
+        raise CredentialsError(
+            "A password is written in the `url` of a SQL source: it would end up in reports and "
+            "executed notebooks. " + fixes("remove it from the URL", "set `password_env: SOME_VARIABLE` "
+                                           "and export that variable")
+        )
+    if source.password_env:
+        password = os.environ.get(source.password_env)
+        if password is None:
+            raise CredentialsError(
+                f"Environment variable `{source.password_env}` (named by `password_env`) is not set. "
+                + fixes(f"export {source.password_env}=... before running")
+            )
+        url = url.set(password=password)
+    return url
+
+
+def _read_sql(source: SQLSource) -> RawTable:
+    import sqlalchemy as sa
+
+    url = sql_url(source)
+    safe = url.render_as_string(hide_password=True)
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as con:
+            if source.table:
+                table = sa.Table(source.table, sa.MetaData(), schema=source.schema_, autoload_with=con)
+                frame = pd.read_sql(sa.select(table), con)
+            else:
+                frame = pd.read_sql(sa.text(source.query), con)
+    except sa.exc.SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        raise SourceError(f"`{safe}` ({source.table or 'query'}): {detail}. "
+                          + fixes("check the server is reachable and the table exists",
+                                  "check the credentials in the environment")) from None
+    finally:
+        engine.dispose()
+    frame = _strip_names(frame)
+    frame[ROW] = range(1, len(frame) + 1)
+    return RawTable(frame, f"{safe}:{source.table or 'query'}")
+
+
+def _strip_names(frame: pd.DataFrame) -> pd.DataFrame:
+    frame.columns = [str(c).strip() for c in frame.columns]
+    return frame

@@ -1,0 +1,185 @@
+"""Cross-row and cross-table checks on mapped, typed tables.
+
+Each check either records an error (the load stops) or excludes the offending rows
+with a warning. Rows of other tables that belong to an excluded deal follow it out,
+and are counted too.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from .checks import Checker
+from .exceptions import fixes
+from .model import OUTCOMES, REQUIRED_COLUMNS
+from .readers import ROW
+from .report import ValidationReport
+
+
+def require_columns(frame: pd.DataFrame, table: str, check: Checker, derived=()) -> bool:
+    """Record an error for each required canonical column the table lacks."""
+    missing = [c for c in REQUIRED_COLUMNS[table] if c not in frame.columns and c not in derived]
+    for column in missing:
+        present = sorted(c for c in frame.columns if c != ROW)
+        check.error("missing_column", f"required column `{column}` is missing.",
+                    fixes(f"map a source column onto it under `columns: {{{column}: <source column>}}`",
+                          f"the table has {present[:12]}"), column=column)
+    return not missing
+
+
+def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    if deals.empty:
+        check.error("empty_table", "the deals table has no rows.", fixes("check the source and its filter"))
+        return deals
+    deals = check.exclude(deals, deals["deal_id"].isna(), "missing_deal_id", "rows have no `deal_id`.",
+                          fixes("fill the id in the source", "map another column onto `deal_id`"),
+                          column="deal_id")
+    deals = _duplicate_ids(deals, check)
+    deals = check.exclude(deals, deals["created_at"].isna(), "missing_created_at",
+                          "deals have no creation date.", fixes("fill `created_at` in the source"),
+                          column="created_at")
+    outcome = deals["outcome"]
+    unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
+    if unknown.any():
+        check.error("unknown_outcome", "outcome values are not `won`, `lost` or `open`.",
+                    fixes("map them under `values: {outcome: {'Closed Won': won, 'Closed Lost': lost, '*': open}}`",
+                          "map a value to ~ (null) to exclude those deals on purpose"),
+                    column="outcome", frame=deals, mask=unknown, values=outcome[unknown].unique()[:5])
+        return deals
+    deals = check.exclude(deals, outcome.isna(), "missing_outcome", "deals have no outcome.",
+                          fixes("fill the outcome", "derive it in dataset.yaml (see the README's `derive:`)"),
+                          column="outcome")
+    closed = deals["outcome"].isin(["won", "lost"])
+    deals = check.exclude(deals, closed & deals["closed_at"].isna(), "outcome_without_close_date",
+                          "deals are won or lost but have no `closed_at`.",
+                          fixes("fill the close date in the source", "map the right column onto `closed_at`"),
+                          column="closed_at")
+    is_open = deals["outcome"].eq("open")
+    deals = check.exclude(deals, is_open & deals["closed_at"].notna(), "open_with_close_date",
+                          "deals are open but have a `closed_at` (often an expected close date).",
+                          fixes("add `derive: {closed_at: clear_when_open}` under deals if it is an expected date",
+                                "correct the outcome in the source"), column="closed_at")
+    deals = check.exclude(deals, deals["closed_at"] < deals["created_at"], "closed_before_created",
+                          "deals close before they were created.",
+                          fixes("correct the dates in the source", "check that both columns use the same date order"),
+                          column="closed_at")
+    if as_of is not None:
+        deals = check.exclude(deals, deals["created_at"] > as_of, "after_as_of",
+                              f"deals are created after the cut-off `as_of` {as_of.date()}.",
+                              fixes("move `as_of` later", "leave `as_of` out to use the latest date in the data"),
+                              column="created_at")
+        deals = check.exclude(deals, deals["closed_at"] > as_of, "after_as_of",
+                              f"deals close after the cut-off `as_of` {as_of.date()}.",
+                              fixes("move `as_of` later", "use Dataset.cut() to look at an earlier date on purpose"),
+                              column="closed_at")
+    if "amount" in deals:
+        deals = check.exclude(deals, deals["amount"] < 0, "negative_amount", "deals have a negative `amount`.",
+                              fixes("correct the amounts", "map credit notes out of the deals table"),
+                              column="amount")
+    return deals
+
+
+def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
+    content = [c for c in deals.columns if c != ROW]
+    exact = deals.duplicated(subset=content, keep="first")
+    deals = check.exclude(deals, exact, "duplicate_rows",
+                          "rows repeat an earlier row exactly; the first copy is kept.",
+                          fixes("remove the duplicates from the export"), column="deal_id")
+    clash = deals["deal_id"].duplicated(keep=False)
+    return check.exclude(deals, clash, "duplicate_deal_id",
+                         "deal ids appear on several rows that differ; none of them is kept, since it is "
+                         "unclear which is right.",
+                         fixes("make `deal_id` unique in the source",
+                               "map a column that is unique per deal onto `deal_id`"),
+                         column="deal_id")
+
+
+def check_history(history: pd.DataFrame, deals: pd.DataFrame, stage_order: tuple[str, ...],
+                  check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    history = check.exclude(history, history["deal_id"].isna(), "missing_deal_id",
+                            "stage entries have no `deal_id`.", fixes("fill the id in the source"), column="deal_id")
+    history = check.exclude(history, history["entered_at"].isna(), "missing_entered_at",
+                            "stage entries have no date.", fixes("fill `entered_at` in the source"),
+                            column="entered_at")
+    unknown = ~history["stage"].isin(stage_order)
+    history = check.exclude(history, unknown, "unknown_stage",
+                            "stage names are not in the declared stages.",
+                            fixes("add them to `stages`, `won_stages` or `lost_stages` in process order",
+                                  "rename them under `values: {stage: {'Old name': 'New name'}}`"),
+                            column="stage")
+    history = _orphans(history, deals, check, "stage entries")
+    if as_of is not None:
+        history = check.exclude(history, history["entered_at"] > as_of, "after_as_of",
+                                f"stage entries are dated after the cut-off `as_of` {as_of.date()}.",
+                                fixes("move `as_of` later"), column="entered_at")
+    return history
+
+
+def check_related(frame: pd.DataFrame, table: str, deals: pd.DataFrame, check: Checker,
+                  as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """Contacts, touchpoints and accounts: orphans, dates after the cut-off."""
+    if frame.empty:
+        check.warn("empty_table", f"the {table} table has no rows.", fixes("check the source, or drop it from dataset.yaml"))
+        return frame
+    if "deal_id" in frame:
+        frame = _orphans(frame, deals, check, f"{table} rows", optional=True)
+    if "occurred_at" in frame:
+        frame = check.exclude(frame, frame["occurred_at"].isna(), "missing_occurred_at",
+                              f"{table} have no date.", fixes("fill `occurred_at` in the source"), column="occurred_at")
+        if as_of is not None:
+            frame = check.exclude(frame, frame["occurred_at"] > as_of, "after_as_of",
+                                  f"{table} are dated after the cut-off `as_of` {as_of.date()}.",
+                                  fixes("move `as_of` later"), column="occurred_at")
+    if table == "accounts":
+        frame = check.exclude(frame, frame["account_id"].duplicated(keep="first"), "duplicate_account_id",
+                              "account ids repeat; the first row is kept.", fixes("make `account_id` unique"),
+                              column="account_id")
+    return frame
+
+
+def _orphans(frame, deals, check, what, optional=False):
+    has_id = frame["deal_id"].notna() if optional else pd.Series(True, index=frame.index)
+    orphan = has_id & ~frame["deal_id"].isin(deals["deal_id"])
+    return check.exclude(frame, orphan, "unknown_deal",
+                         f"{what} refer to deals that are not in the deals table (or were excluded above).",
+                         fixes("check the deal ids match between the two sources",
+                               "fix the problems reported for those deals"), column="deal_id")
+
+
+def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, attributes: list[str]) -> None:
+    """Notes on what the analyses will not be able to see: sparse or combined attribute
+    values, a missing outcome kind, no stage history."""
+    n = len(deals)
+    for column in attributes:
+        missing = int(deals[column].isna().sum())
+        if n and missing / n >= 0.05:
+            check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}); "
+                       "segments by it leave those deals out.", column=column, count=missing)
+        if deals[column].dtype == object:
+            combined = deals[column].astype("string").str.contains(r",\s|;", regex=True, na=False)
+            if combined.any():
+                check.note("combined_values", f"`{column}` combines several values in one cell on "
+                           f"{int(combined.sum())} deals; each combination counts as its own level.",
+                           fixes(f"map combinations to one level under `values: {{{column}: ...}}`"),
+                           column=column, count=int(combined.sum()),
+                           values=deals.loc[combined, column].unique()[:5])
+    for outcome in ("won", "lost"):
+        if n and not deals["outcome"].eq(outcome).any():
+            check.note("no_" + outcome, f"no deal is {outcome}: {outcome} deals cannot be analysed, and "
+                       "every deal not closed counts as open (censored at `as_of`).", column="outcome")
+    if history.empty:
+        check.note("no_stage_history", "there is no stage history: stage conversion and time in stage "
+                   "are not available.")
+
+
+def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
+    """The latest timestamp anywhere in the data."""
+    latest = []
+    for frame in tables.values():
+        for column in frame.columns:
+            if pd.api.types.is_datetime64_any_dtype(frame[column]) and frame[column].notna().any():
+                latest.append(frame[column].max())
+    return max(latest) if latest else None
+
+
+__all__ = ["ValidationReport", "require_columns", "check_deals", "check_history", "check_related",
+           "profile_notes", "default_as_of"]

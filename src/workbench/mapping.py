@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 
+import numpy as np
 import pandas as pd
 
 from .checks import Checker
@@ -54,11 +55,21 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
 
 
 def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
-    """Strip surrounding blanks from text cells; an all-blank cell becomes missing."""
+    """Strip surrounding blanks from text cells; an all-blank cell becomes missing.
+
+    Id columns become text whatever the source stored (a Parquet or SQL integer id
+    must match the same id read from a CSV), and a missing text cell is NaN from
+    every source.
+    """
+    for name in ID_COLUMNS & set(frame.columns):
+        frame[name] = _as_text_ids(frame[name])
     for name in frame.columns:
         col = frame[name]
         if col.dtype != object:
             continue
+        if col.isna().any():
+            col = col.where(col.notna(), np.nan)
+            frame[name] = col
         kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":
             stripped = col.str.strip()
@@ -70,6 +81,21 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
             col[is_text] = stripped.where(stripped != "", None)
             frame[name] = col
     return frame
+
+
+def _as_text_ids(col: pd.Series) -> pd.Series:
+    if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.astype(str).astype(object)
+    if pd.api.types.is_float_dtype(col):
+        # Integer ids read as floats because of a gap (12.0): write them as 12.
+        whole = col.dropna()
+        if (whole == whole.round()).all():
+            return col.map(lambda v: np.nan if pd.isna(v) else str(int(v))).astype(object)
+        return col.map(lambda v: np.nan if pd.isna(v) else repr(v)).astype(object)
+    if col.dtype == object:
+        return col.map(lambda v: v if isinstance(v, str) or pd.isna(v) else
+                       (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+    return col.astype(str).astype(object)
 
 
 def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFrame:

@@ -59,7 +59,8 @@ def _read_file(source: FileSource, base_dir: Path) -> RawTable:
             frame = pd.read_parquet(path)
             first_row = 1
         elif suffix in (".xlsx", ".xlsm"):
-            frame = pd.read_excel(path, sheet_name=source.sheet or 0, dtype=object, engine="openpyxl")
+            frame = pd.read_excel(path, sheet_name=source.sheet or 0, dtype=object, engine="openpyxl",
+                                  keep_default_na=False, na_values=[""])
             first_row = 2
         else:
             raise SourceError(
@@ -106,10 +107,25 @@ def _read_duckdb(source: DuckDBSource, base_dir: Path) -> RawTable:
     return RawTable(frame, f"{source.duckdb}:{source.table or 'query'}")
 
 
+#: Drivers the project installs, used when a URL names only the database kind.
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg2", "postgres": "postgresql+psycopg2"}
+
+
+def _parse_url(raw: str, where: str):
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise SourceError(f"{where} is not a database URL such as postgresql://user@host:5432/db.") from None
+    if url.drivername in DEFAULT_DRIVERS:
+        url = url.set(drivername=DEFAULT_DRIVERS[url.drivername])
+    return url
+
+
 def sql_url(source: SQLSource):
     """Build the SQLAlchemy URL, taking credentials from the environment only."""
-    from sqlalchemy.engine import make_url
-
     if source.url_env:
         raw = os.environ.get(source.url_env)
         if not raw:
@@ -117,9 +133,9 @@ def sql_url(source: SQLSource):
                 f"Environment variable `{source.url_env}` is not set. "
                 + fixes(f"export {source.url_env}='postgresql://user:password@host/db' before running")
             )
-        return make_url(raw)
-    url = make_url(source.url)
-    if url.password is not None:
+        return _parse_url(raw, f"The value of `{source.url_env}`")
+    url = _parse_url(source.url, "`url`")
+    if url.password is not None or any(k.lower() == "password" for k in url.query):
         raise CredentialsError(
             "A password is written in the `url` of a SQL source: it would end up in reports and "
             "executed notebooks. " + fixes("remove it from the URL", "set `password_env: SOME_VARIABLE` "
@@ -136,12 +152,30 @@ def sql_url(source: SQLSource):
     return url
 
 
+def safe_url(url) -> str:
+    """The URL as text with the password hidden, also when given as a query parameter."""
+    query = {k: ("***" if k.lower() == "password" else v) for k, v in url.query.items()}
+    return url.set(query=query).render_as_string(hide_password=True)
+
+
+def _hide(text: str, url) -> str:
+    for secret in (url.password, url.query.get("password")):
+        if secret:
+            text = text.replace(str(secret), "***")
+    return text
+
+
 def _read_sql(source: SQLSource) -> RawTable:
     import sqlalchemy as sa
 
     url = sql_url(source)
-    safe = url.render_as_string(hide_password=True)
-    engine = sa.create_engine(url)
+    safe = safe_url(url)
+    try:
+        engine = sa.create_engine(url)
+    except Exception as exc:  # noqa: BLE001 - unknown dialect, driver not installed
+        raise SourceError(f"`{safe}`: cannot open a connection ({type(exc).__name__}: {_hide(str(exc), url)}). "
+                          + fixes("use a URL such as postgresql://user@host:5432/db",
+                                  "install the database driver in the environment")) from None
     try:
         with engine.connect() as con:
             if source.table:
@@ -150,7 +184,7 @@ def _read_sql(source: SQLSource) -> RawTable:
             else:
                 frame = pd.read_sql(sa.text(source.query), con)
     except sa.exc.SQLAlchemyError as exc:
-        detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+        detail = _hide(str(getattr(exc, "orig", exc)).strip().splitlines()[0], url)
         raise SourceError(f"`{safe}` ({source.table or 'query'}): {detail}. "
                           + fixes("check the server is reachable and the table exists",
                                   "check the credentials in the environment")) from None

@@ -1,0 +1,73 @@
+"""Notebooks are stored thin and clean, and run end to end with papermill in the real `workbench` kernel."""
+import ast
+import warnings
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench.cycle import OVERALL, cycle_times
+from workbench.loader import load_dataset
+from workbench.sample import generate
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+CYCLE_TIME = NOTEBOOKS[0].parent / "cycle_time.ipynb"
+#: Cells that draw a figure in cycle_time.ipynb.
+CYCLE_TIME_FIGURES = 6
+
+
+def _code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks():
+    """The glob below finds the notebooks (an empty parametrization would pass silently)."""
+    assert CYCLE_TIME in NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_parameterized_thin_and_stored_without_outputs(path):
+    """First code cell tagged `parameters` with typed defaults; no outputs, no counts, no defs; workbench kernel."""
+    nb = nbformat.read(path, as_version=4)
+    nbformat.validate(nb)
+    cells = _code_cells(nb)
+    first = cells[0]
+    assert "parameters" in first.metadata.get("tags", [])
+    assert all(isinstance(node, ast.AnnAssign) for node in ast.parse(first.source).body)
+    assert not any("parameters" in c.metadata.get("tags", []) for c in cells[1:])
+    for cell in cells:
+        assert cell.outputs == [] and cell.execution_count is None, cell.source[:60]
+        tree = ast.parse(cell.source)
+        defined = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef,
+                                                                ast.ClassDef, ast.Lambda))]
+        assert not defined, f"logic belongs in the package, not in {path.name}: {cell.source[:60]!r}"
+    assert nb.metadata["kernelspec"]["name"] == "workbench"
+
+
+@pytest.mark.slow
+def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
+    """papermill runs cycle_time.ipynb on a 3,000-deal sample: no errors, every figure, the findings text."""
+    papermill = pytest.importorskip("papermill")
+    for module in ("workbench.dwell", "workbench.forecast"):
+        pytest.importorskip(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
+        median = cycle_times(load_dataset(spec)).fits[OVERALL].median()["estimate"]
+    out = tmp_path / "cycle_time.ipynb"
+    papermill.execute_notebook(str(CYCLE_TIME), str(out), kernel_name="workbench", cwd=str(tmp_path),
+                               parameters={"dataset_path": str(spec), "horizon": 365, "segment_by": "channel"},
+                               progress_bar=False, execution_timeout=300)
+
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in _code_cells(nb) for o in c.outputs]
+    errors = [o for o in outputs if o.output_type == "error"]
+    assert not errors, [f"{o.ename}: {o.evalue}" for o in errors]
+    images = [o for o in outputs if "image/png" in o.get("data", {})]
+    assert len(images) == CYCLE_TIME_FIGURES
+    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    assert f"Half of all deals close (won or lost) within {median:.0f} days" in text
+    assert "still open; their outcome is estimated, not dropped." in text
+    assert "pairs of `channel` values" in text
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and str(spec) in injected[0].source

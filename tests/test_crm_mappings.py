@@ -186,9 +186,6 @@ def _same_day_close_copy(tmp_path: Path, derive: str | None = None) -> tuple[Pat
     return folder / "dataset.yaml", deal_id
 
 
-@pytest.mark.xfail(strict=True, reason="loader limitation: a date-only closed_at (Salesforce CloseDate, midnight) "
-                   "on the creation day is earlier than the created_at datetime, so the deal is excluded as "
-                   "closed_before_created; the check should compare at day resolution when closed_at has no time")
 def test_salesforce_opportunity_closed_on_its_creation_day_is_kept(tmp_path):
     """An opportunity created at 10:30 and won the same day (CloseDate = that date) stays in the dataset."""
     spec, deal_id = _same_day_close_copy(tmp_path)
@@ -299,11 +296,13 @@ def test_pipedrive_deleted_deal_is_excluded_and_reported(pipedrive):
     assert ds.counts() == {"deals": len(kept), **{k: by_outcome[k] for k in ("won", "lost", "open")}}
 
     exclusions = ds.exclusions
-    assert list(exclusions["table"]) == ["deals"] and list(exclusions["check"]) == ["missing_outcome"]
+    assert list(exclusions["table"]) == ["deals"] and list(exclusions["check"]) == ["excluded_by_mapping"]
     assert int(exclusions["rows"].sum()) == len(deleted_lines) == ds.report.excluded_rows()
-    problem, = [p for p in ds.report.warnings if p.check == "missing_outcome"]
+    problem, = [p for p in ds.report.warnings if p.check == "excluded_by_mapping"]
     assert problem.rows == deleted_lines
-    assert "missing_outcome" in ds.report.to_text()
+    assert problem.column == "Deal - Status"
+    assert set(problem.values) == {r["Deal - Status"] for r in raw if r["Deal - Status"].lower() == "deleted"}
+    assert "on purpose" in ds.report.to_text()
     assert quality, "the exclusion raises a DataQualityWarning"
 
 

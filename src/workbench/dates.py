@@ -25,6 +25,7 @@ class ParsedDates:
     bad: pd.Index = field(default_factory=lambda: pd.Index([]))
     error: str | None = None
     order: str | None = None
+    conflict: pd.Index = field(default_factory=lambda: pd.Index([]))  # rows in the odd format
 
 
 def parse_dates(raw: pd.Series, order: str = "auto", fmt: str | None = None) -> ParsedDates:
@@ -69,9 +70,12 @@ def parse_dates(raw: pd.Series, order: str = "auto", fmt: str | None = None) -> 
     other = ~(is_iso | is_numeric)
     result = ParsedDates(out)
 
-    if is_iso.any() and is_numeric.any():
+    if is_iso.any() and is_numeric.any() and order not in ("day_first", "month_first"):
+        # With a declared order both kinds read one way only; without it, the mix is a red flag.
+        minority = is_iso if is_iso.sum() < is_numeric.sum() else is_numeric
         result.error = (f"mixes ISO dates (e.g. {text[is_iso].iloc[0]!r}) with numeric dates "
                         f"(e.g. {text[is_numeric].iloc[0]!r})")
+        result.conflict = text.index[minority]
         return result
     if is_iso.any():
         out[is_iso[is_iso].index] = _naive(pd.to_datetime(text[is_iso], format="ISO8601", errors="coerce", utc=True))
@@ -88,6 +92,9 @@ def parse_dates(raw: pd.Series, order: str = "auto", fmt: str | None = None) -> 
             if day_first and month_first:
                 result.error = (f"mixes day-first ({text[is_numeric][nums['a'] > 12].iloc[0]!r}) and "
                                 f"month-first ({text[is_numeric][nums['b'] > 12].iloc[0]!r}) dates")
+                proof_day, proof_month = nums["a"] > 12, nums["b"] > 12
+                minority = proof_day if proof_day.sum() < proof_month.sum() else proof_month
+                result.conflict = nums.index[minority]
                 return result
             if not (day_first or month_first):
                 result.error = (f"has numeric dates such as {text[is_numeric].iloc[0]!r} that read as "

@@ -225,9 +225,10 @@ def _from_final_stage(deals, history, column, spec):
 
 def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Dataset | None:
     checkers = {t: Checker(report, t, sources.get(t, t)) for t in TABLES}
-    derived = ()
-    ok = all(checks.require_columns(frame, table, checkers[table], derived) for table, frame in tables.items())
-    if not ok:
+    # A table without its required columns cannot be checked further; the others still are,
+    # so one error never hides the problems after it.
+    usable = {table: checks.require_columns(frame, table, checkers[table]) for table, frame in tables.items()}
+    if not usable["deals"]:
         return None
     deals = tables["deals"].copy()
     for optional, default in (("amount", float("nan")), ("owner", None), ("account_id", None)):
@@ -236,9 +237,9 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
     if as_of is None:
         as_of = checks.default_as_of(tables)
     deals = checks.check_deals(deals, checkers["deals"], as_of)
-    if report.errors:
-        return None
     history = tables.get("stage_history")
+    if history is not None and not usable["stage_history"]:
+        history = None
     if history is None:
         history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                                 "entered_at": pd.Series(dtype="datetime64[ns]"), ROW: pd.Series(dtype=int)})
@@ -246,7 +247,7 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         history = checks.check_history(history, deals, stages + won + lost, checkers["stage_history"], as_of)
     related = {}
     for table in OPTIONAL_TABLES:
-        if table in tables:
+        if table in tables and usable[table]:
             related[table] = checks.check_related(tables[table], table, deals, checkers[table], as_of)
     if report.errors:
         return None

@@ -20,6 +20,9 @@ from .readers import ROW, RawTable
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
 ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
 DEFAULT_VALUE = "*"
+#: Columns whose value mapped to ~ excludes the row (a deal without an outcome cannot be analysed);
+#: elsewhere ~ just empties the value.
+EXCLUDING_COLUMNS = {"outcome", "stage"}
 
 
 def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) -> pd.DataFrame | None:
@@ -40,6 +43,7 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
     used = set(wanted)
     for canonical, ref in columns.items():
         refs = [ref] if isinstance(ref, str) else ref
+        check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
         value = frame[refs[0]]
         for other in refs[1:]:
             value = value.where(value.notna(), frame[other])
@@ -112,7 +116,13 @@ def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFram
         result = frame[column].astype(object).where(~hit, mapped.astype(object))
         if DEFAULT_VALUE in mapping:
             result = result.where(hit | frame[column].isna(), mapping[DEFAULT_VALUE])
+        mapped_out = frame[column].notna() & result.isna()
+        raw = frame[column]
         frame[column] = result.where(result.notna(), None)
+        if column in EXCLUDING_COLUMNS and mapped_out.any():
+            frame = check.exclude(frame, mapped_out, "excluded_by_mapping",
+                                  f"rows whose `{check.name(column)}` is mapped to ~ in dataset.yaml are "
+                                  "left out on purpose.", column=column, values=raw[mapped_out].unique()[:5])
     return frame
 
 
@@ -124,13 +134,15 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
             continue
         parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
         if parsed.error:
+            conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
             check.error(
                 "ambiguous_dates" if "alike" in parsed.error else "mixed_date_formats",
-                f"column {parsed.error}.",
+                f"column {parsed.error}" + (" (the rows in the rarer format are listed)." if conflict.any() else "."),
                 fixes("declare the order with `dates: day_first` or `dates: month_first` in dataset.yaml",
                       f"or give an explicit format under `date_formats: {{{column}: '%d/%m/%Y'}}`",
                       "or export the dates as YYYY-MM-DD"),
-                column=column)
+                column=column, frame=frame if conflict.any() else None, mask=conflict if conflict.any() else None)
+            check.report.unusable.add((check.table, column))
             frame[column] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
             continue
         raw = frame[column]
@@ -139,7 +151,7 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
             bad = frame.index.isin(parsed.bad)
             frame = check.exclude(
                 frame, pd.Series(bad, index=frame.index), "unparseable_dates",
-                f"`{column}` holds values that are not dates.",
+                f"`{check.name(column)}` holds values that are not dates.",
                 fixes("correct or blank these cells in the source",
                       f"give the format under `date_formats: {{{column}: ...}}`"),
                 column=column, values=raw[bad].astype(str).unique()[:5])
@@ -159,7 +171,8 @@ def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataF
         bad = col.notna() & numbers.isna()
         if column in NUMERIC_COLUMNS:
             if bad.any():
-                check.warn("not_a_number", f"`{column}` holds values that are not numbers; they were set to empty.",
+                check.warn("not_a_number", f"`{check.name(column)}` holds values that are not numbers; they were "
+                           "set to empty and the rows kept (their outcome and dates are still good).",
                            fixes("write plain numbers without currency signs or thousands separators"),
                            column=column, frame=frame, mask=bad, values=col[bad].unique()[:5])
             frame[column] = numbers

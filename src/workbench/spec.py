@@ -6,6 +6,7 @@ below are the reference (unknown keys are errors).
 """
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Literal, Union
 
@@ -187,9 +188,20 @@ class DatasetSpec(_Strict):
         return self
 
 
+def _known_keys() -> list[str]:
+    models = (DatasetSpec, DealsSpec, TableSpec, JoinSpec, HistorySpec, WideStages, FileSource, DuckDBSource,
+              SQLSource, PresentRule)
+    return sorted({field.alias or name for m in models for name, field in m.model_fields.items()})
+
+
 def load_spec(path: str | Path) -> tuple[DatasetSpec, Path]:
     """Read and check a `dataset.yaml`; return the spec and the folder paths resolve against."""
     path = Path(path)
+    if path.is_dir():
+        if not (path / "dataset.yaml").exists():
+            raise SpecError(f"`{path}` is a folder without a dataset.yaml. "
+                            + fixes("pass the path of a dataset.yaml", "write one (see the README)"))
+        path = path / "dataset.yaml"
     if not path.exists():
         raise SpecError(f"`{path}` does not exist. " + fixes("check the path", "run `workbench validate` on a dataset.yaml"))
     try:
@@ -211,6 +223,8 @@ def parse_spec(raw: dict, origin: str = "dataset.yaml") -> DatasetSpec:
             loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[")))
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
-                msg = "unknown key (check its spelling against the README)"
+                close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(), n=1)
+                msg = "unknown key. " + fixes(*(([f"rename it to `{close[0]}`"] if close else [])
+                                                + ["check the spelling against the README's dataset.yaml"]))
             lines.append(f"  - `{loc}`: {msg}")
         raise SpecError(f"`{origin}` has {len(lines)} problem(s):\n" + "\n".join(dict.fromkeys(lines))) from None

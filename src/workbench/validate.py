@@ -15,9 +15,9 @@ from .readers import ROW
 from .report import ValidationReport
 
 
-def require_columns(frame: pd.DataFrame, table: str, check: Checker, derived=()) -> bool:
+def require_columns(frame: pd.DataFrame, table: str, check: Checker) -> bool:
     """Record an error for each required canonical column the table lacks."""
-    missing = [c for c in REQUIRED_COLUMNS[table] if c not in frame.columns and c not in derived]
+    missing = [c for c in REQUIRED_COLUMNS[table] if c not in frame.columns]
     for column in missing:
         present = sorted(c for c in frame.columns if c != ROW)
         check.error("missing_column", f"required column `{column}` is missing.",
@@ -34,9 +34,10 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
                           fixes("fill the id in the source", "map another column onto `deal_id`"),
                           column="deal_id")
     deals = _duplicate_ids(deals, check)
-    deals = check.exclude(deals, deals["created_at"].isna(), "missing_created_at",
-                          "deals have no creation date.", fixes("fill `created_at` in the source"),
-                          column="created_at")
+    if not check.unusable("created_at"):
+        deals = check.exclude(deals, deals["created_at"].isna(), "missing_created_at",
+                              "deals have no creation date.", fixes(f"fill `{check.name('created_at')}` in the source"),
+                              column="created_at")
     outcome = deals["outcome"]
     unknown = outcome.notna() & ~outcome.isin(OUTCOMES)
     if unknown.any():
@@ -44,22 +45,31 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
                     fixes("map them under `values: {outcome: {'Closed Won': won, 'Closed Lost': lost, '*': open}}`",
                           "map a value to ~ (null) to exclude those deals on purpose"),
                     column="outcome", frame=deals, mask=unknown, values=outcome[unknown].unique()[:5])
-        return deals
-    deals = check.exclude(deals, outcome.isna(), "missing_outcome", "deals have no outcome.",
+        # Already an error: the checks below look at the other deals, and these stay in the
+        # table so that their stage history is not reported again as belonging to no deal.
+        flagged, deals = deals[unknown], deals[~unknown]
+    else:
+        flagged = deals.iloc[:0]
+    deals = check.exclude(deals, deals["outcome"].isna(), "missing_outcome", "deals have no outcome.",
                           fixes("fill the outcome", "derive it in dataset.yaml (see the README's `derive:`)"),
                           column="outcome")
-    closed = deals["outcome"].isin(["won", "lost"])
-    deals = check.exclude(deals, closed & deals["closed_at"].isna(), "outcome_without_close_date",
-                          "deals are won or lost but have no `closed_at`.",
-                          fixes("fill the close date in the source", "map the right column onto `closed_at`"),
-                          column="closed_at")
+    closed_name = check.name("closed_at")
+    if not check.unusable("closed_at"):
+        closed = deals["outcome"].isin(["won", "lost"])
+        deals = check.exclude(deals, closed & deals["closed_at"].isna(), "outcome_without_close_date",
+                              f"deals are won or lost but have no `{closed_name}`.",
+                              fixes("fill the close date in the source", "map the right column onto `closed_at`"),
+                              column="closed_at")
     is_open = deals["outcome"].eq("open")
     deals = check.exclude(deals, is_open & deals["closed_at"].notna(), "open_with_close_date",
-                          "deals are open but have a `closed_at` (often an expected close date).",
+                          f"deals are open but have a `{closed_name}` (often an expected close date).",
                           fixes("add `derive: {closed_at: clear_when_open}` under deals if it is an expected date",
                                 "correct the outcome in the source"), column="closed_at")
-    deals = check.exclude(deals, deals["closed_at"] < deals["created_at"], "closed_before_created",
-                          "deals close before they were created.",
+    # A date-only close (Salesforce's CloseDate reads as midnight) on the creation day is not early.
+    same_day_date_only = (deals["closed_at"] == deals["closed_at"].dt.normalize()) & (
+        deals["closed_at"] == deals["created_at"].dt.normalize())
+    deals = check.exclude(deals, (deals["closed_at"] < deals["created_at"]) & ~same_day_date_only,
+                          "closed_before_created", "deals close before they were created.",
                           fixes("correct the dates in the source", "check that both columns use the same date order"),
                           column="closed_at")
     if as_of is not None:
@@ -72,10 +82,11 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
                               fixes("move `as_of` later", "use Dataset.cut() to look at an earlier date on purpose"),
                               column="closed_at")
     if "amount" in deals:
-        deals = check.exclude(deals, deals["amount"] < 0, "negative_amount", "deals have a negative `amount`.",
+        deals = check.exclude(deals, deals["amount"] < 0, "negative_amount",
+                              f"deals have a negative `{check.name('amount')}`.",
                               fixes("correct the amounts", "map credit notes out of the deals table"),
                               column="amount")
-    return deals
+    return pd.concat([deals, flagged]) if len(flagged) else deals
 
 
 def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
@@ -97,9 +108,10 @@ def check_history(history: pd.DataFrame, deals: pd.DataFrame, stage_order: tuple
                   check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
     history = check.exclude(history, history["deal_id"].isna(), "missing_deal_id",
                             "stage entries have no `deal_id`.", fixes("fill the id in the source"), column="deal_id")
-    history = check.exclude(history, history["entered_at"].isna(), "missing_entered_at",
-                            "stage entries have no date.", fixes("fill `entered_at` in the source"),
-                            column="entered_at")
+    if not check.unusable("entered_at"):
+        history = check.exclude(history, history["entered_at"].isna(), "missing_entered_at",
+                                "stage entries have no date.", fixes("fill the entry date in the source"),
+                                column="entered_at")
     unknown = ~history["stage"].isin(stage_order)
     history = check.exclude(history, unknown, "unknown_stage",
                             "stage names are not in the declared stages.",
@@ -122,7 +134,7 @@ def check_related(frame: pd.DataFrame, table: str, deals: pd.DataFrame, check: C
         return frame
     if "deal_id" in frame:
         frame = _orphans(frame, deals, check, f"{table} rows", optional=True)
-    if "occurred_at" in frame:
+    if "occurred_at" in frame and not check.unusable("occurred_at"):
         frame = check.exclude(frame, frame["occurred_at"].isna(), "missing_occurred_at",
                               f"{table} have no date.", fixes("fill `occurred_at` in the source"), column="occurred_at")
         if as_of is not None:

@@ -124,3 +124,12 @@ def test_missing_covariates_are_counted_not_dropped_silently(sample):
     result = speed_drivers(replace(ds, deals=deals), ["channel"])
     assert result.excluded == 25
     assert result.fit.n == len(deals) - 25
+
+
+def test_quartiles_come_with_confidence_intervals(sample):
+    """The summary gives each quartile and the median with a CI that brackets it, in order."""
+    _, ds = sample
+    row = cycle_times(ds).summary().iloc[0]
+    for q in ("q25", "median", "q75"):
+        assert row[f"{q}_low"] <= row[f"{q}_days"] <= row[f"{q}_high"]
+    assert row["q25_days"] <= row["median_days"] <= row["q75_days"]

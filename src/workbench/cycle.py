@@ -71,7 +71,8 @@ class CycleTimes:
     warnings: list[str] = field(default_factory=list)
 
     def summary(self, days: Sequence[float] = DEFAULT_DAYS) -> pd.DataFrame:
-        """Per segment: counts, median and quartiles of days to close with CIs,
+        """Per segment: counts, median and quartiles of days to close with their CIs
+        (``<q>_low``/``<q>_high``; ``inf`` where a curve never gets there),
         win probability at the horizon with CI, cumulative incidence of winning at ``days``."""
         rows = []
         for label, fit in self.fits.items():
@@ -79,8 +80,7 @@ class CycleTimes:
             for name, q in (("median", 0.5), ("q25", 0.25), ("q75", 0.75)):
                 est = fit.quantile(q)
                 row[f"{name}_days"] = est["estimate"]
-                if name == "median":
-                    row["median_low"], row["median_high"] = est["lower"], est["upper"]
+                row[f"{name}_low"], row[f"{name}_high"] = est["lower"], est["upper"]
             low, high = fit.cif_ci("won", self.horizon)
             row["win_probability"] = float(fit.cif("won", self.horizon)[0])
             row["win_probability_low"], row["win_probability_high"] = float(low[0]), float(high[0])

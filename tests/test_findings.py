@@ -8,7 +8,7 @@ import pytest
 
 from workbench import findings
 from workbench.cycle import OVERALL, compare_segments, cycle_times, speed_drivers
-from workbench.report import Problem, ValidationReport
+from workbench.problems import Problem, ValidationReport
 from workbench.sample import generate
 
 #: Phrases that claim a difference between segments.

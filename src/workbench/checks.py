@@ -8,7 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .readers import ROW
-from .report import Problem, ValidationReport, row_numbers
+from .problems import Problem, ValidationReport, row_numbers
 
 
 class Checker:

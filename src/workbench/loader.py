@@ -18,7 +18,7 @@ from .dates import parse_timestamp
 from .exceptions import DataQualityWarning, DataValidationError, SpecError, fixes
 from .model import DEAL_COLUMNS, TABLES, Dataset
 from .readers import ROW, RawTable, read_source
-from .report import ValidationReport
+from .problems import ValidationReport
 from .spec import DatasetSpec, HistorySpec, PresentRule, load_spec
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")

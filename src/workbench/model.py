@@ -18,7 +18,7 @@ from typing import Mapping
 import pandas as pd
 
 from .exceptions import WorkbenchError, fixes
-from .report import ValidationReport
+from .problems import ValidationReport
 
 OUTCOMES = ("won", "lost", "open")
 

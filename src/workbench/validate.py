@@ -12,7 +12,7 @@ from .checks import Checker
 from .exceptions import fixes
 from .model import OUTCOMES, REQUIRED_COLUMNS
 from .readers import ROW
-from .report import ValidationReport
+from .problems import ValidationReport
 
 
 def require_columns(frame: pd.DataFrame, table: str, check: Checker) -> bool:

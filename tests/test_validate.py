@@ -20,6 +20,7 @@ from datetime import date
 from pathlib import Path
 from typing import Callable
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -503,3 +504,19 @@ def _edit(spec: Path, old: str, new: str) -> None:
     text = spec.read_text()
     assert text.count(old) == 1, old
     spec.write_text(text.replace(old, new))
+
+
+def test_constant_concat_and_add_days_columns(tmp_path):
+    """`{constant: ...}`, `{concat: [...]}` and `derive: {add_days: ...}` build the values they describe."""
+    (tmp_path / "deals.csv").write_text("Opp,Line,Result,Days\n1,a,Won,10\n1,b,Loss,3\n2,a,Won,0\n")
+    (tmp_path / "dataset.yaml").write_text(
+        "deals:\n  source: deals.csv\n  keep_other_columns: false\n  columns:\n"
+        "    deal_id: {concat: [Opp, Line], sep: /}\n    outcome: Result\n    days: Days\n"
+        "    created_at: {constant: '2024-01-01'}\n"
+        "  values: {outcome: {Won: won, Loss: lost}}\n"
+        "  derive: {closed_at: {add_days: days, to: created_at}}\n")
+    ds = workbench.load_dataset(tmp_path / "dataset.yaml")
+    deals = ds.deals.set_index("deal_id")
+    assert list(deals.index) == ["1/a", "1/b", "2/a"]
+    assert (deals["created_at"] == pd.Timestamp("2024-01-01")).all()
+    assert list((deals["closed_at"] - deals["created_at"]).dt.days) == [10, 3, 0]

@@ -19,7 +19,7 @@ from .exceptions import DataQualityWarning, DataValidationError, SpecError, fixe
 from .model import DEAL_COLUMNS, TABLES, Dataset
 from .readers import ROW, RawTable, read_source
 from .problems import ValidationReport
-from .spec import DatasetSpec, HistorySpec, PresentRule, load_spec
+from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -199,6 +199,14 @@ def _derive(deals: pd.DataFrame, history, spec: DatasetSpec, report, label) -> p
                             fixes("map that column first"), column=rule.present)
                 continue
             deals[column] = deals[rule.present].notna().map({True: rule.then, False: rule.otherwise})
+        elif isinstance(rule, AddDaysRule):
+            missing = [c for c in (rule.add_days, rule.to) if c not in deals]
+            if missing:
+                check.error("missing_column", f"`derive: {column}` needs `{missing[0]}`, which deals lack.",
+                            fixes("map that column under `columns:` first"), column=missing[0])
+                continue
+            days = pd.to_numeric(deals[rule.add_days], errors="coerce")
+            deals[column] = deals[rule.to] + pd.to_timedelta(days, unit="D")
         elif rule == "clear_when_open":
             deals.loc[deals["outcome"].eq("open"), column] = pd.NaT
         elif rule == "final_stage":

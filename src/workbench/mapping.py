@@ -16,6 +16,7 @@ from .dates import parse_dates
 from .exceptions import fixes
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable
+from .spec import Concat, Constant
 
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
 ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
@@ -29,12 +30,12 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
     """Rename and select columns; a list of source columns takes the first filled one."""
     frame = raw.frame
     available = [c for c in frame.columns if c != ROW]
-    wanted = [s for ref in columns.values() for s in ([ref] if isinstance(ref, str) else ref)]
+    wanted = [s for ref in columns.values() for s in _source_names(ref)]
     missing = [s for s in wanted if s not in frame.columns]
     for name in missing:
         close = difflib.get_close_matches(name, available, n=3)
         hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"the file has {available[:12]}"
-        canonical = [k for k, ref in columns.items() if name == ref or (isinstance(ref, list) and name in ref)]
+        canonical = [k for k, ref in columns.items() if name in _source_names(ref)]
         check.error("missing_column", f"source column `{name}` (mapped to `{canonical[0]}`) is not in the source.",
                     fixes(hint, "correct the `columns:` mapping in dataset.yaml"), column=name)
     if missing:
@@ -42,8 +43,16 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
     out = pd.DataFrame(index=frame.index)
     used = set(wanted)
     for canonical, ref in columns.items():
-        refs = [ref] if isinstance(ref, str) else ref
+        if isinstance(ref, Constant):
+            out[canonical] = ref.constant
+            continue
+        refs = _source_names(ref)
         check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
+        if isinstance(ref, Concat):
+            parts = [frame[r].astype("string") for r in refs]
+            value = parts[0].str.cat(parts[1:], sep=ref.sep)  # missing if any part is missing
+            out[canonical] = value.astype(object).where(value.notna(), np.nan)
+            continue
         value = frame[refs[0]]
         for other in refs[1:]:
             value = value.where(value.notna(), frame[other])
@@ -56,6 +65,16 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
             out[name] = frame[name]
     out[ROW] = frame[ROW]
     return out
+
+
+def _source_names(ref) -> list[str]:
+    if isinstance(ref, str):
+        return [ref]
+    if isinstance(ref, Concat):
+        return list(ref.concat)
+    if isinstance(ref, Constant):
+        return []
+    return list(ref)
 
 
 def clean_text(frame: pd.DataFrame) -> pd.DataFrame:

@@ -70,8 +70,22 @@ class SQLSource(_Strict):
 
 Source = Union[FileSource, DuckDBSource, SQLSource]
 
-#: A canonical column fed by one source column, or the first non-empty of several.
-ColumnRef = Union[str, list[str]]
+class Constant(_Strict):
+    """The same value on every row, e.g. a creation date for a file that only has day counts."""
+
+    constant: str
+
+
+class Concat(_Strict):
+    """Several source columns joined into one value, e.g. a key unique per product line."""
+
+    concat: list[str]
+    sep: str = "-"
+
+
+#: A canonical column fed by one source column, the first non-empty of several (a list),
+#: a constant, or a concatenation.
+ColumnRef = Union[str, list[str], Constant, Concat]
 
 
 class PresentRule(_Strict):
@@ -82,7 +96,14 @@ class PresentRule(_Strict):
     otherwise: str
 
 
-DeriveRule = Union[Literal["final_stage", "clear_when_open"], PresentRule]
+class AddDaysRule(_Strict):
+    """A date that is another date plus a number of days: ``{add_days: <column>, to: created_at}``."""
+
+    add_days: str
+    to: str
+
+
+DeriveRule = Union[Literal["final_stage", "clear_when_open"], PresentRule, AddDaysRule]
 
 
 class TableSpec(_Strict):
@@ -190,7 +211,7 @@ class DatasetSpec(_Strict):
 
 def _known_keys() -> list[str]:
     models = (DatasetSpec, DealsSpec, TableSpec, JoinSpec, HistorySpec, WideStages, FileSource, DuckDBSource,
-              SQLSource, PresentRule)
+              SQLSource, PresentRule, AddDaysRule, Constant, Concat)
     return sorted({field.alias or name for m in models for name, field in m.model_fields.items()})
 
 

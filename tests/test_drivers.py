@@ -1,0 +1,453 @@
+"""Win/loss drivers: univariate win rates, the logistic model against the sample's known effects,
+Firth's fit under separation, loss-reason Paretos, and an end-to-end run on IBM's real file."""
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from numpy.testing import assert_allclose
+from scipy import stats
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.outliers_influence import variance_inflation_factor
+from statsmodels.stats.proportion import proportion_confint
+
+import workbench
+from workbench import sample
+from workbench.drivers import (SeparationWarning, mature_cohort, other_label, roc_auc,
+                               univariate_drivers, variance_inflation, win_drivers, win_rates)
+from workbench.exceptions import DataQualityWarning, DataValidationError, WorkbenchError
+from workbench.firth import firth_logit, penalized_loglik
+from workbench.reasons import last_open_stage, reason_pareto
+from workbench.spec import load_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+IBM_YAML = ROOT / "examples" / "ibm-win-loss" / "dataset.yaml"
+IBM_CSV = ROOT.parent / "shared" / "data" / "ibm-sales-win-loss" / "WA_Fn-UseC_-Sales-Win-Loss.csv"
+needs_ibm = pytest.mark.skipif(not IBM_CSV.exists(), reason="../shared/data/ibm-sales-win-loss is not here")
+TABLE_COLUMNS = ["feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value"]
+
+
+def _rng(text):
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
+
+
+@pytest.fixture(scope="module")
+def sample_data():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = sample.generate(n_deals=20_000, seed="drivers-tests", truth_deals=1_000)
+        return data, data.dataset()
+
+
+@pytest.fixture(scope="module")
+def drivers(sample_data):
+    return win_drivers(sample_data[1])
+
+
+def _small_dataset(levels, seed, *, as_of="2025-06-30", amount=True, name="small"):
+    """Deals created a year and a half before `as_of`, closed 30 days later; `levels` maps a channel
+    to (won, lost) counts."""
+    rng = _rng(seed)
+    channel = [c for c, (w, l) in levels.items() for _ in range(w + l)]
+    outcome = [o for w, l in levels.values() for o in ["won"] * w + ["lost"] * l]
+    n = len(channel)
+    created = pd.Timestamp(as_of) - pd.Timedelta(days=540)
+    deals = pd.DataFrame({"deal_id": [f"D{i}" for i in range(n)], "created_at": created,
+                          "closed_at": created + pd.Timedelta(days=30), "outcome": outcome,
+                          "channel": channel})
+    if amount:
+        deals["amount"] = np.round(rng.lognormal(np.log(20_000), 0.8, n), -2)
+    return workbench.from_frames(deals, as_of=as_of, name=name)
+
+
+# ------------------------------------------------------------------------------- cohort
+
+
+def test_mature_cohort_judges_every_deal_at_the_same_horizon(sample_data):
+    """Cohort: deals created mature_days+ before as_of; won = won within that many days (late wins, open: not won)."""
+    _, ds = sample_data
+    deals = ds.deals
+    cutoff = ds.as_of - pd.Timedelta(days=365)
+    expected = deals[deals["created_at"] <= cutoff]
+    expected_won = (expected["outcome"] == "won") & ((expected["closed_at"] - expected["created_at"]).dt.days <= 365)
+    cohort = mature_cohort(ds, 365)
+    assert list(cohort["deal_id"]) == list(expected["deal_id"])
+    assert cohort["won"].tolist() == expected_won.tolist()
+    late = (expected["outcome"] == "won") & ~expected_won
+    assert late.any() or expected["outcome"].eq("open").any()  # the rule has something to decide
+    with pytest.raises(WorkbenchError, match="still open"):
+        mature_cohort(ds, None)
+
+
+def test_mature_cohort_too_young_says_what_to_do(sample_data):
+    """A horizon longer than the data's history raises with the fixes, not an empty fit."""
+    _, ds = sample_data
+    with pytest.raises(WorkbenchError, match="lower `mature_days`"):
+        mature_cohort(ds, 5_000)
+
+
+# --------------------------------------------------------------------------- univariate
+
+
+def test_win_rates_agree_with_a_direct_count_and_statsmodels_wilson(sample_data):
+    """Per persona, n, wins, Wilson CIs, lift and the chi-square test equal a direct count and statsmodels/scipy."""
+    _, ds = sample_data
+    result = win_rates(ds, "persona")
+    cohort = mature_cohort(ds, 365)
+    direct = cohort.groupby("persona")["won"].agg(["size", "sum"])
+    table = result.table.set_index("level")
+    assert_allclose(table.loc[direct.index, "n"], direct["size"])
+    assert_allclose(table.loc[direct.index, "won"], direct["sum"])
+    low, high = proportion_confint(direct["sum"], direct["size"], alpha=0.05, method="wilson")
+    assert_allclose(table.loc[direct.index, "ci_low"], low, rtol=1e-12)
+    assert_allclose(table.loc[direct.index, "ci_high"], high, rtol=1e-12)
+    assert_allclose(table["lift"], table["win_rate"] / cohort["won"].mean(), rtol=1e-12)
+    crosstab = pd.crosstab(cohort["persona"], cohort["won"])
+    chi2 = stats.chi2_contingency(crosstab, correction=False)
+    assert result.test == "chi-square"
+    assert_allclose([result.statistic, result.p_value], [chi2.statistic, chi2.pvalue], rtol=1e-10)
+
+
+def test_rare_levels_fold_into_other_with_the_threshold_in_the_label(sample_data):
+    """Levels under min_level deals become one `other (<k deals)` row, and a note lists them."""
+    _, ds = sample_data
+    sizes = mature_cohort(ds, 365)["persona"].value_counts()
+    threshold = int(sizes.median()) + 1  # folds the smaller half
+    rare = sorted(sizes[sizes < threshold].index)
+    result = win_rates(ds, "persona", min_level=threshold)
+    table = result.table.set_index("level")
+    assert set(table.index) == set(sizes[sizes >= threshold].index) | {other_label(threshold)}
+    assert table.loc[other_label(threshold), "n"] == sizes[rare].sum()
+    assert str(threshold) in other_label(threshold)
+    assert any(all(level in note for level in rare) for note in result.notes)
+
+
+def test_univariate_drivers_correct_for_testing_many_attributes(sample_data):
+    """One test per default attribute, BH-adjusted as statsmodels does, leaky reasons held out, sorted."""
+    _, ds = sample_data
+    result = univariate_drivers(ds)
+    table = result.table
+    assert {"loss_reason", "win_reason"} <= set(result.held_out)
+    assert not {"loss_reason", "win_reason"} & set(table["column"])
+    assert {"persona", "channel", "amount"} <= set(table["column"])
+    assert_allclose(table["p_adjusted"], multipletests(table["p_value"], method="fdr_bh")[1], rtol=1e-12)
+    assert table["p_adjusted"].is_monotonic_increasing
+    assert result.rates["amount"].table["level"].str.startswith("Q").all()  # many values: quintiles
+    # region and industry have no effect on the sample's deals, persona and channel do
+    adjusted = table.set_index("column")["p_adjusted"]
+    assert adjusted["persona"] < 0.05 and adjusted["channel"] < 0.05
+
+
+def test_fisher_exact_for_a_sparse_two_by_two():
+    """Two levels with an expected count under 5 use Fisher's exact test, with scipy's p-value."""
+    ds = _small_dataset({"Inbound": (3, 57), "Referral": (6, 34)}, "fisher", amount=False)
+    result = win_rates(ds, "channel", min_level=10)
+    assert result.test == "fisher"
+    expected = stats.fisher_exact([[3, 57], [6, 34]])
+    assert_allclose(result.p_value, expected.pvalue, rtol=1e-10)
+
+
+# ------------------------------------------------------------------------- multivariate
+
+
+@pytest.mark.parametrize("variable", ["persona", "channel"])
+def test_drivers_rank_persona_and_channel_in_the_true_order_with_true_signs(drivers, variable):
+    """Estimated effects order the levels as sample.COEFFICIENTS do, each with its true sign against the reference."""
+    truth = sample.COEFFICIENTS.query("variable == @variable").set_index("level")["coefficient"]
+    reference = drivers.reference_levels[variable]
+    truth = truth - truth[reference]
+    rows = drivers.table[drivers.table["feature"] == variable].set_index("level")
+    estimate = rows["coef"].reindex(truth.index).fillna(0.0)  # the reference is 0 by definition
+    assert rows.index.size == truth.size - 1
+    assert list(estimate.sort_values().index) == list(truth.sort_values().index), estimate
+    assert (np.sign(estimate.drop(reference)) == np.sign(truth.drop(reference))).all(), estimate
+
+
+def test_larger_amounts_win_less_per_doubling(drivers):
+    """The generator lowers the odds with log amount: OR per doubling and its upper CI limit are below 1."""
+    assert sample.LOG_AMOUNT_EFFECT < 0
+    row = drivers.table.query("feature == 'amount' and level == 'per doubling'").iloc[0]
+    assert row["odds_ratio"] < 1 and row["ci_high"] < 1
+
+
+def test_drivers_table_is_tidy_ranked_and_consistent(drivers, sample_data):
+    """summary.json columns first, ranked by p, Wald OR/CI from coef and se, most common references, reasons out."""
+    table = drivers.table
+    assert list(table.columns[:6]) == TABLE_COLUMNS
+    assert {"coef", "se"} <= set(table.columns)
+    assert table["p_value"].is_monotonic_increasing
+    z = stats.norm.ppf(0.975)
+    assert_allclose(table["odds_ratio"], np.exp(table["coef"]), rtol=1e-12)
+    assert_allclose(table["ci_low"], np.exp(table["coef"] - z * table["se"]), rtol=1e-12)
+    assert_allclose(table["ci_high"], np.exp(table["coef"] + z * table["se"]), rtol=1e-12)
+    assert_allclose(table["p_value"], 2 * stats.norm.sf(np.abs(table["coef"] / table["se"])), rtol=1e-9)
+    assert drivers.method == "maximum likelihood"
+    assert set(drivers.held_out) == {"loss_reason", "win_reason"}
+    assert all("`reason`" in why for why in drivers.held_out.values())
+    cohort = mature_cohort(sample_data[1], 365)
+    for feature, reference in drivers.reference_levels.items():
+        assert reference == cohort[feature].value_counts().index[0]
+    assert drivers.n == len(cohort) and drivers.won == int(cohort["won"].sum())
+    units = set(zip(table["feature"], table["level"]))
+    assert {("amount", "per doubling"), ("revenue", "per doubling"), ("employees", "per 100")} <= units
+
+
+def test_drivers_equal_a_statsmodels_logit_on_a_hand_built_design(sample_data):
+    """Coefficients and SEs equal sm.Logit on a hand-built design, so every effect carries the right label."""
+    _, ds = sample_data
+    result = win_drivers(ds, ["persona", "channel", "amount"])
+    cohort = mature_cohort(ds, 365)
+    parts = [pd.Series(1.0, index=cohort.index, name="const")]
+    for column in ("persona", "channel"):
+        reference = cohort[column].value_counts().index[0]
+        dummies = pd.get_dummies(cohort[column], dtype=float).drop(columns=reference)
+        parts += [dummies[c].rename((column, c)) for c in dummies]
+    parts.append(np.log2(cohort["amount"]).rename(("amount", "per doubling")))
+    X = pd.concat(parts, axis=1)
+    fit = sm.Logit(cohort["won"].astype(float), X).fit(disp=0)
+    table = result.table.set_index(["feature", "level"])
+    keys = list(X.columns[1:])
+    assert_allclose(table.loc[keys, "coef"], fit.params.iloc[1:], rtol=1e-6)
+    assert_allclose(table.loc[keys, "se"], fit.bse.iloc[1:], rtol=1e-6)
+
+
+def test_nested_explicit_covariates_raise_naming_the_aliased_levels(sample_data):
+    """Owners sit within regions in the sample: asking for both raises a collinearity error naming owners."""
+    _, ds = sample_data
+    assert (ds.deals.groupby("owner")["region"].nunique() == 1).all()
+    with pytest.raises(WorkbenchError, match="collinear: `owner`"):
+        win_drivers(ds, ["region", "owner"])
+
+
+def test_missing_covariates_are_dropped_explicitly_and_counted(sample_data):
+    """Deals missing a covariate leave the model, counted per column and in total, and a note says so."""
+    _, ds = sample_data
+    cohort_ids = mature_cohort(ds, 365)["deal_id"]
+    rng = _rng("missing covariates")
+    no_amount = set(rng.choice(cohort_ids, 40, replace=False))
+    no_persona = set(rng.choice(cohort_ids, 25, replace=False))
+    deals = ds.deals.copy()
+    deals.loc[deals["deal_id"].isin(no_amount), "amount"] = np.nan
+    deals.loc[deals["deal_id"].isin(no_persona), "persona"] = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        holed = workbench.from_frames(deals, ds.stage_history, stages=ds.stages, won_stages=ds.won_stages,
+                                      lost_stages=ds.lost_stages, as_of=ds.as_of)
+    result = win_drivers(holed, ["persona", "channel", "amount"])
+    assert result.dropped == {"persona": len(no_persona), "amount": len(no_amount)}
+    assert result.excluded == len(no_amount | no_persona)
+    assert result.n == len(cohort_ids) - len(no_amount | no_persona)
+    assert any(f"{result.excluded} deals dropped" in note for note in result.notes)
+
+
+def test_separation_refits_with_firth_finite_odds_ratios_and_a_warning():
+    """A channel that only wins gets finite Firth odds ratios (Haldane's if saturated), a SeparationWarning, a note."""
+    counts = {"Inbound": (60, 140), "Outbound": (30, 120), "Referral": (40, 0)}
+    ds = _small_dataset(counts, "separation")
+    with pytest.warns(SeparationWarning, match="Referral") as caught:
+        result = win_drivers(ds, ["channel", "amount"])
+    assert caught[0].filename == __file__
+    assert result.method == "Firth penalized likelihood"
+    assert np.isfinite(result.table[["odds_ratio", "ci_low", "ci_high", "coef", "se"]].to_numpy()).all()
+    assert any("Separation" in note and "Firth" in note for note in result.notes)
+    assert 0.5 < result.cv_auc <= 1
+    with pytest.warns(SeparationWarning):
+        saturated = win_drivers(ds, ["channel"]).table.set_index("level")["odds_ratio"]
+    odds = {c: (w + 0.5) / (l + 0.5) for c, (w, l) in counts.items()}
+    assert_allclose(saturated[["Outbound", "Referral"]], [odds["Outbound"] / odds["Inbound"],
+                                                          odds["Referral"] / odds["Inbound"]], rtol=1e-6)
+
+
+def test_firth_adds_a_half_to_every_cell_of_a_saturated_one_way_layout():
+    """Hand check: saturated one-way Firth = log odds with 1/2 added to each cell, SE sqrt(1/(n p (1-p)))."""
+    wins, losses = np.array([10, 12, 3]), np.array([30, 0, 20])  # level 1 separates
+    group = np.repeat([0, 1, 2, 0, 1, 2], np.r_[wins, losses])
+    y = np.repeat([1, 1, 1, 0, 0, 0], np.r_[wins, losses])
+    X = np.column_stack([np.ones(len(y)), group == 1, group == 2]).astype(float)
+    fit = firth_logit(X, y)
+    p = (wins + 0.5) / (wins + losses + 1)
+    logit = np.log(p / (1 - p))
+    assert fit.converged
+    assert_allclose(fit.params, [logit[0], logit[1] - logit[0], logit[2] - logit[0]], rtol=1e-8)
+    var = 1 / ((wins + losses) * p * (1 - p))
+    assert_allclose(fit.bse, np.sqrt([var[0], var[0] + var[1], var[0] + var[2]]), rtol=1e-8)
+
+
+def test_firth_maximises_the_penalized_likelihood_where_the_mle_diverges():
+    """Under complete separation Firth's estimate is finite and a stationary maximum of the penalized likelihood."""
+    x = np.linspace(-2, 2, 41)
+    y = (x > 0).astype(float)
+    X = np.column_stack([np.ones_like(x), x])
+    fit = firth_logit(X, y)
+    assert fit.converged and np.isfinite(fit.params).all() and np.isfinite(fit.bse).all()
+    best = penalized_loglik(fit.params, X, y)
+    assert_allclose(best, fit.loglik, rtol=1e-12)
+    for j in range(2):
+        for step in (-1e-3, 1e-3):
+            moved = fit.params.copy()
+            moved[j] += step
+            assert penalized_loglik(moved, X, y) < best
+    gradient = [(penalized_loglik(fit.params + e, X, y) - penalized_loglik(fit.params - e, X, y)) / 2e-6
+                for e in np.eye(2) * 1e-6]
+    assert_allclose(gradient, 0, atol=1e-5)
+
+
+def test_variance_inflation_equals_statsmodels_and_flags_collinear_columns(sample_data):
+    """The fast VIF equals statsmodels' column by column; amount's VIF rises above 1 beside the correlated product."""
+    rng = _rng("vif")
+    base = rng.normal(size=(300, 2))
+    X = np.column_stack([np.ones(300), base, base[:, 0] + 0.5 * rng.normal(size=300)])
+    assert_allclose(variance_inflation(X), [variance_inflation_factor(X, j) for j in (1, 2, 3)], rtol=1e-8)
+    _, ds = sample_data
+    result = win_drivers(ds, ["product", "amount"])
+    vif = result.vif.set_index(["feature", "level"])["vif"]
+    assert (vif > 1).all()
+    alone = win_drivers(ds, ["amount"]).vif["vif"].iloc[0]
+    assert_allclose(alone, 1.0)
+    assert vif[("amount", "per doubling")] > alone
+
+
+def test_roc_auc_is_the_mann_whitney_statistic():
+    """AUC equals U / (n1 n0) from scipy's Mann-Whitney test, ties counted half."""
+    rng = _rng("auc")
+    y = rng.random(500) < 0.3
+    score = np.round(rng.normal(size=500) + y, 1)  # rounding makes ties
+    u = stats.mannwhitneyu(score[y], score[~y]).statistic
+    assert_allclose(roc_auc(y, score), u / (y.sum() * (~y).sum()), rtol=1e-12)
+
+
+def test_cross_validated_auc_beats_chance_on_the_sample_and_not_on_shuffled_outcomes(drivers, sample_data):
+    """CV AUC is over 0.5 + 4 null SEs on the sample, within 4 null SEs of 0.5 when shuffled; folds follow the seed."""
+    n1, n0 = drivers.won, drivers.n - drivers.won
+    null_se = np.sqrt((n1 + n0 + 1) / (12 * n1 * n0))
+    assert drivers.cv_auc > 0.5 + 4 * null_se
+    assert len(drivers.cv_folds) == 5
+    _, ds = sample_data
+    deals = ds.deals.copy()
+    order = _rng("shuffle").permutation(len(deals))
+    columns = ["persona", "channel", "region", "industry", "product", "amount"]
+    deals[columns] = deals[columns].to_numpy()[order]
+    shuffled = workbench.from_frames(deals, as_of=ds.as_of)
+    result = win_drivers(shuffled, columns)
+    assert abs(result.cv_auc - 0.5) < 4 * null_se, result.cv_auc
+    assert win_drivers(shuffled, columns).cv_folds == result.cv_folds
+    assert win_drivers(shuffled, columns, seed="another seed").cv_folds != result.cv_folds
+
+
+def test_calibration_deciles_cover_every_deal_with_wilson_intervals(drivers):
+    """Ten out-of-fold deciles hold every deal; predictions rise; statsmodels' Wilson CIs mostly cover them."""
+    cal = drivers.calibration
+    assert len(cal) == 10 and cal["n"].sum() == drivers.n
+    assert cal["mean_predicted"].is_monotonic_increasing
+    won = np.round(cal["observed_rate"] * cal["n"]).astype(int)
+    low, high = proportion_confint(won, cal["n"], method="wilson")
+    assert_allclose(cal["ci_low"], low, rtol=1e-9)
+    assert_allclose(cal["ci_high"], high, rtol=1e-9)
+    inside = (cal["mean_predicted"] >= cal["ci_low"]) & (cal["mean_predicted"] <= cal["ci_high"])
+    assert inside.sum() >= 8  # 95% intervals: 3+ misses of 10 has probability 1.2% if calibrated
+
+
+# ------------------------------------------------------------------------------ reasons
+
+
+def test_loss_reason_pareto_counts_shares_and_cumulative_shares(sample_data):
+    """Counts equal a direct count of lost deals, most frequent first, shares sum to 1; win_reason reads won deals."""
+    _, ds = sample_data
+    result = reason_pareto(ds)
+    lost = ds.deals[ds.deals["outcome"] == "lost"]
+    direct = lost["loss_reason"].fillna("(missing)").value_counts()
+    table = result.table.set_index("reason")
+    assert_allclose(table.loc[direct.index, "count"], direct)
+    assert table["count"].is_monotonic_decreasing
+    assert_allclose(table["share"].sum(), 1.0)
+    assert_allclose(table["cumulative_share"].iloc[-1], 1.0)
+    assert result.outcome == "lost"
+    assert reason_pareto(ds, "win_reason").outcome == "won"
+
+
+def test_loss_reasons_by_stage_follow_the_generator(sample_data):
+    """By the stage before the Lost entry, each stage's reason shares are within 4 SE of sample.LOSS_BY_STAGE."""
+    _, ds = sample_data
+    history = ds.stage_history
+    before_lost = history.groupby("deal_id")["stage"].shift(1)[history["stage"] == "Lost"]
+    stage_of = pd.Series(before_lost.to_numpy(), index=history.loc[before_lost.index, "deal_id"].to_numpy())
+    assert (last_open_stage(ds).reindex(stage_of.index) == stage_of).all()
+    table = reason_pareto(ds, by="stage").table
+    for i, stage in enumerate(sample.STAGES):
+        part = table[table["stage"] == stage].set_index("reason")
+        n = (stage_of == stage).sum()
+        assert part["count"].sum() == part["deals"].iloc[0] == n
+        truth = pd.Series(sample.LOSS_BY_STAGE[i], index=sample.LOSS_REASONS)
+        share = part["share"].reindex(truth.index).fillna(0.0)
+        assert (abs(share - truth) < 4 * np.sqrt(truth * (1 - truth) / n)).all(), (stage, share, truth)
+        assert_allclose(part["cumulative_share"].iloc[-1], 1.0)
+
+
+def test_loss_reasons_by_segment(sample_data):
+    """Per persona, the Pareto counts equal a crosstab of lost deals."""
+    _, ds = sample_data
+    table = reason_pareto(ds, by="persona").table
+    lost = ds.deals[ds.deals["outcome"] == "lost"]
+    direct = pd.crosstab(lost["persona"], lost["loss_reason"]).stack()
+    direct = direct[direct > 0]
+    got = table.set_index(["persona", "reason"])["count"]
+    assert_allclose(got.loc[direct.index], direct)
+    assert len(got) == len(direct)
+
+
+# ---------------------------------------------------------------------------------- IBM
+
+
+@pytest.fixture(scope="module")
+def ibm():
+    """IBM's file through the example's dataset.yaml: one creation day, closed after the day count."""
+    if not IBM_CSV.exists():
+        pytest.skip("../shared/data/ibm-sales-win-loss is not here")
+    with pytest.warns(DataQualityWarning):
+        return workbench.load_dataset(IBM_YAML)
+
+
+@needs_ibm
+def test_ibm_dates_come_from_the_day_counts(ibm):
+    """Every deal starts on the constant day and closes `Total Days Identified Through Closing` days later."""
+    raw = pd.read_csv(IBM_CSV, keep_default_na=False).drop_duplicates()
+    days = raw.groupby("Opportunity Number")["Total Days Identified Through Closing"].first()
+    deals = ibm.deals.set_index("deal_id")
+    assert (deals["created_at"] == pd.Timestamp("2000-01-01")).all()
+    got = (deals["closed_at"] - deals["created_at"]).dt.days
+    assert (got == days.rename(index=str).reindex(got.index)).all()
+
+
+@needs_ibm
+def test_ibm_duplicates_are_reported_as_the_validator_defines_them(ibm):
+    """Exact repeats keep one copy, differing rows sharing an Opportunity Number all go, and "None" stays a level."""
+    raw = pd.read_csv(IBM_CSV, keep_default_na=False)
+    exact = raw.duplicated()
+    clash = raw[~exact]["Opportunity Number"].duplicated(keep=False)
+    excluded = {p.check: p.excluded for p in ibm.report.warnings}
+    assert excluded == {"duplicate_rows": int(exact.sum()), "duplicate_deal_id": int(clash.sum())}
+    kept = raw[~exact][~clash]
+    assert len(ibm.deals) == len(kept) and ibm.counts()["open"] == 0
+    assert (ibm.deals["competitor_type"] == "None").sum() == (kept["Competitor Type"] == "None").sum() > 0
+
+
+@needs_ibm
+def test_ibm_drivers_end_to_end(ibm):
+    """Leaky, nested and binned columns are held out with reasons; odds ratios are finite; AUC beats chance."""
+    result = win_drivers(ibm, mature_days=None)
+    spec, _ = load_spec(IBM_YAML)
+    during_sale = [name for name, source in spec.deals.columns.items()  # per SOURCE.md: days, stages, ratios
+                   if any(word in source for word in ("Days", "Stage", "Ratio"))]
+    assert during_sale and {c for c, why in result.held_out.items() if "leak the outcome" in why} == set(during_sale)
+    assert "determined by `product`" in result.held_out["product_group"]
+    assert "binning of `amount`" in result.held_out["deal_size_category"]
+    assert not set(result.held_out) & set(result.table["feature"])
+    assert np.isfinite(result.table[TABLE_COLUMNS[2:]].to_numpy()).all()
+    assert result.reference_levels["route_to_market"] == "Field Sales"
+    assert "None" in set(result.table.query("feature == 'competitor_type'")["level"])
+    n1, n0 = result.won, result.n - result.won
+    assert result.cv_auc > 0.5 + 4 * np.sqrt((n1 + n0 + 1) / (12 * n1 * n0))
+    assert result.n == len(ibm.deals) and result.excluded == 0

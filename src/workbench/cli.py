@@ -1,4 +1,4 @@
-"""The `workbench` command line: validate a dataset, write sample data, run the demo."""
+"""The `workbench` command line: validate a dataset, write sample data, run the demo, run per-segment reports."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,31 @@ def _demo(args) -> int:
     return run_demo(Path(args.output))
 
 
+def _run(args) -> int:
+    from .runner import run
+
+    warnings.simplefilter("ignore", DataQualityWarning)
+    try:
+        result = run(args.params, only_failed=args.only_failed, workers=args.workers, executor=args.executor,
+                     scheduler=args.scheduler)
+    except KeyboardInterrupt:
+        print("workbench run: interrupted. Finished segments are in place; unfinished ones were not written. "
+              "Run the same command again to complete the run.", file=sys.stderr)
+        return 130
+    for note in result.notes:
+        print(f"note: {note}")
+    counts = {s: sum(r["status"] == s for r in result.segments) for s in ("ok", "too_small", "failed")}
+    print(f"{len(result.segments)} segment reports ({counts['ok']} ok, {counts['too_small']} too small, "
+          f"{counts['failed']} failed) in {result.output}")
+    print(f"index: {result.output / 'index.html'}")
+    if result.failures:
+        print(f"\n{len(result.failures)} failure(s):", file=sys.stderr)
+        for failure in result.failures:
+            print(f"  - {failure}", file=sys.stderr)
+        print("Rerun only these with `--only-failed`.", file=sys.stderr)
+    return result.exit_code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run the main job on the bundled sample data")
     p.add_argument("--output", default="output/demo", help="folder to write into (default: %(default)s)")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("run", help="one report per segment from a parameter file (params/*.yaml); "
+                                   "exit 0 all ok, 1 some failed, 2 nothing ran")
+    p.add_argument("params", help="path to a run specification, e.g. params/demo.yaml")
+    p.add_argument("--only-failed", action="store_true", help="rerun only the jobs that failed in the previous run")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default: the file's "
+                                                             "`workers`, else the number of cores)")
+    p.add_argument("--executor", choices=["local", "dask"], default="local", help="where jobs run (default: local)")
+    p.add_argument("--scheduler", default=None, help="Dask scheduler address, with `--executor dask`")
+    p.set_defaults(func=_run)
     return parser
 
 

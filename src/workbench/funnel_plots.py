@@ -330,7 +330,7 @@ def markov_vs_cohort(check: pd.DataFrame, *, segment: str = OVERALL, ax: Axes | 
                 (0.1, "cohort_win_rate", "cohort_low", "cohort_high", colors[1],
                  f"Mature cohort (created {check.attrs.get('mature_days', '?')}+ days before)")):
             e = part[est].to_numpy(float)
-            ax.errorbar(x + dx, e, yerr=[e - part[low].to_numpy(float), part[high].to_numpy(float) - e], fmt="o",
+            ax.errorbar(x + dx, e, yerr=np.clip([e - part[low].to_numpy(float), part[high].to_numpy(float) - e], 0, None), fmt="o",
                         color=color, capsize=2, label=label, markersize=5)
         ax.set_xticks(x, part["stage"])
         ax.set_ylim(0, 1)

@@ -330,7 +330,7 @@ def dwell_bars(stage_dwell, *, ax: Axes | None = None) -> Axes:
             ok = np.isfinite(median) & np.isfinite(low) & np.isfinite(high)
             ax.bar(x, np.where(np.isfinite(median), median, 0.0), width=width * 0.92, color=colors[label],
                    label=label)
-            ax.errorbar(x[ok], median[ok], yerr=[median[ok] - low[ok], high[ok] - median[ok]], fmt="none",
+            ax.errorbar(x[ok], median[ok], yerr=_spread(median[ok], low[ok], high[ok]), fmt="none",
                         ecolor="0.15", elinewidth=1, capsize=2)
         ax.set_xticks(np.arange(len(stages)), stages)
         ax.grid(axis="x", visible=False)
@@ -366,7 +366,7 @@ def calibration(backtest, *, ax: Axes | None = None) -> Axes:
     with theme():
         ax = _axes(ax)
         ax.plot([0, 1], [0, 1], color="0.4", lw=1, ls="--")
-        ax.errorbar(predicted, observed, yerr=[observed - low, high - observed], fmt="o",
+        ax.errorbar(predicted, observed, yerr=_spread(observed, low, high), fmt="o",
                     color=sns.color_palette(PALETTE)[0], ecolor=sns.color_palette(PALETTE)[0], elinewidth=1.2,
                     capsize=2, markersize=5)
         ax.set_xlim(0, 1)
@@ -387,3 +387,10 @@ def calibration(backtest, *, ax: Axes | None = None) -> Axes:
                     xy=(0.98, 0.03), xycoords="axes fraction", ha="right", va="bottom", fontsize="x-small",
                     color="0.35")
     return ax
+
+
+def _spread(center, low, high) -> np.ndarray:
+    """Error-bar lengths below and above ``center``; never negative (a bound equal to the estimate
+    can differ from it in the last bit, and matplotlib refuses negative lengths)."""
+    center, low, high = (np.asarray(v, dtype=float) for v in (center, low, high))
+    return np.clip(np.vstack([center - low, high - center]), 0, None)

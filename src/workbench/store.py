@@ -1,0 +1,115 @@
+"""Write a `Dataset` to a folder that `load_dataset` reads back unchanged.
+
+`save_dataset` writes every table as Parquet, a ``dataset.yaml`` mapping them (stages,
+won and lost stages, the full dataset's ``as_of``) and ``quality.json``: what the
+original load excluded, counted per reason. The runner gives each segment's kernel
+such a slice, so a kernel only ever receives its own segment's rows.
+
+``quality.json`` keeps the problems' messages and counts but never their row numbers
+or offending values: those can name deals of other segments.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .exceptions import DataQualityWarning, WorkbenchError, fixes
+from .model import TABLES, Dataset
+from .problems import Problem, ValidationReport
+
+SPEC_FILE = "dataset.yaml"
+QUALITY_FILE = "quality.json"
+
+
+def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
+    """Write ``dataset`` into ``folder`` (replaced as a whole once complete); return its dataset.yaml.
+
+    Raises
+    ------
+    WorkbenchError
+        The dataset has stage history but declares no stages (a dataset.yaml cannot say that).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    spec = {"name": dataset.name, "as_of": _iso(dataset.as_of), "dates": "iso", "stages": list(dataset.stages),
+            "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
+    for table in TABLES:
+        frame = getattr(dataset, table)
+        if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):
+            continue
+        if table == "stage_history" and not dataset.stages:
+            raise WorkbenchError("The dataset has stage history but no `stages`, which a dataset.yaml cannot "
+                                 "describe. " + fixes("declare the open stages"))
+        frame.to_parquet(tmp / f"{table}.parquet", index=False)
+        spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
+    (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    (tmp / QUALITY_FILE).write_text(json.dumps(quality_records(dataset.report), indent=2) + "\n")
+    publish(tmp, folder)
+    return folder / SPEC_FILE
+
+
+def _iso(timestamp: pd.Timestamp) -> str:
+    timestamp = pd.Timestamp(timestamp)
+    return timestamp.date().isoformat() if timestamp == timestamp.normalize() else timestamp.isoformat()
+
+
+def quality_records(report: ValidationReport) -> dict:
+    """The load's problems without row numbers or values: what ``quality.json`` holds."""
+    return {"excluded_rows": report.excluded_rows(),
+            "problems": [{"severity": p.severity, "check": p.check, "table": p.table, "column": p.column,
+                          "count": p.count, "excluded": p.excluded, "message": p.message, "fix": p.fix}
+                         for p in report.problems]}
+
+
+def load_slice(folder: str | Path) -> Dataset:
+    """Load a folder written by `save_dataset`, with the original load's problems as its report."""
+    from .loader import load_dataset
+
+    folder = Path(folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        dataset = load_dataset(folder / SPEC_FILE)
+    quality = json.loads((folder / QUALITY_FILE).read_text())
+    report = ValidationReport([Problem(**p) for p in quality["problems"]], source=dataset.name)
+    return replace(dataset, report=report)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a completed folder into place: readers see the old folder or the new one, never a partial one.
+
+    A directory cannot be renamed over a non-empty one, so the old one is first moved
+    aside and removed after.
+    """
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """sha256 of the data: every table's columns, dtypes and values, the stages and ``as_of``.
+
+    Independent of file formats and row storage, so a slice and its reload agree.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([_iso(dataset.as_of), dataset.stages, dataset.won_stages, dataset.lost_stages]).encode())
+    for table in TABLES:
+        frame = getattr(dataset, table)
+        if frame is None:
+            continue
+        h.update(json.dumps([table, list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,344 @@
+"""`workbench run`: per-segment reports in real kernels, isolated, atomic, and free of secrets.
+
+The runner is tested with small notebooks of its own (`tests/data/notebooks/`), so it does
+not depend on the analysis notebooks: `counts` prints its segment's deal ids, `raises`
+fails, `sleeps` waits, `flaky` fails while a marker file exists, `reads_secret` tries
+every way to leak a credential.
+"""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+from pandas.testing import assert_frame_equal
+
+from workbench import store
+from workbench.cli import main
+from workbench.exceptions import SpecError, WorkbenchError
+from workbench.loader import load_dataset
+from workbench.params import Split
+from workbench.runner import check_kernel, run
+from workbench.sample import generate
+from workbench.segments import plan_segments
+from workbench.summary import build_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "tests" / "data" / "notebooks"
+DEAL_ID = re.compile(r"\bD\d{6}\b")
+#: Persona sizes in the 600-deal sample: Technical evaluator 165, Economic buyer 148,
+#: End user champion 118, Procurement 102, Executive sponsor 67 (below MIN_DEALS).
+MIN_DEALS = 80
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A 600-deal sample written as CSV, and the dataset loaded from it."""
+    folder = tmp_path_factory.mktemp("data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = generate(n_deals=600, seed="runner-tests", truth_deals=1_000).write_csv(folder)
+        return path, load_dataset(path)
+
+
+def write_params(folder: Path, dataset: Path, notebooks, **keys) -> Path:
+    """A parameter file in ``folder`` writing to ``folder/out``."""
+    spec = {"dataset": str(dataset), "notebooks": [str(NOTEBOOKS / f"{n}.ipynb") for n in notebooks],
+            "output": str(folder / "out"), "workers": 2, "title": "Runner test", "client": "Test client", **keys}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file())
+
+
+# --- without kernels ---------------------------------------------------------------------------
+
+def test_segments_by_column_are_sorted_with_overall_first(data):
+    """`by: [persona]` gives the overall segment, then one per persona in sorted order, with slugs."""
+    segments, notes = plan_segments(data[1], Split(by=["persona"]), overall=True)
+    assert [s.key for s in segments] == ["", "persona=Economic buyer", "persona=End user champion",
+                                         "persona=Executive sponsor", "persona=Procurement",
+                                         "persona=Technical evaluator"]
+    assert segments[0].filter == {} and segments[0].slug == "overall"
+    assert segments[1].slug == "persona-economic-buyer" and segments[1].filter == {"persona": "Economic buyer"}
+    assert notes == []
+
+
+def test_deals_without_a_split_value_are_counted_not_dropped_silently(data):
+    """Deals with no value in a `by` column are in no split segment, and a note says how many."""
+    ds = data[1]
+    deals = ds.deals.copy()
+    deals.loc[deals.index[:7], "persona"] = None
+    segments, notes = plan_segments(replace(ds, deals=deals), Split(by=["persona", "channel"]), overall=False)
+    assert "" not in [s.key for s in segments]
+    assert notes == ["7 deals have no value in ['persona', 'channel']; they are in no report "
+                     "(set `overall: true` to include them)."]
+    assert sum(len(ds.filter(s.filter).deals) for s in segments) <= len(ds.deals)
+
+
+def test_named_filters_get_unique_slugs_and_unknown_columns_fail(data):
+    """Colliding slugs get a hash suffix; a misspelt value is noted; an unknown column is an error."""
+    split = Split(filters={"A/B": {"channel": "Inbound"}, "A-B": {"channel": "Event"},
+                           "overall": {"channel": ["Partner", "Partnr"]}})
+    segments, notes = plan_segments(data[1], split, overall=True)
+    slugs = [s.slug for s in segments]
+    assert len(set(slugs)) == 4 and slugs[0] == "overall" and all(re.fullmatch(r"[a-z0-9-]+", s) for s in slugs)
+    assert notes == ["filter 'overall': no deal has `channel` in ['Partnr']; check the spelling."]
+    with pytest.raises(WorkbenchError, match=r"`split` names \['segmnt'\], which deals lack"):
+        plan_segments(data[1], Split(by=["segmnt"]))
+
+
+def test_slice_round_trip_is_lossless_and_carries_no_row_details(data, tmp_path):
+    """save_dataset + load_slice give back the same tables; quality.json has counts, not rows or values."""
+    part = data[1].filter({"persona": "Procurement"})
+    spec_path = store.save_dataset(part, tmp_path / "slice")
+    back = store.load_slice(tmp_path / "slice")
+    for table in ("deals", "stage_history", "accounts", "contacts", "touchpoints"):
+        assert_frame_equal(getattr(back, table), getattr(part, table))
+    assert (back.as_of, back.stages, back.won_stages) == (part.as_of, part.stages, part.won_stages)
+    assert store.fingerprint(back) == store.fingerprint(part)
+    assert yaml.safe_load(spec_path.read_text())["as_of"] == "2025-06-30"
+    quality = json.loads((tmp_path / "slice" / "quality.json").read_text())
+    assert quality["excluded_rows"] == part.report.excluded_rows()
+    assert all(set(p) == {"severity", "check", "table", "column", "count", "excluded", "message", "fix"}
+               for p in quality["problems"])
+    assert sorted(p.name for p in (tmp_path / "slice").iterdir()) == [
+        "accounts.parquet", "contacts.parquet", "dataset.yaml", "deals.parquet", "quality.json",
+        "stage_history.parquet", "touchpoints.parquet"]
+
+
+def test_missing_kernel_error_names_the_fix():
+    """A kernelspec Jupyter cannot find is an error naming `make kernel` and the ipykernel command."""
+    assert check_kernel()["name"] == "workbench"
+    with pytest.raises(WorkbenchError, match=r"`workbench-nope` is not installed.*make kernel.*ipykernel install "
+                                             r"--sys-prefix --name workbench"):
+        check_kernel("workbench-nope")
+
+
+def test_bad_parameters_fail_before_anything_is_written(data, tmp_path):
+    """A parameter unknown to a notebook stops the run before any kernel starts or file is written."""
+    path = write_params(tmp_path, data[0], ["counts", "sleeps"], parameters={"seconds": 1, "min_deals": 5})
+    with pytest.raises(SpecError, match=r"`parameters.min_deals`: .*sleeps.ipynb` declares no such parameter"):
+        run(path, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+# --- real kernels ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def by_persona(data, tmp_path_factory):
+    """One run split by persona (one persona too small), with the `counts` notebook."""
+    folder = tmp_path_factory.mktemp("by_persona")
+    path = write_params(folder, data[0], ["counts"], split={"by": ["persona"]}, min_deals_per_segment=MIN_DEALS,
+                        parameters={"label": "by persona"})
+    result = run(path, progress=False)
+    return result, folder / "out", path
+
+
+def test_run_writes_a_report_per_segment(by_persona):
+    """Every segment gets report.html and summary.json; the too-small one no notebook; exit code 0."""
+    result, out, _ = by_persona
+    assert result.failures == [] and result.exit_code == 0
+    status = {r["slug"]: r["status"] for r in result.segments}
+    assert status == {"overall": "ok", "persona-economic-buyer": "ok", "persona-end-user-champion": "ok",
+                      "persona-executive-sponsor": "too_small", "persona-procurement": "ok",
+                      "persona-technical-evaluator": "ok"}
+    for slug, state in status.items():
+        names = sorted(p.name for p in (out / "segments" / slug).iterdir())
+        assert names == (["report.html", "summary.json"] if state == "too_small"
+                         else ["counts.ipynb", "report.html", "summary.json"])
+    assert (out / "index.html").is_file() and (out / "run.json").is_file()
+    assert not list((out / "segments").glob(".*")), "temporary folders left behind"
+    small = (out / "segments" / "persona-executive-sponsor" / "report.html").read_text()
+    assert f"fewer than the {MIN_DEALS} a report needs" in small
+
+
+def test_summaries_match_the_analyses_and_overall_is_beside_the_segments(by_persona, data):
+    """Each summary.json equals build_summary on that segment's deals; the overall one has `segment: {}`."""
+    result, out, _ = by_persona
+    for record in result.segments:
+        summary = json.loads((out / "segments" / record["slug"] / "summary.json").read_text())
+        assert summary["segment"] == record["filter"]
+        if record["status"] == "ok":
+            assert summary == build_summary(data[1].filter(record["filter"]), record["filter"])
+    overall = json.loads((out / "segments" / "overall" / "summary.json").read_text())
+    assert overall["segment"] == {} and overall["counts"]["deals"] == 600
+
+
+def test_each_kernel_sees_only_its_segment(by_persona, data):
+    """A segment's files hold its own deal ids (all of them, printed by its kernel) and no other segment's."""
+    result, out, _ = by_persona
+    for record in result.segments:
+        if record["slug"] == "overall":
+            continue
+        own = set(data[1].filter(record["filter"]).deals["deal_id"])
+        found = set()
+        for path in files(out / "segments" / record["slug"]):
+            found |= set(DEAL_ID.findall(path.read_text(errors="replace")))
+        assert found <= own, f"{record['slug']} holds other segments' deals: {sorted(found - own)[:5]}"
+        if record["status"] == "ok":
+            nb = nbformat.read(out / "segments" / record["slug"] / "counts.ipynb", as_version=4)
+            printed = nb.cells[-1].outputs[0]["text"].split()
+            assert sorted(printed) == sorted(own)
+
+
+def test_run_json_records_inputs_versions_and_timing(by_persona):
+    """run.json: parameters, library versions, data fingerprints, and each job's status and phase timings."""
+    result, out, _ = by_persona
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "ok" and record["inputs"]["params"]["split"] == {"by": ["persona"], "filters": None}
+    assert len(record["inputs"]["data_fingerprint"]) == 64
+    assert {"pandas", "papermill", "lifelines", "workbench", "python"} <= set(record["versions"])
+    assert all(len(s["fingerprint"]) == 64 for s in record["segments"])
+    assert len(record["jobs"]) == 5
+    job = record["jobs"][0]
+    assert job["status"] == "ok" and job["output"] == "segments/overall/counts.ipynb"
+    assert job["parameters"] == {"label": "by persona", "dataset_path": "../../slices/overall/dataset.yaml"}
+    for phase in ("kernel_start", "import", "analysis", "teardown", "duration"):
+        assert job[f"{phase}_seconds"] >= 0, phase
+    assert record["timing"]["per_report"]["html_seconds"] > 0
+
+
+def test_executed_notebook_names_no_server_paths(by_persona):
+    """Papermill's metadata holds the notebook as given and the output's file name, not absolute paths."""
+    _, out, _ = by_persona
+    nb = nbformat.read(out / "segments" / "persona-procurement" / "counts.ipynb", as_version=4)
+    assert nb.metadata["papermill"]["output_path"] == "counts.ipynb"
+    assert str(out) not in json.dumps(nb.metadata)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert 'dataset_path = "../../slices/persona-procurement/dataset.yaml"' in injected[0].source
+
+
+@pytest.mark.slow
+def test_rerun_gives_the_same_outputs(by_persona):
+    """Running the same file again rewrites the same files with the same summaries."""
+    result, out, path = by_persona
+    before = {p.relative_to(out): p.read_bytes() for p in files(out / "segments") if p.name == "summary.json"}
+    listing = [p.relative_to(out) for p in files(out) if p.suffix != ".log"]
+    again = run(path, progress=False)
+    assert again.exit_code == 0
+    assert [p.relative_to(out) for p in files(out) if p.suffix != ".log"] == listing
+    assert {p: (out / p).read_bytes() for p in before} == before
+
+
+def test_a_failing_notebook_does_not_stop_the_others(data, tmp_path, capsys):
+    """A raising notebook fails only its jobs: they are written with the error marked, reports still appear, exit 1."""
+    path = write_params(tmp_path, data[0], ["counts", "raises"], overall=False, min_deals_per_segment=10,
+                        split={"filters": {"Inbound": {"channel": "Inbound"}, "Referral": {"channel": "Referral"}}})
+    code = main(["run", str(path), "--workers", "2"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "2 failure(s)" in err and "segments/inbound/raises.ipynb: cell 5: ValueError: this notebook fails" in err
+    assert "--only-failed" in err
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert {j["id"]: j["status"] for j in record["jobs"]} == {
+        "inbound/counts": "ok", "inbound/raises": "failed", "referral/counts": "ok", "referral/raises": "failed"}
+    assert [s["status"] for s in record["segments"]] == ["failed", "failed"]
+    failed = nbformat.read(tmp_path / "out" / "segments" / "inbound" / "raises.ipynb", as_version=4)
+    assert failed.metadata["papermill"]["exception"] is True
+    assert any(o.output_type == "error" for c in failed.cells if c.cell_type == "code" for o in c.outputs)
+    assert (tmp_path / "out" / "segments" / "inbound" / "report.html").is_file()
+
+
+def test_only_failed_reruns_just_the_failed_jobs(data, tmp_path):
+    """`--only-failed` reruns just the failed job, keeps the others' files, and refuses once inputs changed."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (markers / "Procurement").touch()
+    filters = {"Procurement": {"persona": "Procurement"}, "Economic buyer": {"persona": "Economic buyer"}}
+    path = write_params(tmp_path, data[0], ["flaky"], overall=False, split={"filters": filters},
+                        parameters={"marker_dir": str(markers)})
+    first = run(path, progress=False)
+    assert [j["status"] for j in first.jobs] == ["ok", "failed"] or [j["status"] for j in first.jobs] == [
+        "failed", "ok"]
+    kept = tmp_path / "out" / "segments" / "economic-buyer" / "flaky.ipynb"
+    stamp = kept.stat().st_mtime_ns
+    (markers / "Procurement").unlink()
+    second = run(path, only_failed=True, progress=False)
+    assert second.exit_code == 0 and [s["status"] for s in second.segments] == ["ok", "ok"]
+    jobs = {j["id"]: j for j in second.jobs}
+    assert jobs["economic-buyer/flaky"]["reused"] is True and not jobs["procurement/flaky"].get("reused")
+    assert kept.stat().st_mtime_ns == stamp
+    path.write_text(path.read_text().replace("Runner test", "Another title"))
+    with pytest.raises(WorkbenchError, match=r"changed since the run.*without `--only-failed`"):
+        run(path, only_failed=True, progress=False)
+
+
+def test_secrets_in_the_environment_never_reach_the_outputs(data, tmp_path, monkeypatch):
+    """A password the kernel reads from the environment and leaks every way appears in no file the run writes."""
+    secret = "pw-" + os.urandom(12).hex()
+    monkeypatch.setenv("WORKBENCH_TEST_DB_PASSWORD", secret)
+    path = write_params(tmp_path, data[0], ["reads_secret"], overall=True)
+    result = run(path, progress=False)
+    assert result.exit_code == 1  # the notebook raises on purpose, with the secret in the message
+    written = files(tmp_path / "out")
+    assert {p.suffix for p in written} >= {".ipynb", ".html", ".json", ".txt"}
+    for p in written:
+        assert secret not in p.read_text(errors="replace"), p
+    nb = (tmp_path / "out" / "segments" / "overall" / "reads_secret.ipynb").read_text()
+    assert "connecting with ***" in nb
+
+
+@pytest.mark.slow
+def test_an_interrupted_run_leaves_no_report_that_looks_finished(data, tmp_path):
+    """Ctrl-C while a notebook runs: no segment folder, index or run.json appears; the next run completes."""
+    path = write_params(tmp_path, data[0], ["sleeps"], workers=1, parameters={"seconds": 60})
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    segments = tmp_path / "out" / "segments"
+    deadline = time.monotonic() + 120
+    while not list(segments.glob(".overall.tmp-*/sleeps.ipynb")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    time.sleep(3)  # the kernel is now inside time.sleep
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not (segments / "overall").exists()
+    assert not (tmp_path / "out" / "index.html").exists() and not (tmp_path / "out" / "run.json").exists()
+    path.write_text(path.read_text().replace("seconds: 60", "seconds: 0"))
+    assert run(path, progress=False).exit_code == 0
+    assert (segments / "overall" / "report.html").is_file() and not list(segments.glob(".*"))
+
+
+@pytest.mark.slow
+def test_dask_executor_writes_the_same_outputs(by_persona, tmp_path):
+    """The same jobs on a LocalCluster of two worker processes give the same files and summaries."""
+    distributed = pytest.importorskip("distributed")
+    _, local_out, path = by_persona
+    spec = yaml.safe_load(path.read_text())
+    spec["output"] = str(tmp_path / "out")
+    dask_path = tmp_path / "run.yaml"
+    dask_path.write_text(yaml.safe_dump(spec))
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        result = run(dask_path, executor="dask", scheduler=cluster.scheduler_address, progress=False)
+    assert result.exit_code == 0
+    workers = {j["worker"] for j in result.jobs}
+    assert len(workers) >= 1 and all(str(os.getpid()) not in w for w in workers)
+    names = lambda out: [p.relative_to(out) for p in files(out / "segments")]  # noqa: E731
+    assert names(tmp_path / "out") == names(local_out)
+    for p in names(local_out):
+        if p.name == "summary.json":
+            assert (tmp_path / "out" / p).read_text() == (local_out / p).read_text()
+
+
+def test_dask_needs_a_scheduler_address(data, tmp_path):
+    """`--executor dask` without `--scheduler` is an error before anything runs."""
+    path = write_params(tmp_path, data[0], ["counts"])
+    with pytest.raises(WorkbenchError, match=r"needs the scheduler's address"):
+        run(path, executor="dask", progress=False)
+    assert main(["run", str(path), "--executor", "dask"]) == 2

@@ -1,0 +1,140 @@
+"""`summary.json`: the analyses' own numbers, JSON-safe, with caveats in words."""
+import importlib.util
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.cycle import OVERALL, cycle_times
+from workbench.dwell import stage_dwell
+from workbench.funnel import stage_conversion
+from workbench.loader import from_frames
+from workbench.sample import generate
+from workbench.summary import build_summary, key_findings, quality_note, too_small_summary
+
+KEYS = {"segment", "counts", "win_probability", "cif_won", "median_days_to_close", "stage_conversion",
+        "median_days_in_stage", "drivers", "excluded_rows", "warnings"}
+HAS_DRIVERS = importlib.util.find_spec("workbench.drivers") is not None
+
+
+@pytest.fixture(scope="module")
+def sample():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return generate(n_deals=1_500, seed="summary-tests", truth_deals=1_000)
+
+
+@pytest.fixture(scope="module")
+def dataset(sample):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return sample.dataset()
+
+
+@pytest.mark.parametrize("segment", [{}, {"persona": "Economic buyer"}, {"channel": ["Inbound", "Referral"]}])
+def test_values_are_the_analyses_own_output(dataset, segment):
+    """Every number equals what cycle_times, stage_conversion and stage_dwell return on the same deals."""
+    part = dataset.filter(segment)
+    summary = build_summary(part, segment, horizon=180, days=(30, 90, 180))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = cycle_times(part, horizon=180).fits[OVERALL]
+        conversion = stage_conversion(part).headline()
+        dwell = stage_dwell(part).medians()
+    assert set(summary) == KEYS
+    assert summary["segment"] == segment
+    assert summary["counts"] == {k: part.counts()[k] for k in ("deals", "won", "lost", "open")}
+    assert summary["win_probability"] == float(fit.cif("won", 180)[0])
+    assert summary["cif_won"] == {str(d): float(fit.cif("won", d)[0]) for d in (30, 90, 180)}
+    assert summary["median_days_to_close"] == fit.median()["estimate"]
+    assert summary["stage_conversion"] == conversion
+    assert list(summary["stage_conversion"]) == ["Lead->Qualified", "Qualified->Discovery", "Discovery->Proposal",
+                                                 "Proposal->Negotiation", "Negotiation->Won"]
+    assert summary["median_days_in_stage"] == dwell
+
+
+def test_json_round_trip_without_nan(dataset):
+    """The summary survives json.dumps(allow_nan=False) and loads back equal."""
+    summary = build_summary(dataset, {})
+    assert json.loads(json.dumps(summary, allow_nan=False)) == summary
+
+
+def test_median_not_reached_is_null(sample):
+    """Deals that mostly have not closed yet give a null median, not Infinity."""
+    deals = sample.deals[sample.deals["created_at"] > sample.as_of - pd.Timedelta(days=20)]
+    history = sample.stage_history[sample.stage_history["deal_id"].isin(deals["deal_id"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        recent = from_frames(deals, history, stages=sample.stages, won_stages=sample.won_stages,
+                             lost_stages=sample.lost_stages, as_of=sample.as_of)
+    summary = build_summary(recent, {})
+    assert summary["median_days_to_close"] is None
+    json.dumps(summary, allow_nan=False)
+
+
+def test_exclusions_of_the_load_are_counted_by_reason(sample):
+    """Rows the load excluded appear as a count and per (table, reason), as the dataset reports them."""
+    deals = sample.deals.head(300).copy()
+    deals.loc[deals.index[:3], "created_at"] = sample.as_of + pd.Timedelta(days=5)  # after their close
+    history = sample.stage_history[sample.stage_history["deal_id"].isin(deals["deal_id"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = from_frames(deals, history, stages=sample.stages, won_stages=sample.won_stages,
+                         lost_stages=sample.lost_stages, as_of=sample.as_of)
+    summary = build_summary(ds, {})
+    by_reason = summary["excluded_rows"]["by_reason"]
+    assert summary["excluded_rows"]["count"] == int(ds.exclusions["rows"].sum()) >= 3
+    assert by_reason == [{"table": r.table, "check": r.check, "reason": r.reason, "rows": r.rows}
+                         for r in ds.exclusions.itertuples()]
+    assert ("deals", "closed_before_created") in {(r["table"], r["check"]) for r in by_reason}
+    assert "rows of the whole dataset were excluded" in quality_note(summary)
+
+
+def test_no_stages_means_no_conversion_and_a_warning(sample):
+    """Without declared stages, conversion and time in stage are empty and the warnings say why."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds = from_frames(sample.deals.head(200), as_of=sample.as_of)
+    summary = build_summary(ds, {})
+    assert summary["stage_conversion"] == {} and summary["median_days_in_stage"] == {}
+    assert any(w.startswith("Stage conversion was not computed") for w in summary["warnings"])
+    assert any(w.startswith("Time in stage was not computed") for w in summary["warnings"])
+
+
+def test_drivers_are_listed_or_their_absence_is_said(dataset):
+    """With workbench.drivers: rows of {feature, level, odds_ratio, ...}; without: [] and a warning."""
+    summary = build_summary(dataset, {})
+    if HAS_DRIVERS:
+        assert summary["drivers"] and set(summary["drivers"][0]) == {"feature", "level", "odds_ratio", "ci_low",
+                                                                     "ci_high", "p_value"}
+    else:
+        assert summary["drivers"] == []
+        assert any("Win drivers were not computed" in w for w in summary["warnings"])
+
+
+def test_small_sample_warnings_are_collected_in_words(dataset):
+    """A tiny segment's SmallSampleWarnings end up as sentences under `warnings`."""
+    tiny = dataset.filter({"deal_id": list(dataset.deals["deal_id"].head(40))})
+    summary = build_summary(tiny, {"deal_id": "first 40"})
+    assert any("no estimate" in w or "left out" in w for w in summary["warnings"])
+    json.dumps(summary, allow_nan=False)
+
+
+def test_too_small_summary_has_counts_and_no_estimates(dataset):
+    """A segment below the minimum gets counts, nulls and a sentence saying why."""
+    part = dataset.filter({"persona": "Procurement"})
+    summary = too_small_summary(part, {"persona": "Procurement"}, 10_000)
+    assert set(summary) == KEYS
+    assert summary["counts"]["deals"] == len(part.deals)
+    assert summary["win_probability"] is None and set(summary["cif_won"].values()) == {None}
+    assert "fewer than the 10,000 a report needs" in summary["warnings"][0]
+
+
+def test_key_findings_are_sentences(dataset):
+    """The report's opening findings are plain sentences about counts, time to close and outcomes."""
+    found = key_findings(dataset, horizon=365)
+    assert found[0].startswith("The data hold 1,500 deals")
+    assert any(s.startswith("Half of all deals close") for s in found)
+    assert all(isinstance(s, str) and not np.isnan(len(s)) for s in found)

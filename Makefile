@@ -5,7 +5,6 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.workbench-installed
 KERNEL := $(VENV)/share/jupyter/kernels/workbench/kernel.json
-OUT ?= output/demo
 
 .PHONY: demo test venv kernel lab clean benchmark
 
@@ -26,7 +25,7 @@ $(KERNEL): $(STAMP)
 kernel: $(KERNEL)
 
 demo: venv
-	$(BIN)/workbench demo --output $(OUT)
+	$(BIN)/workbench run params/demo.yaml
 
 test: venv
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""The `workbench` command line: validate a dataset, write sample data, run the demo, run per-segment reports."""
+"""The `workbench` command line: validate a dataset, write sample data, run per-segment reports."""
 from __future__ import annotations
 
 import argparse
@@ -28,13 +28,6 @@ def _sample(args) -> int:
     path = data.write_csv(Path(args.output))
     print(f"wrote {args.deals} sample deals; dataset description: {path}")
     return 0
-
-
-def _demo(args) -> int:
-    from .demo import run_demo
-
-    warnings.simplefilter("ignore", DataQualityWarning)
-    return run_demo(Path(args.output))
 
 
 def _run(args) -> int:
@@ -76,10 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--deals", type=int, default=20_000, help="number of deals (default: %(default)s)")
     p.add_argument("--seed", default="workbench", help="seed text (default: %(default)s)")
     p.set_defaults(func=_sample)
-
-    p = sub.add_parser("demo", help="run the main job on the bundled sample data")
-    p.add_argument("--output", default="output/demo", help="folder to write into (default: %(default)s)")
-    p.set_defaults(func=_demo)
 
     p = sub.add_parser("run", help="one report per segment from a parameter file (params/*.yaml); "
                                    "exit 0 all ok, 1 some failed, 2 nothing ran")

@@ -39,17 +39,17 @@ def test_minimal_file_resolves_paths(write, tmp_path):
 
 
 def test_default_notebook_and_output_resolve_against_the_project():
-    """In the repository, the default notebook and `output` are project-relative."""
+    """In the repository, the notebooks and `output` are project-relative."""
     params = load_params(ROOT / "params" / "demo.yaml")
     assert params.project == ROOT
-    assert params.notebooks == [ROOT / "notebooks" / "cycle_time.ipynb"]
+    assert params.notebooks == [ROOT / "notebooks" / "cycle_time.ipynb", ROOT / "notebooks" / "stage_conversion.ipynb"]
     assert params.output == ROOT / "output" / "demo"
     assert params.dataset is None  # the built-in sample
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "weekly_by_channel.yaml"])
 def test_shipped_parameter_files_validate_against_cycle_time(name):
-    """The committed params/*.yaml pass every check against notebooks/cycle_time.ipynb."""
+    """The committed params/*.yaml pass every check against their notebooks."""
     params = load_params(ROOT / "params" / name)
     assert params.spec.split is not None and params.spec.parameters
 
@@ -69,13 +69,14 @@ def test_split_needs_exactly_one_of_by_or_filters(write):
 
 
 def test_every_problem_is_listed_at_once(write):
-    """An unknown parameter and a mistyped one are both reported, each with the notebook named."""
+    """An unknown parameter (with the close match) and a mistyped one (with its notebook) are both reported."""
     path = write(_spec("parameters: {min_deal: 5, label: 3}\n"))
     with pytest.raises(SpecError) as err:
         load_params(path)
     text = str(err.value)
     assert "2 problem(s)" in text
-    assert "`parameters.min_deal`" in text and "counts.ipynb" in text and "declares no such parameter" in text
+    assert "`parameters.min_deal`" in text and "no notebook of the run declares" in text
+    assert "rename it to `min_deals`" in text
     assert "`parameters.label`: expected str" in text and "got int 3" in text
 
 
@@ -172,3 +173,17 @@ def test_schema_forbids_unknown_keys_directly():
     """The pydantic model itself forbids extra keys (the file reader relies on it)."""
     with pytest.raises(Exception, match="Extra inputs are not permitted"):
         RunSpec.model_validate({"dataset": "sample", "colour": "red"})
+
+
+def test_each_notebook_gets_only_the_parameters_it_declares(write):
+    """With two notebooks, a parameter goes only to the notebook that declares it."""
+    from workbench.params import notebook_parameters, parameters_for
+
+    params = load_params(ROOT / "params" / "demo.yaml")
+    assert len(params.notebooks) == 2
+    for notebook in params.notebooks:
+        given = parameters_for(params, notebook)
+        declared = notebook_parameters(notebook)
+        assert set(given) == set(params.spec.parameters) & set(declared)
+    assert "covariates" in parameters_for(params, params.notebooks[0])
+    assert "covariates" not in parameters_for(params, params.notebooks[1])

@@ -21,6 +21,7 @@ Example::
 from __future__ import annotations
 
 import ast
+import difflib
 import datetime as dt
 import os
 import re
@@ -339,9 +340,14 @@ def _type_problem(value, param: NotebookParameter) -> str | None:
 
 
 def check_notebooks(params: RunParams) -> list[str]:
-    """Every problem with the notebooks and the parameters injected into them, as text."""
+    """Every problem with the notebooks and the parameters injected into them, as text.
+
+    A parameter goes to every notebook that declares it; one that no notebook declares is
+    an error (a typo), and its type must match each declaring notebook's default.
+    """
     problems = []
     stems = {}
+    declared_anywhere: dict[str, list[str]] = {}
     for rel, path in zip(params.spec.notebooks, params.notebooks):
         try:
             declared = notebook_parameters(path)
@@ -356,14 +362,26 @@ def check_notebooks(params: RunParams) -> list[str]:
             problems.append(f"`notebooks`: `{rel}` declares no `{DATASET_PARAMETER}` parameter, so it cannot be "
                             f"given its segment's data. Try 1) add `{DATASET_PARAMETER}: str = \"\"` to its "
                             "parameters cell and load the data from it")
+        for name in declared:
+            declared_anywhere.setdefault(name, []).append(rel)
         for key, value in params.spec.parameters.items():
             if key not in declared:
-                known = sorted(k for k in declared if k != DATASET_PARAMETER)
-                problems.append(f"`parameters.{key}`: `{rel}` declares no such parameter. Try 1) check the "
-                                f"spelling 2) the notebook accepts {known}")
                 continue
             wrong = _type_problem(value, declared[key])
             if wrong:
                 problems.append(f"`parameters.{key}`: {wrong} (as declared in `{rel}`). Try 1) write the value "
                                 f"as a YAML {declared[key].type.__name__}")
+    for key in params.spec.parameters:
+        if key not in declared_anywhere and declared_anywhere:
+            known = sorted(k for k in declared_anywhere if k != DATASET_PARAMETER)
+            close = difflib.get_close_matches(key, known, n=1)
+            problems.append(f"`parameters.{key}`: no notebook of the run declares such a parameter. Try "
+                            + (f"1) rename it to `{close[0]}` 2) " if close else "1) ")
+                            + f"use one the notebooks accept: {known}")
     return problems
+
+
+def parameters_for(params: RunParams, notebook: Path) -> dict:
+    """The run's parameters that ``notebook`` declares (each notebook gets only its own)."""
+    declared = notebook_parameters(notebook)
+    return {k: v for k, v in params.spec.parameters.items() if k in declared}

@@ -42,7 +42,7 @@ from pathlib import Path
 
 from . import store
 from .exceptions import DataQualityWarning, WorkbenchError, fixes
-from .params import DATASET_PARAMETER, RunParams, load_params, secret_values
+from .params import DATASET_PARAMETER, RunParams, load_params, parameters_for, secret_values
 from .segments import Segment, plan_segments
 
 KERNEL = "workbench"
@@ -264,7 +264,7 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
     jobs = [] if too_small else [
         {"id": f"{segment.slug}/{path.stem}", "segment": segment.key, "slug": segment.slug, "notebook": rel,
          "input": str(path), "output": str(tmp / f"{path.stem}.ipynb"), "cwd": str(tmp),
-         "parameters": {**spec.parameters, DATASET_PARAMETER: relative_data}, "timeout": spec.timeout,
+         "parameters": {**parameters_for(params, path), DATASET_PARAMETER: relative_data}, "timeout": spec.timeout,
          "status": "pending"}
         for rel, path in zip(spec.notebooks, params.notebooks)]
     before = {j["id"]: j for j in previous["jobs"]} if previous else {}

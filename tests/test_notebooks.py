@@ -71,3 +71,20 @@ def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
     assert "pairs of `channel` values" in text
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(spec) in injected[0].source
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, figures", [("win_loss_drivers", 1), ("customer_profile", 5)])
+def test_drivers_and_profile_notebooks_run_on_a_small_sample(tmp_path, name, figures):
+    """papermill runs the drivers and profile notebooks on a 3,000-deal sample: no errors, every figure."""
+    papermill = pytest.importorskip("papermill")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
+    out = tmp_path / f"{name}.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS[0].parent / f"{name}.ipynb"), str(out), kernel_name="workbench",
+                               cwd=str(tmp_path), parameters={"dataset_path": str(spec)}, progress_bar=False,
+                               execution_timeout=300)
+    outputs = [o for c in _code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert len([o for o in outputs if "image/png" in o.get("data", {})]) == figures

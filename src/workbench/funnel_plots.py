@@ -16,7 +16,7 @@ from matplotlib.path import Path
 from matplotlib.ticker import PercentFormatter
 
 from .paths import CONTINUES, KINDS, LOST, OVERALL, STAYS, WON
-from .plots import OUTCOME_COLORS, PALETTE, theme
+from .plots import OUTCOME_COLORS, PALETTE, error_lengths, theme
 
 #: Colour of each kind of move (won and lost as in every other figure).
 KIND_COLORS = {
@@ -330,7 +330,7 @@ def markov_vs_cohort(check: pd.DataFrame, *, segment: str = OVERALL, ax: Axes | 
                 (0.1, "cohort_win_rate", "cohort_low", "cohort_high", colors[1],
                  f"Mature cohort (created {check.attrs.get('mature_days', '?')}+ days before)")):
             e = part[est].to_numpy(float)
-            ax.errorbar(x + dx, e, yerr=np.clip([e - part[low].to_numpy(float), part[high].to_numpy(float) - e], 0, None), fmt="o",
+            ax.errorbar(x + dx, e, yerr=error_lengths(e, part[low], part[high]), fmt="o",
                         color=color, capsize=2, label=label, markersize=5)
         ax.set_xticks(x, part["stage"])
         ax.set_ylim(0, 1)

@@ -276,30 +276,49 @@ def hazard_ratios(speed_drivers, *, alpha: float = 0.05, ax: Axes | None = None)
     """
     table = speed_drivers.table
     references = getattr(speed_drivers, "reference_levels", {}) or {}
-    y = np.arange(len(table))[::-1]
-    significant = (table["p_value"] < alpha).to_numpy()
+    cause = getattr(speed_drivers, "cause", "won")
+    return _forest(table["hazard_ratio"], table["ci_low"], table["ci_high"], table["p_value"],
+                   [_covariate_label(n, references) for n in table["covariate"]],
+                   f"Hazard ratio of being {cause} (log scale; > 1: faster)", alpha=alpha, ax=ax)
+
+
+def odds_ratios(win_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> Axes:
+    """Forest plot of the win/loss model's odds ratios (``workbench.drivers.win_drivers``).
+
+    An odds ratio above 1 means deals with that level (against the reference level, or
+    per unit for numbers) are more likely to be won. Coloured where ``p_value < alpha``.
+    """
+    table = win_drivers.table
+    references = getattr(win_drivers, "reference_levels", {}) or {}
+    labels = [f"{f}: {lvl}" + (f" (vs {references[f]})" if f in references else "")
+              for f, lvl in zip(table["feature"], table["level"])]
+    return _forest(table["odds_ratio"], table["ci_low"], table["ci_high"], table["p_value"], labels,
+                   "Odds ratio of winning (log scale; > 1: wins more often)", alpha=alpha, ax=ax)
+
+
+def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax: Axes | None) -> Axes:
+    ratio, low, high = (np.asarray(v, dtype=float) for v in (ratio, low, high))
+    y = np.arange(len(ratio))[::-1]
+    significant = (np.asarray(p_value, dtype=float) < alpha)
     with theme():
         ax = _axes(ax)
         color = np.where(significant[:, None], np.array([sns.color_palette(PALETTE)[0]]),
                          np.array([(0.6, 0.6, 0.6)]))
         ax.axvline(1.0, color="0.3", lw=1, ls="--", zorder=1)
-        ax.hlines(y, table["ci_low"].to_numpy(float), table["ci_high"].to_numpy(float), colors=color, lw=2,
-                  zorder=2)
-        ax.scatter(table["hazard_ratio"].to_numpy(float), y, c=color, s=36, zorder=3)
+        ax.hlines(y, low, high, colors=color, lw=2, zorder=2)
+        ax.scatter(ratio, y, c=color, s=36, zorder=3)
         ax.set_xscale("log")
         # Room around the widest interval, and 1 always in view.
-        low, high = float(table["ci_low"].min()), float(table["ci_high"].max())
-        ax.set_xlim(min(low / 1.15, 1 / 1.25), max(high * 1.15, 1.25))
+        ax.set_xlim(min(float(np.nanmin(low)) / 1.15, 1 / 1.25), max(float(np.nanmax(high)) * 1.15, 1.25))
         lo_x, hi_x = ax.get_xlim()
         ax.xaxis.set_major_locator(FixedLocator([v for v in NICE_RATIOS if lo_x <= v <= hi_x]))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_yticks(y, [_covariate_label(n, references) for n in table["covariate"]])
+        ax.set_yticks(y, labels)
         ax.yaxis.set_minor_locator(NullLocator())
         ax.grid(axis="y", visible=False)
-        ax.set_ylim(-0.7, len(table) - 0.3)
-        cause = getattr(speed_drivers, "cause", "won")
-        ax.set_xlabel(f"Hazard ratio of being {cause} (log scale; > 1: faster)")
+        ax.set_ylim(-0.7, len(ratio) - 0.3)
+        ax.set_xlabel(xlabel)
     return ax
 
 
@@ -330,7 +349,7 @@ def dwell_bars(stage_dwell, *, ax: Axes | None = None) -> Axes:
             ok = np.isfinite(median) & np.isfinite(low) & np.isfinite(high)
             ax.bar(x, np.where(np.isfinite(median), median, 0.0), width=width * 0.92, color=colors[label],
                    label=label)
-            ax.errorbar(x[ok], median[ok], yerr=_spread(median[ok], low[ok], high[ok]), fmt="none",
+            ax.errorbar(x[ok], median[ok], yerr=error_lengths(median[ok], low[ok], high[ok]), fmt="none",
                         ecolor="0.15", elinewidth=1, capsize=2)
         ax.set_xticks(np.arange(len(stages)), stages)
         ax.grid(axis="x", visible=False)
@@ -366,7 +385,7 @@ def calibration(backtest, *, ax: Axes | None = None) -> Axes:
     with theme():
         ax = _axes(ax)
         ax.plot([0, 1], [0, 1], color="0.4", lw=1, ls="--")
-        ax.errorbar(predicted, observed, yerr=_spread(observed, low, high), fmt="o",
+        ax.errorbar(predicted, observed, yerr=error_lengths(observed, low, high), fmt="o",
                     color=sns.color_palette(PALETTE)[0], ecolor=sns.color_palette(PALETTE)[0], elinewidth=1.2,
                     capsize=2, markersize=5)
         ax.set_xlim(0, 1)
@@ -389,7 +408,7 @@ def calibration(backtest, *, ax: Axes | None = None) -> Axes:
     return ax
 
 
-def _spread(center, low, high) -> np.ndarray:
+def error_lengths(center, low, high) -> np.ndarray:
     """Error-bar lengths below and above ``center``; never negative (a bound equal to the estimate
     can differ from it in the last bit, and matplotlib refuses negative lengths)."""
     center, low, high = (np.asarray(v, dtype=float) for v in (center, low, high))

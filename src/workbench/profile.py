@@ -24,6 +24,7 @@ from scipy.special import expit
 from .drivers import MISSING, WinDrivers, _as_labels, _column, win_drivers
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
+from .plots import error_lengths
 
 #: Employee bands: left-closed edges [lower, upper).
 EMPLOYEE_EDGES = (0, 50, 200, 1_000, 5_000, np.inf)
@@ -139,7 +140,7 @@ class CustomerProfile:
         ax = ax or plt.gca()
         t = self.table.dropna(subset=["lift_low"])
         y = np.arange(len(t))
-        ax.errorbar(t["lift"], y, xerr=[t["lift"] - t["lift_low"], t["lift_high"] - t["lift"]], fmt="o")
+        ax.errorbar(t["lift"], y, xerr=error_lengths(t["lift"], t["lift_low"], t["lift_high"]), fmt="o")
         ax.axvline(1, color="grey", lw=1)
         ax.set_yticks(y, [f"{tr}: {lv}" for tr, lv in zip(t["trait"], t["level"])])
         ax.set_xscale("log")
@@ -355,7 +356,7 @@ class FitScoreBacktest:
 
         ax = ax or plt.gca()
         t = self.table
-        ax.errorbar(t["quintile"], t["win_rate"], yerr=[t["win_rate"] - t["ci_low"], t["ci_high"] - t["win_rate"]],
+        ax.errorbar(t["quintile"], t["win_rate"], yerr=error_lengths(t["win_rate"], t["ci_low"], t["ci_high"]),
                     fmt="o-")
         ax.set_xlabel(f"fit-score quintile at {self.cut_at.date()} (1 = lowest)")
         ax.set_ylabel(f"won by {self.as_of.date()}")

@@ -16,6 +16,7 @@ from scipy import stats
 
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
+from .plots import error_lengths
 
 DECISION_MAKER = "Decision maker"
 NO_STAGE = "(no open stage)"
@@ -128,8 +129,8 @@ class BuyingRoles:
         stages = list(dict.fromkeys(self.by_stage["stage_reached"]))
         for flag, part in self.by_stage.groupby("decision_maker"):
             x = part["stage_reached"].map({s: i for i, s in enumerate(stages)}).to_numpy()
-            err = [part["win_rate"] - part["ci_low"], part["ci_high"] - part["win_rate"]]
-            ax.errorbar(x, part["win_rate"], yerr=err, fmt="o-",
+            ax.errorbar(x, part["win_rate"], yerr=error_lengths(part["win_rate"], part["ci_low"], part["ci_high"]),
+                        fmt="o-",
                         label="decision maker" if flag else "no decision maker")
         ax.set_xticks(np.arange(len(stages)), stages)
         ax.set_xlabel("furthest open stage reached")

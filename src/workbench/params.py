@@ -30,11 +30,10 @@ from pathlib import Path
 from typing import Any, Union
 
 import nbformat
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import CredentialsError, SpecError, fixes
-from .yamlio import read_yaml
+from .yamlio import read_yaml_mapping
 
 SAMPLE = "sample"
 DEFAULT_NOTEBOOKS = ("notebooks/cycle_time.ipynb",)
@@ -175,15 +174,7 @@ def load_params(path: str | Path) -> RunParams:
         A key looks like a credential, or a value equals a secret from the environment.
     """
     path = Path(path)
-    if not path.exists():
-        raise SpecError(f"`{path}` does not exist. " + fixes("check the path", "start from `params/demo.yaml`"))
-    try:
-        raw = read_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"`{path}` is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"`{path}` must be a mapping with at least a `dataset` key.")
-    raw = _dates_as_text(raw)
+    raw = _dates_as_text(read_yaml_mapping(path, "dataset", "`params/demo.yaml`"))
     check_no_secrets(raw, str(path))
     try:
         spec = RunSpec.model_validate(raw)

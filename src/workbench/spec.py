@@ -10,9 +10,8 @@ import difflib
 from pathlib import Path
 from typing import Literal, Union
 
-import yaml
 
-from .yamlio import read_yaml
+from .yamlio import read_yaml_mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import SpecError, fixes
@@ -223,14 +222,7 @@ def load_spec(path: str | Path) -> tuple[DatasetSpec, Path]:
             raise SpecError(f"`{path}` is a folder without a dataset.yaml. "
                             + fixes("pass the path of a dataset.yaml", "write one (see the README)"))
         path = path / "dataset.yaml"
-    if not path.exists():
-        raise SpecError(f"`{path}` does not exist. " + fixes("check the path", "run `workbench validate` on a dataset.yaml"))
-    try:
-        raw = read_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"`{path}` is not valid YAML: {exc}") from exc
-    if not isinstance(raw, dict):
-        raise SpecError(f"`{path}` must be a mapping with at least a `deals` key.")
+    raw = read_yaml_mapping(path, "deals", "an example in `examples/`")
     return parse_spec(raw, origin=str(path)), path.parent.resolve()
 
 

@@ -10,11 +10,10 @@ import difflib
 from pathlib import Path
 from typing import Literal, Union
 
-
-from .yamlio import read_yaml_mapping
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import SpecError, fixes
+from .yamlio import read_yaml_mapping
 
 
 class _Strict(BaseModel):

@@ -295,7 +295,10 @@ def test_secrets_in_the_environment_never_reach_the_outputs(data, tmp_path, monk
 def test_an_interrupted_run_leaves_no_report_that_looks_finished(data, tmp_path):
     """Ctrl-C while a notebook runs: no segment folder, index or run.json appears; the next run completes."""
     path = write_params(tmp_path, data[0], ["sleeps"], workers=1, parameters={"seconds": 60})
+    # pytest-xdist workers ignore SIGINT and children inherit that (Python then installs no
+    # KeyboardInterrupt handler), so the run gets the default disposition back, as in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(path)], start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     segments = tmp_path / "out" / "segments"
     deadline = time.monotonic() + 300  # generous: a loaded CI machine starts kernels slowly

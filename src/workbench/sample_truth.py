@@ -24,6 +24,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from .exceptions import WorkbenchError, fixes
+
 #: The horizons (days) of the tidy CIF table.
 CIF_DAYS = (30, 60, 90, 180, 365)
 #: The segment variables of the tidy tables.
@@ -104,7 +106,6 @@ class Truth:
     def _parts(self) -> dict:
         parts = _summarize(self._journeys, len(self.stages))
         parts["attributes"] = self._journeys.attributes
-        self._journeys = None  # the long arrays are no longer needed
         return parts
 
     @property
@@ -159,6 +160,42 @@ class Truth:
     def cif_lost(self, days):
         """P(lost within ``days`` days of creation); ``days`` a number or an array."""
         return self._cif(days, False)
+
+    def grouped_conversion(self, groups, **levels) -> pd.Series:
+        """True eventual conversion between groups of consecutive open stages (a journey grid's
+        stages): of the deals that entered a group, the share that later reach the next group
+        or beyond, a win counting as beyond every group. ``levels`` select deals as in `segment`.
+
+        Raises
+        ------
+        WorkbenchError
+            On a `segment` truth, which keeps no journeys: call it on the full truth with ``levels``.
+        """
+        j = self._journeys
+        if j is None:
+            raise WorkbenchError("This truth keeps no journeys. " + fixes("call `grouped_conversion` on the full "
+                                                                            "truth, with the segment as keywords"))
+        k = len(self.stages)
+        code = np.full(k + 2, -1, np.int64)  # Lost: -1, no progress
+        for g, names in enumerate(groups):
+            code[[self.stages.index(n) for n in names]] = g
+        code[k] = len(groups)
+        keep = np.ones(len(j.attributes), bool)
+        for column, level in levels.items():
+            keep &= (j.attributes[column] == level).to_numpy()
+        rows = keep[j.deal]
+        deal, group = j.deal[rows], code[j.stage[rows]]
+        n, width = len(j.attributes), len(groups) + 2
+        block = (n - 1 - deal[::-1]).astype(np.int64) * width  # suffix maximum within each deal
+        ahead = (np.maximum.accumulate(block + group[::-1] + 1) - block - 1)[::-1]
+        labels = [g[0] if len(g) == 1 else "+".join(g) for g in groups]
+        after = labels[1:] + ["Won"]
+        out = {}
+        for g in range(len(groups)):
+            at = np.flatnonzero(group == g)
+            first = at[np.r_[True, deal[at][1:] != deal[at][:-1]]] if len(at) else at
+            out[f"{labels[g]}->{after[g]}"] = float((ahead[first + 1] > g).mean()) if len(first) else np.nan
+        return pd.Series(out, name="grouped_conversion")
 
     def segment(self, **levels) -> "Truth":
         """The truth of the deals whose attributes equal ``levels``, e.g. ``persona="Procurement"``."""

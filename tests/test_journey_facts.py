@@ -53,10 +53,10 @@ def _hand():
     contacts = pd.DataFrame({"contact_id": ["C1", "C2", "C3", "C4"], "deal_id": ["D1", "D1", "D3", "D5"],
                              "role": ["Decision maker", "Influencer", "User", "Decision maker"]})
     touchpoints = pd.DataFrame({
-        "deal_id": ["D1", "D1", "D1", "D4", "D2", None],
-        "occurred_at": [day(6), day(13), day(13), day(97), day(11), day(1)],
-        "channel": ["Email", "Sales", "Sales", "Sales", "Email", "Web"],
-        "kind": ["email", "meeting", "meeting", "call", "email", "web visit"],
+        "deal_id": ["D1", "D1", "D1", "D4", "D2", None, "D4"],
+        "occurred_at": [day(6), day(13), day(13), day(97), day(11), day(1), day(89)],
+        "channel": ["Email", "Sales", "Sales", "Sales", "Email", "Web", "Web"],
+        "kind": ["email", "meeting", "meeting", "call", "email", "web visit", "web visit"],
     })
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -97,8 +97,8 @@ def test_time_in_a_merged_stage_runs_until_the_deal_leaves_it(hand):
 
 
 def test_objections_touchpoints_and_roles_by_hand(hand):
-    """Loss reasons by the stage lost in; touches by the stage at the time (after close and deal-less left
-    out and noted); roles as shares of the deals reaching each stage."""
+    """Loss reasons by the stage lost in; touches by the stage at the time (deal-less, after close and before
+    the first stage left out and noted); roles as shares of the deals reaching each stage."""
     objections = hand.top(OVERALL, "Looking", "objection")
     assert objections[["label", "count", "base"]].values.tolist() == [["Price", 1, 2], ["Timing", 1, 2]]
     assert hand.top(OVERALL, "Deciding", "objection")[["label", "share"]].values.tolist() == [["Price", 1.0]]
@@ -107,7 +107,8 @@ def test_objections_touchpoints_and_roles_by_hand(hand):
     kinds = hand.top(OVERALL, "Comparing", "kind")
     assert kinds[["label", "count"]].values.tolist() == [["meeting", 2], ["call", 1]]
     assert hand.top(OVERALL, "Looking", "channel")[["label", "count"]].values.tolist() == [["Email", 1]]
-    assert any("1 without deal" in n and "1 after close" in n for n in hand.notes)
+    assert "Touchpoints in no stage: 1 without a known deal, 1 after their deal closed, 1 before the deal's first " \
+           "stage." in hand.notes
     roles = {s: hand.top(OVERALL, s, "role", n=5).set_index("label")["share"].to_dict() for s in hand.stage_labels}
     assert roles["Looking"] == pytest.approx({"Decision maker": 2 / 6, "Influencer": 1 / 6, "User": 1 / 6})
     assert roles["Comparing"] == pytest.approx({"Decision maker": 2 / 5, "Influencer": 1 / 5, "User": 1 / 5})
@@ -204,3 +205,27 @@ def test_personas_from_data_are_the_big_levels_largest_first(sample):
     assert [p.name for p in personas] == [str(k) for k, n in sizes.items() if n >= 3_000]
     assert personas[0].filter == {"persona": personas[0].name}
     assert f"{sizes.iloc[0]:,} deals" in personas[0].description
+
+
+def test_touch_and_objection_counts_agree_with_the_pandas_modules(sample):
+    """On a one-to-one journey the array counts equal `touchpoints.deal_touches` (a merge_asof) and
+    `reasons.last_open_stage` grouped with pandas, overall and per persona."""
+    from workbench.reasons import last_open_stage
+    from workbench.touchpoints import deal_touches
+
+    _, ds = sample
+    journey = fit_to_dataset(template("b2b"), ds)
+    facts = journey_facts(ds, journey, "persona")
+    names = dict(zip(ds.stages, journey.stage_labels()))
+    touches, _ = deal_touches(ds)
+    touches = touches[touches["stage"].isin(ds.stages)].merge(ds.deals[["deal_id", "persona"]], on="deal_id")
+    lost = ds.deals[ds.deals["outcome"] == "lost"].assign(stage=lambda d: d["deal_id"].map(last_open_stage(ds)))
+    lost = lost.dropna(subset=["stage"])
+    for metric, frame, column in (("channel", touches, "channel"), ("kind", touches, "kind"),
+                                  ("objection", lost, "loss_reason")):
+        for persona in (OVERALL, "Procurement"):
+            part = frame if persona == OVERALL else frame[frame["persona"] == persona]
+            expected = part.groupby([part["stage"].map(names), column]).size()
+            got = facts.items[(facts.items["metric"] == metric) & (facts.items["persona"] == persona)]
+            got = got.set_index(["stage", "label"])["count"]
+            assert got.sort_index().to_dict() == expected.sort_index().to_dict(), (metric, persona)

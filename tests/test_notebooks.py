@@ -88,3 +88,29 @@ def test_drivers_and_profile_notebooks_run_on_a_small_sample(tmp_path, name, fig
     outputs = [o for c in _code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert len([o for o in outputs if "image/png" in o.get("data", {})]) == figures
+
+
+@pytest.mark.slow
+def test_journey_notebook_shows_grids_and_its_report_leaves_the_builder_out(tmp_path):
+    """papermill runs journey_grid.ipynb: the All deals grid, one grid per persona and the builder widget;
+    the HTML report keeps the grids and drops the interactive builder and its heading."""
+    papermill = pytest.importorskip("papermill")
+    from workbench.report import render_report
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
+    out = tmp_path / "journey_grid.ipynb"
+    papermill.execute_notebook(str(NOTEBOOKS[0].parent / "journey_grid.ipynb"), str(out), kernel_name="workbench",
+                               cwd=str(tmp_path), parameters={"dataset_path": str(spec), "journey_template": "b2c"},
+                               progress_bar=False, execution_timeout=300)
+    outputs = [o for c in _code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    html = "".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
+    assert html.count('<div class="wb-journey"') == 1 + 5  # all deals, then the five sample personas
+    assert "Noticing" in html and "Pain points" in html  # the b2c template
+    assert any("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in outputs)
+    report = render_report([out], tmp_path / "report.html", title="t", client="c", branding={}, segment_label="all",
+                           quality_note="", findings=[]).read_text()
+    assert report.count('<div class="wb-journey"') == 6
+    assert "Build your own" not in report and "widget-view" not in report

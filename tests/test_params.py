@@ -42,7 +42,7 @@ def test_default_notebook_and_output_resolve_against_the_project():
     """In the repository, the notebooks and `output` are project-relative."""
     params = load_params(ROOT / "params" / "demo.yaml")
     assert params.project == ROOT
-    assert params.notebooks == [ROOT / "notebooks" / "cycle_time.ipynb", ROOT / "notebooks" / "stage_conversion.ipynb"]
+    assert params.notebooks == [ROOT / "notebooks" / f"{n}.ipynb" for n in ("cycle_time", "stage_conversion", "journey_grid")]
     assert params.output == ROOT / "output" / "demo"
     assert params.dataset is None  # the built-in sample
 
@@ -176,14 +176,15 @@ def test_schema_forbids_unknown_keys_directly():
 
 
 def test_each_notebook_gets_only_the_parameters_it_declares(write):
-    """With two notebooks, a parameter goes only to the notebook that declares it."""
+    """With several notebooks, a parameter goes only to the notebooks that declare it."""
     from workbench.params import notebook_parameters, parameters_for
 
     params = load_params(ROOT / "params" / "demo.yaml")
-    assert len(params.notebooks) == 2
+    assert len(params.notebooks) == 3
     for notebook in params.notebooks:
         given = parameters_for(params, notebook)
         declared = notebook_parameters(notebook)
         assert set(given) == set(params.spec.parameters) & set(declared)
     assert "covariates" in parameters_for(params, params.notebooks[0])
     assert "covariates" not in parameters_for(params, params.notebooks[1])
+    assert set(parameters_for(params, params.notebooks[2])) == {"min_deals"}

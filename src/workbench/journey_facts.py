@@ -28,15 +28,16 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from .cycle import OVERALL
-from .dwell import stage_dwell
+from .dwell import Entries, entries, stage_dwell
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .funnel import stage_conversion, stage_reach
 from .journey import Journey, JourneyError, Persona, check_covers
 from .model import Dataset
-from .reasons import MISSING, last_open_stage
-from .touchpoints import deal_touches
+from .reasons import MISSING
+from .touchpoints import UNKNOWN
 
 #: Deal columns read for the sentiment lane, when present.
 TEXT_COLUMNS = ("notes", "note", "comments", "loss_reason", "win_reason")
@@ -134,15 +135,14 @@ def journey_facts(dataset: Dataset, journey: Journey, by: str | None = None, *, 
     if by is not None and by not in data.deals:
         raise WorkbenchError(f"Deals have no column `{by}` to take personas from. "
                              + fixes(f"use one of {data.attributes}"))
-    persona = _persona_labels(data, by, min_deals)
-    notes = _size_notes(data, by, persona, min_deals)
+    groups = _Groups.of(data, by, min_deals)
+    notes = _size_notes(data, by, groups, min_deals)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SmallSampleWarning)  # counted in notes instead
-        stages = _stage_table(data, by, persona, alpha, min_deals)
-    items = [_touch_items(data, persona, notes), _objection_items(data, persona), _role_items(data, persona)]
-    items = pd.concat([i for i in items if len(i)], ignore_index=True) if any(len(i) for i in items) else None
-    return JourneyFacts(stages=stages, items=_ranked(items), sentiment=_sentiment(data, persona, text_columns),
-                        personas=[OVERALL] + sorted(set(persona.dropna()) - {OVERALL}),
+        stages = _stage_table(data, groups, alpha, min_deals)
+    items = [_touch_items(data, groups, notes), _objection_items(data, groups), _role_items(data, groups)]
+    return JourneyFacts(stages=stages, items=_ranked(pd.concat(items, ignore_index=True)),
+                        sentiment=_sentiment(data, groups, text_columns), personas=groups.names,
                         stage_labels=list(data.stages), as_of=data.as_of, notes=notes)
 
 
@@ -180,23 +180,66 @@ def personas_from_data(dataset: Dataset, column: str = "persona", *, min_deals: 
     return out
 
 
-# --- pieces -------------------------------------------------------------------------------
+# --- pieces: integer arrays and bincounts, so a million deals take seconds -------------------
 
-def _persona_labels(data: Dataset, by: str | None, min_deals: int) -> pd.Series:
-    """Per deal, its persona label (NaN: not a persona of its own), aligned with ``deals``."""
-    if by is None:
-        return pd.Series(np.nan, index=data.deals.index, dtype=object)
-    values = data.deals[by].astype(object)
-    sizes = values.value_counts()
-    big = set(sizes[sizes >= min_deals].index)
-    return values.where(values.isin(big)).map(lambda v: v if pd.isna(v) else str(v))
+@dataclass(frozen=True)
+class _Groups:
+    """Who is counted where: per deal, its persona code (-1: only in `OVERALL`), and the
+    stage-history arrays with each deal's last open stage and furthest progress."""
+
+    code: np.ndarray  # per deal row
+    labels: list[str]  # persona labels, code order
+    entries: Entries
+    last_open: np.ndarray  # per deal row: index of the last open stage entered, -1 none
+    furthest: np.ndarray  # per deal row: furthest open stage index, K when won, -1 none
+
+    @property
+    def names(self) -> list[str]:
+        return [OVERALL, *self.labels]
+
+    @classmethod
+    def of(cls, data: Dataset, by: str | None, min_deals: int) -> "_Groups":
+        n, k = len(data.deals), len(data.stages)
+        if by is None:
+            code, labels = np.full(n, -1, np.int64), []
+        else:
+            levels = pd.Categorical(data.deals[by])
+            sizes = np.bincount(levels.codes[levels.codes >= 0], minlength=len(levels.categories))
+            big = np.flatnonzero(sizes >= min_deals)
+            remap = np.full(len(levels.categories) + 1, -1, np.int64)
+            remap[big] = np.arange(len(big))
+            code = remap[levels.codes]  # code -1 (missing) reads remap[-1] = -1
+            labels = [str(levels.categories[i]) for i in big]
+        e = entries(data)
+        is_open = e.rank < k
+        last_open = np.full(n, -1, np.int64)
+        rows = np.flatnonzero(is_open)
+        last_open[e.deal[rows]] = e.rank[rows]  # rows are in time order: the last write wins
+        progress = np.where(e.rank < k, e.rank, np.where(e.rank < k + len(data.won_stages), k, -1)).astype(np.int64)
+        furthest = np.full(n, -1, np.int64)
+        np.maximum.at(furthest, e.deal, progress)
+        furthest[data.deals["outcome"].to_numpy() == "won"] = k
+        return cls(code=code, labels=labels, entries=e, last_open=last_open, furthest=furthest)
+
+    def tally(self, deal: np.ndarray, stage: np.ndarray, label: np.ndarray, n_stages: int,
+              n_labels: int) -> np.ndarray:
+        """``counts[g, stage, label]``: g = 0 for all deals, 1 + persona code for each persona."""
+        cells = n_stages * n_labels
+        key = stage.astype(np.int64) * n_labels + label
+        out = np.zeros((len(self.labels) + 1, n_stages, n_labels), np.int64)
+        out[0] = np.bincount(key, minlength=cells).reshape(n_stages, n_labels)
+        g = self.code[deal]
+        ok = g >= 0
+        out[1:] = np.bincount(g[ok] * cells + key[ok], minlength=len(self.labels) * cells) \
+            .reshape(len(self.labels), n_stages, n_labels)
+        return out
 
 
-def _size_notes(data: Dataset, by: str | None, persona: pd.Series, min_deals: int) -> list[str]:
+def _size_notes(data: Dataset, by: str | None, groups: _Groups, min_deals: int) -> list[str]:
     if by is None:
         return []
     values = data.deals[by]
-    small = values[persona.isna() & values.notna()].value_counts()
+    small = values[(groups.code < 0) & values.notna().to_numpy()].value_counts()
     notes = [f"`{by}` = {level!r} has {n} deals (< {min_deals}): no grid of its own; its deals count in "
              f"{OVERALL!r}." for level, n in small.items()]
     missing = int(values.isna().sum())
@@ -205,10 +248,11 @@ def _size_notes(data: Dataset, by: str | None, persona: pd.Series, min_deals: in
     return notes
 
 
-def _stage_table(data: Dataset, by: str | None, persona: pd.Series, alpha: float, min_deals: int) -> pd.DataFrame:
+def _stage_table(data: Dataset, groups: _Groups, alpha: float, min_deals: int) -> pd.DataFrame:
     labels = list(data.stages)
-    keyed = data if by is None else replace(data, deals=data.deals.assign(_persona=persona))
-    key = None if by is None else "_persona"
+    persona = np.asarray(groups.labels + [None], dtype=object)[groups.code]  # code -1 -> None
+    keyed = replace(data, deals=data.deals.assign(_persona=persona)) if groups.labels else data
+    key = "_persona" if groups.labels else None
     reach = stage_reach(keyed, key, alpha=alpha, min_deals=min_deals).table
     conv = stage_conversion(keyed, key, alpha=alpha, min_deals=min_deals).table
     dwell = stage_dwell(keyed, key, alpha=alpha, min_deals=min_deals).table
@@ -216,115 +260,115 @@ def _stage_table(data: Dataset, by: str | None, persona: pd.Series, alpha: float
                        next=conv["transition"].str.split("->").str[1]).rename(columns={"reached": "entered"})
     table = (reach.rename(columns={"share": "reach_share", "ci_low": "reach_low", "ci_high": "reach_high"})
              .drop(columns="entered")
-             .merge(conv[["segment", "stage", "entered", "next", "conversion", "ci_low", "ci_high", "advanced", "dropped"]]
-                    .rename(columns={"ci_low": "conversion_low", "ci_high": "conversion_high"}),
+             .merge(conv[["segment", "stage", "entered", "next", "conversion", "ci_low", "ci_high", "advanced",
+                          "dropped"]].rename(columns={"ci_low": "conversion_low", "ci_high": "conversion_high"}),
                     on=["segment", "stage"], how="left")
              .merge(dwell[["segment", "stage", "median_days", "median_low", "median_high"]],
                     on=["segment", "stage"], how="left"))
-    lost = _lost_here(data, persona)
-    table = table.merge(lost, on=["segment", "stage"], how="left")
-    table["lost_here"] = table["lost_here"].fillna(0).astype(int)
-    table = table.rename(columns={"segment": "persona"})
+    lost = np.flatnonzero((data.deals["outcome"].to_numpy() == "lost") & (groups.last_open >= 0))
+    counts = groups.tally(lost, groups.last_open[lost], np.zeros(len(lost), np.int64), len(labels), 1)[:, :, 0]
+    lost_here = pd.DataFrame({"segment": np.repeat(groups.names, len(labels)), "stage": labels * len(groups.names),
+                              "lost_here": counts.ravel()})
+    table = table.merge(lost_here, on=["segment", "stage"], how="left").rename(columns={"segment": "persona"})
+    table["persona"] = pd.Categorical(table["persona"], categories=groups.names)
     table["stage"] = pd.Categorical(table["stage"], categories=labels)
-    return table.sort_values(["persona", "stage"], key=_overall_first, kind="stable")[STAGE_COLUMNS] \
-        .astype({"stage": object}).reset_index(drop=True)
+    table = table.sort_values(["persona", "stage"], kind="stable")[STAGE_COLUMNS]
+    return table.astype({"persona": object, "stage": object}).reset_index(drop=True)
 
 
-def _overall_first(column: pd.Series) -> pd.Series:
-    if column.name == "persona":
-        return column.map(lambda p: (p != OVERALL, p))
-    return column
+def _items(counts: np.ndarray, groups: _Groups, stages: list[str], labels, metric: str,
+           base: np.ndarray | None = None) -> pd.DataFrame:
+    """Tidy rows of the non-zero ``counts[g, stage, label]``; ``base`` defaults to each (g, stage) total."""
+    g, s, lab = np.nonzero(counts)
+    if base is None:
+        base = counts.sum(axis=2)
+    return pd.DataFrame({"persona": np.asarray(groups.names, dtype=object)[g],
+                         "stage": np.asarray(stages, dtype=object)[s],
+                         "metric": metric, "label": np.asarray(labels, dtype=object)[lab],
+                         "count": counts[g, s, lab], "base": base[g, s]})
 
 
-def _with_overall(frame: pd.DataFrame, persona_of_deal: pd.Series) -> pd.DataFrame:
-    """``frame`` (with ``deal_id``) once as `OVERALL` and once per persona of its deal."""
-    mapped = frame.assign(persona=frame["deal_id"].map(persona_of_deal))
-    return pd.concat([frame.assign(persona=OVERALL), mapped[mapped["persona"].notna()]], ignore_index=True)
+def _codes(values) -> tuple[np.ndarray, np.ndarray]:
+    """Integer codes and the labels they stand for (missing values labelled `UNKNOWN`)."""
+    codes, uniques = pd.factorize(pd.Series(values, dtype=object).fillna(UNKNOWN), sort=True)
+    return codes.astype(np.int64), np.asarray(uniques, dtype=object)
 
 
-def _persona_of_deal(data: Dataset, persona: pd.Series) -> pd.Series:
-    return pd.Series(persona.to_numpy(), index=data.deals["deal_id"].to_numpy())
-
-
-def _lost_here(data: Dataset, persona: pd.Series) -> pd.DataFrame:
-    lost = data.deals.loc[data.deals["outcome"] == "lost", ["deal_id"]]
-    stage = last_open_stage(data)
-    lost = lost.assign(stage=lost["deal_id"].map(stage)).dropna(subset=["stage"])
-    both = _with_overall(lost, _persona_of_deal(data, persona))
-    return both.groupby(["persona", "stage"]).size().rename("lost_here").reset_index() \
-        .rename(columns={"persona": "segment"})
-
-
-def _touch_items(data: Dataset, persona: pd.Series, notes: list[str]) -> pd.DataFrame:
-    """Touch counts per persona, stage, and channel or kind (`workbench.touchpoints.deal_touches`:
-    touches without a deal or after their deal closed are left out, and counted in ``notes``)."""
-    if data.touchpoints is None or "occurred_at" not in data.touchpoints:
+def _touch_items(data: Dataset, groups: _Groups, notes: list[str]) -> pd.DataFrame:
+    """Touches per stage by channel and kind: each touch is in the stage its deal last entered on or
+    before it (to the second). Touches without a known deal, after the deal closed, or before its
+    first stage entry are counted in ``notes``, not in any stage."""
+    touch = data.touchpoints
+    if touch is None or "deal_id" not in touch or "occurred_at" not in touch or touch.empty:
         return pd.DataFrame(columns=ITEM_COLUMNS)
-    t, excluded = deal_touches(data)
-    left_out = {k: v for k, v in excluded.items() if v}
+    k = len(data.stages)
+    deal = pd.Index(data.deals["deal_id"]).get_indexer(touch["deal_id"].to_numpy())
+    when = touch["occurred_at"].to_numpy("datetime64[s]").astype(np.int64)
+    closed = data.deals["closed_at"].to_numpy("datetime64[s]")
+    has_deal = deal >= 0
+    after = np.zeros(len(deal), bool)
+    after[has_deal] = ~np.isnat(closed[deal[has_deal]]) & (when[has_deal] > closed[deal[has_deal]].astype(np.int64))
+    e = groups.entries
+    start = min(int(when.min()), int(e.time.min() // 10**9)) if len(e.time) else int(when.min())
+    entry_key = (e.deal.astype(np.int64) << 32) + (e.time // 10**9 - start)
+    keep = np.flatnonzero(has_deal & ~after)
+    pos = np.searchsorted(entry_key, (deal[keep] << 32) + (when[keep] - start), side="right") - 1
+    found = (pos >= 0) & (e.deal[np.maximum(pos, 0)] == deal[keep])
+    stage = np.where(found, e.rank[np.maximum(pos, 0)], -1)
+    in_stage = stage >= 0
+    in_stage &= stage < k
+    left_out = {"without a known deal": int((~has_deal).sum()), "after their deal closed": int(after.sum()),
+                "before the deal's first stage": int((~found).sum())}
+    left_out = {what: n for what, n in left_out.items() if n}
     if left_out:
-        notes.append("Touchpoints left out: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in left_out.items())
-                     + "; touches before a deal's first stage entry are not in any stage.")
-    t = t[t["stage"].isin(data.stages)]
-    both = _with_overall(t, _persona_of_deal(data, persona))
+        notes.append("Touchpoints in no stage: " + ", ".join(f"{n:,} {what}" for what, n in left_out.items()) + ".")
+    rows, stage = keep[in_stage], stage[in_stage]
     parts = []
     for metric in ("channel", "kind"):
-        counts = both.rename(columns={metric: "label"}).groupby(["persona", "stage", "label"]).size() \
-            .rename("count").reset_index()
-        counts["base"] = counts.groupby(["persona", "stage"])["count"].transform("sum")
-        parts.append(counts.assign(metric=metric))
+        values = touch[metric].to_numpy(object)[rows] if metric in touch else np.full(len(rows), None, object)
+        codes, labels = _codes(values)
+        counts = groups.tally(deal[rows], stage, codes, k, len(labels))
+        parts.append(_items(counts, groups, list(data.stages), labels, metric))
     return pd.concat(parts, ignore_index=True)
 
 
-def _objection_items(data: Dataset, persona: pd.Series) -> pd.DataFrame:
+def _objection_items(data: Dataset, groups: _Groups) -> pd.DataFrame:
+    """Loss reasons of the deals lost in each stage (their last open stage; `MISSING` when blank)."""
     if "loss_reason" not in data.deals:
         return pd.DataFrame(columns=ITEM_COLUMNS)
-    lost = data.deals.loc[data.deals["outcome"] == "lost", ["deal_id", "loss_reason"]]
-    lost = lost.assign(stage=lost["deal_id"].map(last_open_stage(data))).dropna(subset=["stage"])
-    both = _with_overall(lost, _persona_of_deal(data, persona))
-    label = both["loss_reason"].astype(object).where(both["loss_reason"].notna(), MISSING)
-    counts = both.assign(label=label).groupby(["persona", "stage", "label"]).size().rename("count").reset_index()
-    counts["base"] = counts.groupby(["persona", "stage"])["count"].transform("sum")
-    return counts.assign(metric="objection")
+    lost = np.flatnonzero((data.deals["outcome"].to_numpy() == "lost") & (groups.last_open >= 0))
+    codes, labels = _codes(data.deals["loss_reason"].to_numpy(object)[lost])
+    labels = np.where(labels == UNKNOWN, MISSING, labels)
+    counts = groups.tally(lost, groups.last_open[lost], codes, len(data.stages), len(labels))
+    return _items(counts, groups, list(data.stages), labels, "objection")
 
 
-def _role_items(data: Dataset, persona: pd.Series) -> pd.DataFrame:
+def _role_items(data: Dataset, groups: _Groups) -> pd.DataFrame:
+    """Per stage, the share of the deals reaching it (`workbench.funnel.stage_reach`'s ``reached``)
+    with at least one contact in each role."""
     contacts = data.contacts
     if contacts is None or "deal_id" not in contacts or "role" not in contacts:
         return pd.DataFrame(columns=ITEM_COLUMNS)
-    pairs = contacts.loc[contacts["deal_id"].notna() & contacts["role"].notna(), ["deal_id", "role"]] \
-        .drop_duplicates()
-    furthest = _furthest_stage(data)
-    pairs = pairs.assign(furthest=pairs["deal_id"].map(furthest).fillna(-1).astype(int))
-    both = _with_overall(pairs, _persona_of_deal(data, persona))
-    persona_reach = _with_overall(pd.DataFrame({"deal_id": furthest.index, "furthest": furthest.to_numpy()}),
-                                  _persona_of_deal(data, persona))
-    parts = []
-    for a, stage in enumerate(data.stages):
-        on = both[both["furthest"] >= a]
-        counts = on.groupby(["persona", "role"]).size().rename("count").reset_index()
-        base = persona_reach[persona_reach["furthest"] >= a].groupby("persona").size()
-        counts["base"] = counts["persona"].map(base)
-        parts.append(counts.rename(columns={"role": "label"}).assign(stage=stage, metric="role"))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=ITEM_COLUMNS)
-
-
-def _furthest_stage(data: Dataset) -> pd.Series:
-    """Per deal id, the index of the furthest open stage entered (a win: past the last one)."""
+    contacts = contacts[contacts["role"].notna()]
+    deal = pd.Index(data.deals["deal_id"]).get_indexer(contacts["deal_id"].to_numpy())
+    codes, labels = _codes(contacts["role"].to_numpy(object)[deal >= 0])
+    deal = deal[deal >= 0]
+    pair = np.unique(deal.astype(np.int64) * len(labels) + codes)
+    deal, role = pair // max(len(labels), 1), pair % max(len(labels), 1)
     k = len(data.stages)
-    rank = {s: i for i, s in enumerate(data.stages)}
-    rank.update({s: k for s in data.won_stages})
-    h = data.stage_history
-    r = h["stage"].map(rank)
-    furthest = r[r.notna()].groupby(h.loc[r.notna(), "deal_id"]).max().astype(int)
-    won = data.deals.loc[data.deals["outcome"] == "won", "deal_id"]
-    furthest = furthest.reindex(data.deals["deal_id"]).fillna(-1).astype(int)
-    furthest[won.to_numpy()] = k
-    return furthest
+    counts = np.zeros((len(groups.names), k, len(labels)), np.int64)
+    base = np.zeros((len(groups.names), k), np.int64)
+    everyone = np.arange(len(data.deals))
+    for a in range(k):
+        on = groups.furthest[deal] >= a
+        counts[:, a:a + 1, :] = groups.tally(deal[on], np.zeros(int(on.sum()), np.int64), role[on], 1, len(labels))
+        reached = everyone[groups.furthest >= a]
+        base[:, a] = groups.tally(reached, np.zeros(len(reached), np.int64), np.zeros(len(reached), np.int64), 1, 1)[:, 0, 0]
+    return _items(counts, groups, list(data.stages), labels, "role", base=base)
 
 
-def _ranked(items: pd.DataFrame | None) -> pd.DataFrame:
-    if items is None or items.empty:
+def _ranked(items: pd.DataFrame) -> pd.DataFrame:
+    if items.empty:
         return pd.DataFrame(columns=ITEM_COLUMNS)
     items = items.assign(share=items["count"] / items["base"])
     items = items.sort_values(["persona", "stage", "metric", "count", "label"],
@@ -333,33 +377,33 @@ def _ranked(items: pd.DataFrame | None) -> pd.DataFrame:
     return items[ITEM_COLUMNS].reset_index(drop=True)
 
 
-@lru_cache(maxsize=4096)
-def _vader(text: str) -> float:
-    return _analyzer().polarity_scores(text)["compound"]
-
-
 @lru_cache(maxsize=1)
-def _analyzer():
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
+def _analyzer() -> SentimentIntensityAnalyzer:
     return SentimentIntensityAnalyzer()
 
 
-def _sentiment(data: Dataset, persona: pd.Series, text_columns: tuple[str, ...]) -> pd.DataFrame:
-    columns = [c for c in text_columns if c in data.deals]
-    if not columns:
-        return pd.DataFrame(columns=SENTIMENT_COLUMNS)
-    stage = data.deals["deal_id"].map(last_open_stage(data))
-    texts = pd.concat([pd.DataFrame({"deal_id": data.deals["deal_id"], "stage": stage, "text": data.deals[c]})
-                       for c in columns], ignore_index=True)
-    texts = texts[texts["stage"].notna() & texts["text"].notna()]
-    texts = texts[texts["text"].astype(str).str.strip() != ""]
-    if texts.empty:
-        return pd.DataFrame(columns=SENTIMENT_COLUMNS)
-    unique = pd.unique(texts["text"].astype(str))
-    score_of = pd.Series([_vader(t) for t in unique], index=unique)
-    texts = texts.assign(score=texts["text"].astype(str).map(score_of))
-    both = _with_overall(texts, _persona_of_deal(data, persona))
-    out = both.groupby(["persona", "stage"]).agg(texts=("score", "size"), score=("score", "mean")).reset_index()
+def _sentiment(data: Dataset, groups: _Groups, text_columns: tuple[str, ...]) -> pd.DataFrame:
+    """Mean VADER compound score of the texts of the deals whose last open stage is each stage
+    (each distinct text scored once)."""
+    k = len(data.stages)
+    total = np.zeros((len(groups.names), k))
+    count = np.zeros((len(groups.names), k), np.int64)
+    for column in (c for c in text_columns if c in data.deals):
+        text = data.deals[column].astype(object).to_numpy()
+        rows = np.flatnonzero(pd.notna(text) & (groups.last_open >= 0))
+        codes, uniques = pd.factorize(pd.Series(text[rows]).astype(str).str.strip())
+        scores = np.array([_analyzer().polarity_scores(u)["compound"] if u else np.nan for u in uniques])
+        ok = np.isfinite(scores[codes]) if len(codes) else np.zeros(0, bool)
+        rows, codes = rows[ok], codes[ok]
+        stage = groups.last_open[rows]
+        ones = np.zeros(len(rows), np.int64)
+        count += groups.tally(rows, stage, ones, k, 1)[:, :, 0]
+        for g in range(len(groups.names)):
+            sel = slice(None) if g == 0 else groups.code[rows] == g - 1
+            total[g] += np.bincount(stage[sel], weights=scores[codes][sel], minlength=k)
+    g, s = np.nonzero(count)
+    out = pd.DataFrame({"persona": np.asarray(groups.names, dtype=object)[g],
+                        "stage": np.asarray(data.stages, dtype=object)[s],
+                        "texts": count[g, s], "score": total[g, s] / count[g, s]})
     out["tone"] = np.select([out["score"] >= POSITIVE, out["score"] <= NEGATIVE], ["positive", "negative"], "neutral")
     return out[SENTIMENT_COLUMNS]

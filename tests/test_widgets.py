@@ -133,3 +133,19 @@ def test_export_writes_the_chosen_format(builder, tmp_path):
 def test_filters_are_parsed_with_lists():
     """`a=1,2; b=x` -> {'a': ['1', '2'], 'b': ['x']}."""
     assert parse_filter("a=1,2; b=x") == {"a": ["1", "2"], "b": ["x"]}
+
+
+def test_a_saved_journey_reopens_on_its_persona_with_its_text(builder, dataset, tmp_path):
+    """Save a filter persona's journey, open a new builder with it: same persona, filter, numbers and text."""
+    region = dataset.deals["region"].iloc[0]
+    builder.new_persona_name.value = "Region"
+    builder.new_persona_filter.value = f"region={region}"
+    builder.add_persona_button.click()
+    stage = builder.journey().stage_labels()[0]
+    builder.cell_inputs[("Objections", stage)].value = "Budget is frozen"
+    path = builder.save(tmp_path / "region.yaml")
+    reopened = JourneyBuilder(dataset, load_journey(path))
+    assert reopened.persona.value == "Region"
+    assert reopened.journey().cell("Objections", stage) == "Budget is frozen"
+    n = int((dataset.deals["region"] == region).sum())
+    assert f"{n:,} deals reached" in reopened.preview.value

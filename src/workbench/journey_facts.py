@@ -161,6 +161,13 @@ def persona_facts(dataset: Dataset, journey: Journey, persona: Persona, **option
                    sentiment=rename(facts.sentiment), personas=[persona.name])
 
 
+def own_facts(dataset: Dataset, journey: Journey, **options) -> JourneyFacts:
+    """Facts of the journey's own persona: the deals its filter selects (all deals without one)."""
+    if journey.persona.filter:
+        return persona_facts(dataset, journey, journey.persona, **options)
+    return journey_facts(dataset, journey, **options)
+
+
 def personas_from_data(dataset: Dataset, column: str = "persona", *, min_deals: int = 30) -> list[Persona]:
     """One `Persona` per level of a deal column with at least ``min_deals`` deals, largest first."""
     if column not in dataset.deals:

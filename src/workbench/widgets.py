@@ -47,7 +47,8 @@ class JourneyBuilder:
     ----------
     dataset : Dataset
     journey : Journey, optional
-        The starting grid (default: the ``b2b`` template), laid over the dataset's stages.
+        The starting grid (default: the ``b2b`` template), laid over the dataset's stages. A saved
+        journey opens on its persona with its text (a persona defined by a filter is added).
     persona_column : str, optional
         The deal column whose levels are the personas offered (``None``: all deals only).
     min_deals : int
@@ -82,8 +83,16 @@ class JourneyBuilder:
         self.layout = layout.for_persona(everyone)
         self.journeys: dict[str, Journey] = {}
         self._custom: dict[str, Persona] = {}
+        own = layout.persona
+        if own.filter and own.name not in self.personas:  # a saved journey of a persona defined by filter
+            self._custom[own.name] = own
+            self.personas[own.name] = own
         self.facts = self._compute_facts()
+        if journey is not None and own.name in self.personas:  # keep its text; prefill only empty cells
+            self.journeys[own.name] = prefill(layout, self.facts, own.name)
         self._build_widgets()
+        if own.name in self.personas:
+            self.persona.value = own.name
         self._show()
 
     # --- state ----------------------------------------------------------------------------

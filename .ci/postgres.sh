@@ -20,6 +20,7 @@ start_postgres() {
   local bin; bin=$(_pg_bin)
   local run=()
   if [ "$(id -u)" = 0 ]; then run=(runuser -u postgres --); fi
+  stop_postgres  # a server left from an earlier call would hold the port
   rm -rf "$PG_DIR"; mkdir -p "$PG_DIR"
   [ "$(id -u)" = 0 ] && chown postgres "$PG_DIR"
   export WORKBENCH_PG_PASSWORD="ci-secret-$$-$RANDOM"

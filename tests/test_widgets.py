@@ -149,3 +149,17 @@ def test_a_saved_journey_reopens_on_its_persona_with_its_text(builder, dataset, 
     assert reopened.journey().cell("Objections", stage) == "Budget is frozen"
     n = int((dataset.deals["region"] == region).sum())
     assert f"{n:,} deals reached" in reopened.preview.value
+
+
+def test_a_filter_on_a_numeric_column_matches_numbers(dataset):
+    """Typed filter values are text; on a numeric deal column they are read as numbers."""
+    from dataclasses import replace
+
+    data = replace(dataset, deals=dataset.deals.assign(tier=(dataset.deals.index % 3).astype(int)))
+    builder = JourneyBuilder(data, persona_column="tier")
+    assert builder.persona.options[1:] == ("0", "1", "2")
+    builder.new_persona_name.value = "Tier one or two"
+    builder.new_persona_filter.value = "tier=1,2"
+    builder.add_persona_button.click()
+    n = int(data.deals["tier"].isin([1, 2]).sum())
+    assert f"{n:,} deals reached" in builder.preview.value

@@ -10,8 +10,9 @@ the deal enters a different journey stage). Then, per persona and journey stage:
   censoring-aware (`workbench.funnel.stage_conversion`, the report's headline definition).
 - ``median_days`` in the stage with its interval (`workbench.dwell.stage_dwell`, Kaplan-Meier
   of the first visit, deals still in it censored).
-- ``items``: ranked labels per stage and metric: touchpoint ``channel`` and ``kind`` (touches
-  while the deal was in the stage, `workbench.touchpoints.assign_stages`), ``objection``
+- ``items``: ranked labels per stage and metric: touchpoint ``channel`` and ``kind`` (each touch
+  in the stage its deal last entered on or before it, as `workbench.touchpoints.assign_stages`
+  reads it, to the second), ``objection``
   (loss reasons of deals lost in the stage: their last open stage), ``role`` (share of the
   deals reaching the stage with a contact in the role).
 - ``sentiment``: the mean VADER compound score (Hutto and Gilbert, 2014) of the notes and
@@ -183,7 +184,8 @@ def personas_from_data(dataset: Dataset, column: str = "persona", *, min_deals: 
         closed = part["outcome"].isin(["won", "lost"]).sum()
         won = (part["outcome"] == "won").sum()
         rate = f", {won / closed:.0%} of closed deals won" if closed else ""
-        out.append(Persona(name=str(level), description=f"{n:,} deals{rate}.", filter={column: str(level)}))
+        value = level.item() if hasattr(level, "item") else level  # numpy scalars to plain Python
+        out.append(Persona(name=str(level), description=f"{n:,} deals{rate}.", filter={column: value}))
     return out
 
 
@@ -262,7 +264,10 @@ def _stage_table(data: Dataset, groups: _Groups, alpha: float, min_deals: int) -
     key = "_persona" if groups.labels else None
     reach = stage_reach(keyed, key, alpha=alpha, min_deals=min_deals).table
     conv = stage_conversion(keyed, key, alpha=alpha, min_deals=min_deals).table
-    dwell = stage_dwell(keyed, key, alpha=alpha, min_deals=min_deals).table
+    if data.stage_history.empty:  # no visits to time: the days lane says so
+        dwell = reach[["segment", "stage"]].assign(median_days=np.nan, median_low=np.nan, median_high=np.nan)
+    else:
+        dwell = stage_dwell(keyed, key, alpha=alpha, min_deals=min_deals).table
     conv = conv.assign(stage=conv["transition"].str.split("->").str[0],
                        next=conv["transition"].str.split("->").str[1]).rename(columns={"reached": "entered"})
     table = (reach.rename(columns={"share": "reach_share", "ci_low": "reach_low", "ci_high": "reach_high"})

@@ -121,8 +121,8 @@ def _thoughts(facts: JourneyFacts, persona: str, stage: str) -> str:
     if np.isfinite(row["conversion"]):
         lost = 1 - row["conversion"]
         worst = np.nanmax(1 - rows["conversion"].to_numpy(float))
-        where = " — the biggest drop-out of the journey" if np.isclose(lost, worst) else ""
-        parts.append(f"About {percent(lost)} do not go on{where}.")
+        where = " — the biggest drop-out of the journey" if np.isclose(lost, worst) and lost > 0 else ""
+        parts.append(f"About {percent(lost)} do not go on{where}." if lost >= 0.005 else "Nearly all go on.")
     tone = facts.tone(persona, stage)
     if tone is not None and tone["tone"] != "neutral":
         parts.append(f"Notes and reasons here read {tone['tone']}.")

@@ -254,7 +254,7 @@ class JourneyBuilder:
         if not name or name in self.personas:
             raise WorkbenchError(f"A new persona needs a name not yet taken (taken: {list(self.personas)}).")
         persona = Persona(name=name, description=f"Deals with {self.new_persona_filter.value.strip()}.",
-                          filter=parse_filter(self.new_persona_filter.value))
+                          filter=_typed(parse_filter(self.new_persona_filter.value), self.dataset))
         self.facts = _merged(self.facts, persona_facts(self.dataset, self.layout, persona, min_deals=self.min_deals))
         self._custom[name] = persona
         self.personas[name] = persona
@@ -294,6 +294,19 @@ class JourneyBuilder:
         sentences = "".join(f"<li>{_esc(s)}</li>" for s in comparison.sentences())
         self.preview.value = (f'<div class="wb-compare"><ul>{sentences}</ul>'
                               f'<div style="display:flex;gap:1em">{grids}</div></div>')
+
+
+def _typed(spec: dict[str, list[str]], dataset: Dataset) -> dict[str, list]:
+    """Filter values as numbers where the deal column is numeric (typed text is always a string)."""
+    out = {}
+    for column, values in spec.items():
+        if column in dataset.deals and pd.api.types.is_numeric_dtype(dataset.deals[column]):
+            try:
+                values = pd.to_numeric(pd.Series(values)).tolist()  # plain Python numbers
+            except ValueError:
+                raise WorkbenchError(f"`{column}` holds numbers; cannot read {values} as numbers.") from None
+        out[column] = values
+    return out
 
 
 def _esc(text: str) -> str:

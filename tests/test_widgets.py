@@ -7,6 +7,7 @@ import pytest
 from workbench.cycle import OVERALL
 from workbench.journey import load_journey
 from workbench.journey_facts import journey_facts
+from workbench.journey_render import suggestion
 from workbench.sample import generate
 from workbench.widgets import NONE, JourneyBuilder, parse_filter
 
@@ -60,13 +61,20 @@ def test_switching_persona_shows_that_personas_numbers_and_keeps_each_ones_text(
 
 
 def test_stage_edits_apply_to_every_persona_and_recompute_merged_numbers(builder, dataset):
-    """Renaming keeps numbers; merging recomputes them as `journey_facts` does on the merged layout."""
+    """Renaming keeps numbers; merging recomputes them as `journey_facts` does on the merged layout, keeps
+    typed text and replaces untouched suggestions with ones for the merged stage."""
     builder.persona.value = "Procurement"
     builder.stage_labels[0].value = "Spotting a problem"
     assert "Spotting a problem" in builder.preview.value
     assert builder.journey(OVERALL).stage_labels()[0] == "Spotting a problem"
+    second = builder.journey().stage_labels()[1]
+    builder.cell_inputs[("Objections", second)].value = "Typed by hand"
     first = builder.stage_box.children[0].children[2]  # the "merge with next" button
     first.click()
+    merged = builder.journey()
+    assert merged.cell("Objections", "Spotting a problem") == "Typed by hand"  # the suggestion above it went
+    assert merged.cell("What they do", "Spotting a problem") == suggestion(
+        builder.facts, "Procurement", "Spotting a problem", "actions")  # a fresh suggestion, not two joined
     assert [s.covers for s in builder.layout.stages][0] == ["Lead", "Qualified"]
     expected = journey_facts(dataset, builder.layout, "persona").stage("Procurement", "Spotting a problem")
     assert f"{expected['reached']:,} deals reached" in builder.preview.value

@@ -20,7 +20,7 @@ from .exceptions import WorkbenchError
 from .journey import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, fit_to_dataset, template
 from .journey_export import FORMATS, export
 from .journey_facts import JourneyFacts, journey_facts, persona_facts, personas_from_data
-from .journey_render import compare_personas, prefill, to_html
+from .journey_render import compare_personas, prefill, suggestion, to_html
 from .model import Dataset
 
 NONE = "—"
@@ -226,13 +226,29 @@ class JourneyBuilder:
         """A structural edit for every persona: ``rename_stage``, ``merge_stages``, ``split_stage``,
         ``rename_lane``, ``move_lane``, ``remove_lane``, ``add_lane``."""
         before = [s.covers for s in self.layout.stages]
+        regroups = method in ("merge_stages", "split_stage")
+        if regroups:
+            self._drop_untouched_suggestions()  # they describe the old stages
         self._each(method, *args, **kwargs)
         if method == "rename_stage":
             self.facts = _renamed(self.facts, *args)
         if [s.covers for s in self.layout.stages] != before:
             self.facts = self._compute_facts()
+        if regroups:
+            self.journeys = {name: prefill(j, self.facts, name) for name, j in self.journeys.items()}
         self.status.value = ""
         self._show()
+
+    def _drop_untouched_suggestions(self) -> None:
+        """Clear the text cells that still hold exactly their suggestion (typed text stays)."""
+        for name, journey in self.journeys.items():
+            for lane in journey.lanes:
+                if lane.kind != "text" or lane.suggest is None:
+                    continue
+                for stage in journey.stage_labels():
+                    text = journey.cell(lane.name, stage)
+                    if text and text == suggestion(self.facts, name, stage, lane.suggest):
+                        journey.set_cell(lane.name, stage, "")
 
     def add_lane(self) -> None:
         """Add the lane named in ``new_lane_name`` with the kind in ``new_lane_kind``."""

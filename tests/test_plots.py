@@ -229,3 +229,12 @@ def test_segment_colors_keep_overall_grey_and_others_distinct():
     others = [colors[k] for k in "abcde"]
     assert len(set(others)) == 5
     assert plots.OUTCOME_COLORS["lost"] not in others
+
+
+def test_the_x_axis_says_where_the_clock_starts(dataset, cycles):
+    """Days since created by default; days since entering the stage when `from_stage` starts the clock."""
+    assert plots.survival_curves(cycles, at_risk=False).get_xlabel() == "Days since created"
+    from_discovery = cycle_times(dataset, from_stage="Discovery")
+    for ax in (plots.survival_curves(from_discovery, at_risk=False), plots.cumulative_incidence(from_discovery),
+               plots.outcome_areas(from_discovery)):
+        assert ax.get_xlabel() == "Days since entering Discovery"

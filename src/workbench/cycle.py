@@ -7,6 +7,7 @@ tests show both on the sample data with known truth.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -60,7 +61,8 @@ class CycleTimes:
     """Competing-risks fits of time to close, overall and per segment.
 
     ``fits`` maps a segment label (``OVERALL`` for all deals) to its
-    `CompetingRisks`; ``by`` names the segment column (None: overall only).
+    `CompetingRisks`; ``by`` names the segment column (None: overall only);
+    ``from_stage`` the stage whose first entry starts the clock (None: creation).
     """
 
     fits: dict[str, CompetingRisks]
@@ -69,6 +71,12 @@ class CycleTimes:
     horizon: float
     alpha: float
     warnings: list[str] = field(default_factory=list)
+    from_stage: str | None = None
+
+    @property
+    def clock(self) -> str:
+        """What the days count from, for axis labels: ``Days since created`` or since a stage."""
+        return f"Days since entering {self.from_stage}" if self.from_stage else "Days since created"
 
     def summary(self, days: Sequence[float] = DEFAULT_DAYS) -> pd.DataFrame:
         """Per segment: counts, median and quartiles of days to close with their CIs
@@ -141,14 +149,14 @@ def cycle_times(dataset: Dataset, by: str | None = None, *, from_stage: str | No
         if missing:
             notes.append(f"{missing} deals have no `{by}`; they count only in {OVERALL!r}.")
     for note in notes:
-        import warnings
         warnings.warn(note, SmallSampleWarning, stacklevel=2)
     fits = {label: competing_risks(part["days"], part["event"], CAUSES, alpha, censored="open")
             for label, part in groups.items()}
     counts = pd.DataFrame({label: {"deals": len(part), **{o: int((part["event"] == o).sum())
                                                           for o in ("won", "lost", "open")}}
                            for label, part in groups.items()}).T
-    return CycleTimes(fits=fits, by=by, counts=counts, horizon=horizon, alpha=alpha, warnings=notes)
+    return CycleTimes(fits=fits, by=by, counts=counts, horizon=horizon, alpha=alpha, warnings=notes,
+                      from_stage=from_stage)
 
 
 def naive_estimates(dataset: Dataset, days: Sequence[float] = DEFAULT_DAYS, horizon: float = 365) -> dict:

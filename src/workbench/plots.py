@@ -171,7 +171,7 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
         ax = _axes(ax)
         _curves(ax, fits, ("survival", "survival_lower", "survival_upper"), flip=True, until=until,
                 legend="lower right")
-        ax.set_xlabel("Days since created")
+        ax.set_xlabel(cycle_times.clock)
         ax.set_ylabel("Share of deals closed (won or lost)")
         if at_risk:
             ticks = np.array([t for t in ax.get_xticks() if 0 <= t <= until])
@@ -201,7 +201,7 @@ def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[
         ax = _axes(ax)
         _curves(ax, fits, (f"{cause}_cif", f"{cause}_lower", f"{cause}_upper"), flip=False, until=until,
                 legend="upper left")
-        ax.set_xlabel("Days since created")
+        ax.set_xlabel(cycle_times.clock)
         ax.set_ylabel(f"Share of deals {cause} (cumulative incidence)")
     return ax
 
@@ -229,8 +229,10 @@ def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float
     """
     if isinstance(fit_or_cycle_times, CompetingRisks):
         fit, default_until, title = fit_or_cycle_times, float(fit_or_cycle_times.table["time"].max()), None
+        clock = "Days"
     else:
         fit, default_until, title = fit_or_cycle_times.fits[segment], fit_or_cycle_times.horizon, segment
+        clock = fit_or_cycle_times.clock
     until = float(max_days if max_days is not None else default_until)
     t = fit.table
     x, won, lost = _steps(t["time"].to_numpy(), t["won_cif"].to_numpy(), t["lost_cif"].to_numpy(),
@@ -244,7 +246,7 @@ def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float
         ax.set_xlim(0, until)
         ax.set_ylim(0, 1)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_xlabel("Days since created")
+        ax.set_xlabel(clock)
         ax.set_ylabel("Share of deals")
         if title:
             ax.set_title(title, loc="left")

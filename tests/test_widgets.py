@@ -2,6 +2,7 @@
 the saved YAML checked."""
 import warnings
 
+import pandas as pd
 import pytest
 
 from workbench.cycle import OVERALL
@@ -171,3 +172,15 @@ def test_a_filter_on_a_numeric_column_matches_numbers(dataset):
     builder.add_persona_button.click()
     n = int(data.deals["tier"].isin([1, 2]).sum())
     assert f"{n:,} deals reached" in builder.preview.value
+
+
+def test_undoing_a_merge_reuses_the_numbers_under_the_new_labels(builder):
+    """Merge then split back: the facts come from the cache, relabelled, equal to the first ones."""
+    first, second = builder.journey().stage_labels()[:2]
+    before = builder.facts.stages.copy()
+    builder.edit("merge_stages", first)
+    builder.edit("split_stage", first, "Back again")
+    cached = builder.facts
+    assert cached.stage_labels[:2] == [first, "Back again"]
+    expected = before.replace({second: "Back again"})
+    pd.testing.assert_frame_equal(cached.stages, expected)

@@ -83,6 +83,7 @@ class JourneyBuilder:
         self.layout = layout.for_persona(everyone)
         self.journeys: dict[str, Journey] = {}
         self._custom: dict[str, Persona] = {}
+        self._facts_by_layout: dict[tuple, JourneyFacts] = {}
         own = layout.persona
         if own.filter and own.name not in self.personas:  # a saved journey of a persona defined by filter
             self._custom[own.name] = own
@@ -98,10 +99,16 @@ class JourneyBuilder:
     # --- state ----------------------------------------------------------------------------
 
     def _compute_facts(self) -> JourneyFacts:
-        facts = journey_facts(self.dataset, self.layout, self.persona_column, min_deals=self.min_deals)
-        for persona in self._custom.values():
-            facts = _merged(facts, persona_facts(self.dataset, self.layout, persona, min_deals=self.min_deals))
-        return facts
+        """Facts for the current stage layout: computed, or taken from an earlier layout with the
+        same CRM stages under each stage (undoing a merge costs nothing), relabelled."""
+        key = (tuple(tuple(s.covers) for s in self.layout.stages), tuple(self._custom))
+        hit = self._facts_by_layout.get(key)
+        if hit is None:
+            hit = journey_facts(self.dataset, self.layout, self.persona_column, min_deals=self.min_deals)
+            for persona in self._custom.values():
+                hit = _merged(hit, persona_facts(self.dataset, self.layout, persona, min_deals=self.min_deals))
+            self._facts_by_layout[key] = hit
+        return _renamed(hit, dict(zip(hit.stage_labels, self.layout.stage_labels())))
 
     def journey(self, name: str | None = None) -> Journey:
         """The journey of a persona (default: the one shown), prefilled on first use."""
@@ -231,7 +238,7 @@ class JourneyBuilder:
             self._drop_untouched_suggestions()  # they describe the old stages
         self._each(method, *args, **kwargs)
         if method == "rename_stage":
-            self.facts = _renamed(self.facts, *args)
+            self.facts = _renamed(self.facts, {args[0]: args[1]})
         if [s.covers for s in self.layout.stages] != before:
             self.facts = self._compute_facts()
         if regroups:
@@ -341,11 +348,14 @@ def _merged(facts: JourneyFacts, extra: JourneyFacts) -> JourneyFacts:
                    personas=[p for p in facts.personas if p != name] + [name], notes=facts.notes + extra.notes)
 
 
-def _renamed(facts: JourneyFacts, old: str, new: str) -> JourneyFacts:
-    """``facts`` with a stage label renamed (no recomputation: the numbers do not change)."""
+def _renamed(facts: JourneyFacts, labels: dict[str, str]) -> JourneyFacts:
+    """``facts`` with stage labels renamed all at once (no recomputation: the numbers do not change)."""
+    labels = {old: new for old, new in labels.items() if old != new}
+    if not labels:
+        return facts
+
     def rename(frame, columns=("stage",)):
-        return frame.assign(**{c: frame[c].replace({old: new}) for c in columns if c in frame})
+        return frame.assign(**{c: frame[c].replace(labels) for c in columns if c in frame})
 
     return replace(facts, stages=rename(facts.stages, ("stage", "next")), items=rename(facts.items),
-                   sentiment=rename(facts.sentiment),
-                   stage_labels=[new if s == old else s for s in facts.stage_labels])
+                   sentiment=rename(facts.sentiment), stage_labels=[labels.get(s, s) for s in facts.stage_labels])

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .cycle import OVERALL
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 from .yamlio import read_yaml_mapping
@@ -313,17 +314,24 @@ def template(name: str = "b2b") -> Journey:
 
 # --- fitting a journey to a dataset ---------------------------------------------------------
 
+def all_deals(dataset: Dataset) -> Persona:
+    """The persona of every deal in ``dataset`` (no filter)."""
+    return Persona(name=OVERALL, description=f"All {len(dataset.deals):,} deals in the data.")
+
+
 def fit_to_dataset(journey: Journey, dataset: Dataset) -> Journey:
-    """The journey with its stages covering the dataset's open stages.
+    """The journey laid over the dataset: stages covering its open stages, and a persona
+    without a filter (a template's placeholder) read as `all_deals`. Text is kept.
 
     When no stage names ``covers`` (a template), the dataset's stages are shared out in
     order: one each while there are enough labels (spare labels are dropped), otherwise
     contiguous groups as even as possible, earlier groups taking the extra. When covers
     are given they are checked with `check_covers`.
     """
+    persona = journey.persona if journey.persona.filter else all_deals(dataset)
     if any(s.covers for s in journey.stages):
         check_covers(journey, dataset)
-        return journey.model_copy(deep=True)
+        return journey.model_copy(update={"persona": persona}, deep=True)
     crm = list(dataset.stages)
     if not crm:
         raise JourneyError("The dataset declares no stages, so a journey cannot be laid over it. "
@@ -333,7 +341,8 @@ def fit_to_dataset(journey: Journey, dataset: Dataset) -> Journey:
     stages = [s.model_copy(update={"covers": [str(c) for c in g]}) for s, g in zip(journey.stages, groups)]
     kept = {s.label for s in stages}
     cells = {lane: {k: v for k, v in row.items() if k in kept} for lane, row in journey.cells.items()}
-    return Journey.model_validate({**journey.model_dump(), "stages": [s.model_dump() for s in stages], "cells": cells})
+    return Journey.model_validate({**journey.model_dump(), "persona": persona.model_dump(),
+                                   "stages": [s.model_dump() for s in stages], "cells": cells})
 
 
 def check_covers(journey: Journey, dataset: Dataset) -> None:

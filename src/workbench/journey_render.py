@@ -168,8 +168,8 @@ CSS = """
 .wb-journey .wb-persona{margin:0 0 .2em}
 .wb-journey .wb-meta{margin:0 0 .8em;color:#666;font-size:.85em}
 .wb-journey table{border-collapse:separate;border-spacing:4px;table-layout:fixed;width:100%}
-.wb-journey th,.wb-journey td{vertical-align:top;padding:.5em .6em;font-size:.85em;line-height:1.35;
-  white-space:pre-line;overflow-wrap:anywhere;text-align:left}
+.wb-journey table.wb-grid th,.wb-journey table.wb-grid td{vertical-align:top;padding:.5em .6em;font-size:.85em;
+  line-height:1.35;white-space:pre-line;overflow-wrap:anywhere;text-align:left}
 .wb-journey thead th{background:var(--wb-brand,#1f4e79);color:#fff;font-size:.9em}
 .wb-journey thead th small{display:block;font-weight:normal;opacity:.8;font-size:.8em}
 .wb-journey thead th.wb-corner{background:none}
@@ -216,7 +216,7 @@ def to_html(journey: Journey, facts: JourneyFacts, persona: str | None = None, *
     fragment = (f'<div class="wb-journey" style="--wb-brand:{esc(brand)}"><style>{CSS}</style>'
                 f"<h2>{esc(journey.title)}: {esc(journey.persona.name)}</h2>"
                 f'<p class="wb-persona">{esc(journey.persona.description)}</p><p class="wb-meta">{esc(meta)}</p>'
-                f'<table><thead><tr><th class="wb-corner"></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+                f'<table class="wb-grid"><thead><tr><th class="wb-corner"></th>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
                 + (f'<ul class="wb-notes">{notes}</ul>' if notes else "") + "</div>")
     if not standalone:
         return fragment

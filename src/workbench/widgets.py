@@ -17,7 +17,7 @@ import pandas as pd
 
 from .cycle import OVERALL
 from .exceptions import WorkbenchError
-from .journey import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, fit_to_dataset, template
+from .journey import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, all_deals, fit_to_dataset, template
 from .journey_export import FORMATS, export
 from .journey_facts import JourneyFacts, journey_facts, persona_facts, personas_from_data
 from .journey_render import compare_personas, prefill, suggestion, to_html
@@ -77,7 +77,7 @@ class JourneyBuilder:
         self.min_deals = min_deals
         self.persona_column = persona_column if persona_column in dataset.deals else None
         layout = fit_to_dataset(journey or template("b2b"), dataset)
-        everyone = Persona(name=OVERALL, description=f"All {len(dataset.deals):,} deals.")
+        everyone = all_deals(dataset)
         offered = personas_from_data(dataset, self.persona_column, min_deals=min_deals) if self.persona_column else []
         self.personas: dict[str, Persona] = {p.name: p for p in [everyone, *offered]}
         self.layout = layout.for_persona(everyone)

@@ -29,8 +29,10 @@ import pandas as pd
 
 from workbench.exceptions import DataQualityWarning
 from workbench.funnel import stage_conversion, stage_reach
-from workbench.paths import history, path_variants, transition_matrix
+from workbench.history import history
+from workbench.paths import path_variants
 from workbench.sample import generate
+from workbench.transitions import transition_matrix
 
 BASE_DEALS = 1_000_000
 

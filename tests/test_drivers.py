@@ -1,5 +1,6 @@
-"""Win/loss drivers: univariate win rates, the logistic model against the sample's known effects,
-Firth's fit under separation, loss-reason Paretos, and an end-to-end run on IBM's real file."""
+"""Win/loss drivers (`cohort`, `winrates`, `drivers`, `firth`, `reasons`): the mature cohort, univariate
+win rates, the logistic model against the sample's known effects, Firth's fit under separation,
+loss-reason Paretos, and an end-to-end run on IBM's real file."""
 import hashlib
 import warnings
 from pathlib import Path
@@ -16,12 +17,13 @@ from statsmodels.stats.proportion import proportion_confint
 
 import workbench
 from workbench import sample
-from workbench.drivers import (SeparationWarning, mature_cohort, other_label, roc_auc,
-                               univariate_drivers, variance_inflation, win_drivers, win_rates)
+from workbench.cohort import mature_cohort, other_label
+from workbench.drivers import SeparationWarning, roc_auc, variance_inflation, win_drivers
 from workbench.exceptions import DataQualityWarning, DataValidationError, WorkbenchError
 from workbench.firth import firth_logit, penalized_loglik
 from workbench.reasons import last_open_stage, reason_pareto
 from workbench.spec import load_spec
+from workbench.winrates import univariate_drivers, win_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 IBM_YAML = ROOT / "examples" / "ibm-win-loss" / "dataset.yaml"
@@ -212,6 +214,16 @@ def test_drivers_equal_a_statsmodels_logit_on_a_hand_built_design(sample_data):
     keys = list(X.columns[1:])
     assert_allclose(table.loc[keys, "coef"], fit.params.iloc[1:], rtol=1e-6)
     assert_allclose(table.loc[keys, "se"], fit.bse.iloc[1:], rtol=1e-6)
+
+
+def test_predict_scores_any_deals_as_the_fit_does(drivers, sample_data):
+    """predict() on the cohort equals the fit's own probabilities; by default it scores every deal, open ones too."""
+    _, ds = sample_data
+    cohort = mature_cohort(ds, 365)
+    assert_allclose(drivers.predict(ds, cohort), np.asarray(drivers.fit.predict()), rtol=1e-10, atol=1e-12)
+    everyone = drivers.predict(ds)
+    assert everyone.index.equals(ds.deals.index) and everyone.between(0, 1).all()
+    assert drivers.unscored(ds) == {}
 
 
 def test_nested_explicit_covariates_raise_naming_the_aliased_levels(sample_data):

@@ -20,8 +20,9 @@ from workbench.funnel import (OVERALL, cohort_conversion, compare_conversion, fu
                               stage_reach, windowed_conversion)
 from workbench.loader import from_frames  # noqa: E402
 from workbench.markov import markov_chain, markov_check  # noqa: E402
-from workbench.paths import (history, history_quality, moves, path_variants, regression_effect,  # noqa: E402
-                             stage_flows, transition_matrix)
+from workbench.history import history, history_quality  # noqa: E402
+from workbench.paths import path_variants, regression_effect, stage_flows  # noqa: E402
+from workbench.transitions import moves, transition_matrix  # noqa: E402
 from workbench.sample import generate  # noqa: E402
 
 T0 = pd.Timestamp("2024-01-01")

@@ -11,7 +11,8 @@ from scipy import stats
 
 import workbench
 from workbench import sample
-from workbench.drivers import MISSING, mature_cohort, win_drivers
+from workbench.cohort import MISSING, mature_cohort
+from workbench.drivers import win_drivers
 from workbench.profile import (account_traits, customer_profile, fit_score_backtest, fit_scores, lift_interval,
                                predict_win)
 

@@ -1,23 +1,15 @@
-"""What separates won deals from lost ones: win rates per segment and a logistic model.
+"""What separates won deals from lost ones, all attributes at once: a logistic model.
 
-Both views read the same outcome on the same deals, the *mature cohort*: deals
-created at least ``mature_days`` before ``as_of``, counted as won when they were won
-within ``mature_days`` of creation. Every deal in the cohort has been watched for
-that long, so deals still open do not bias the rate: an open deal old enough to be
-in the cohort has simply not won in time. (Dropping open deals, or counting them as
-lost, would bias the comparison of segments that close at different speeds.)
-``mature_days=None`` uses every deal's final outcome instead, which is right only
-when no deal is open.
-
-- `win_rates`: win rate per level of one attribute with Wilson intervals and lift.
-- `univariate_drivers`: one chi-square (or Fisher's exact) test per attribute,
-  Benjamini-Hochberg corrected across attributes.
 - `win_drivers`: logistic regression of winning on several attributes at once, with
   odds ratios, variance inflation factors, cross-validated AUC and calibration; a
   fit with separation is redone with Firth's penalized likelihood (`workbench.firth`).
-- `mature_cohort`: the deals and the 0/1 outcome both views use.
+  `WinDrivers.predict` scores other deals (e.g. the open ones) with the fitted model.
+- `roc_auc`, `variance_inflation`: two of its checks, usable on their own.
 
-Loss and win reasons are in `workbench.reasons`.
+The outcome is winning within ``mature_days`` of creation on the mature cohort, and the
+default covariates are `workbench.cohort.candidate_columns` (see `workbench.cohort`).
+One attribute at a time: `workbench.winrates`. Loss and win reasons are in
+`workbench.reasons`.
 """
 from __future__ import annotations
 
@@ -31,322 +23,17 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_columns, cohort_note, deal_column,
+                     fold_rare, leaky_word, mature_cohort, other_label)
 from .exceptions import SmallSampleWarning, WorkbenchError, WorkbenchWarning, fixes
 from .firth import firth_logit, logit_newton
 from .model import Dataset
 
-#: Column names containing one of these words are held out by default: they are
-#: measured during the sale or at its close, so they leak the outcome.
-LEAKY_WORDS = ("reason", "stage", "days", "duration", "count", "closed", "won", "lost", "outcome", "ratio")
-MAX_LEVELS = 20
-MISSING = "(missing)"
-#: Numeric covariates with a known unit: (transform, label of one unit).
-UNITS = {"amount": ("log2", "per doubling"), "revenue": ("log2", "per doubling"),
-         "employees": ("per100", "per 100")}
 VIF_NOTE = 10.0
-DAY = pd.Timedelta(days=1)
 
 
 class SeparationWarning(WorkbenchWarning):
     """A level has only wins or only losses: its maximum-likelihood odds ratio is infinite."""
-
-
-def other_label(min_level: int) -> str:
-    """The level rare levels are folded into; the label states the threshold."""
-    return f"other (<{min_level} deals)"
-
-
-def mature_cohort(dataset: Dataset, mature_days: int | None = 365) -> pd.DataFrame:
-    """The deals old enough to judge, with ``won``: won within ``mature_days`` of creation.
-
-    Deals created at least ``mature_days`` before ``as_of`` form the cohort; a deal
-    won later than ``mature_days`` after creation, lost, or still open counts as not
-    won. ``mature_days=None`` takes every deal and its final outcome, and is refused
-    when some deal is still open.
-    """
-    deals = dataset.deals
-    if mature_days is None:
-        still_open = int(deals["outcome"].eq("open").sum())
-        if still_open:
-            raise WorkbenchError(f"{still_open} deals are still open, so final outcomes are not known yet. "
-                                 + fixes("pass `mature_days=` (e.g. 365) to judge deals by a fixed horizon"))
-        cohort = deals.assign(won=deals["outcome"].eq("won").to_numpy())
-    else:
-        cutoff = dataset.as_of - mature_days * DAY
-        cohort = deals[deals["created_at"] <= cutoff]
-        in_time = (cohort["closed_at"] - cohort["created_at"]) <= mature_days * DAY
-        cohort = cohort.assign(won=(cohort["outcome"].eq("won") & in_time).to_numpy())
-    if cohort.empty or cohort["won"].nunique() < 2:
-        what = "no deal" if cohort.empty else ("only won deals" if cohort["won"].all() else "no won deal")
-        since = "" if mature_days is None else f" created {mature_days}+ days before {dataset.as_of.date()}"
-        raise WorkbenchError(f"The cohort of deals{since} has {what}: there is nothing to compare. "
-                             + fixes("lower `mature_days`",
-                                     "pass `mature_days=None` when the data has no open deals"))
-    return cohort.reset_index(drop=True)
-
-
-def _column(dataset: Dataset, cohort: pd.DataFrame, name: str) -> pd.Series:
-    """A deal column, or an account column joined on ``account_id``."""
-    if name in cohort:
-        return cohort[name]
-    accounts = dataset.accounts
-    if accounts is not None and name in accounts and "account_id" in cohort:
-        return cohort["account_id"].map(accounts.set_index("account_id")[name]).rename(name)
-    extra = [] if accounts is None else [c for c in accounts.columns if c != "account_id"]
-    known = list(dict.fromkeys(dataset.attributes + ["amount"] + extra))
-    raise WorkbenchError(f"Deals have no column `{name}`" + (" and neither do accounts" if accounts is not None else "")
-                         + ". " + fixes(f"use one of {known}"))
-
-
-def _as_labels(values: pd.Series) -> pd.Series:
-    """Text labels; whole numbers (codes read as floats) print without ``.0``."""
-    def label(v):
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            return str(int(v))
-        return str(v)
-    return values.map({v: label(v) for v in values.dropna().unique()})
-
-
-def _fold_rare(labels: pd.Series, min_level: int) -> tuple[pd.Series, list[str]]:
-    """Levels under ``min_level`` deals become `other_label`; ``(missing)`` stays itself."""
-    sizes = labels.value_counts()
-    rare = sorted(level for level in sizes[sizes < min_level].index if level != MISSING)
-    if not rare:
-        return labels, []
-    return labels.where(~labels.isin(rare), other_label(min_level)), rare
-
-
-def _wilson(won, n, alpha):
-    from statsmodels.stats.proportion import proportion_confint
-
-    return proportion_confint(np.asarray(won), np.asarray(n), alpha=alpha, method="wilson")
-
-
-def _quantile_bins(values: pd.Series, bins: int = 5) -> pd.Series:
-    """Numeric values with many levels in (about) equal-count bins labelled by their range."""
-    codes = pd.qcut(values, bins, labels=False, duplicates="drop")
-    ranges = values.groupby(codes).agg(["min", "max"])
-    names = {c: f"Q{i + 1}: {r['min']:,.0f} to {r['max']:,.0f}" for i, (c, r) in enumerate(ranges.iterrows())}
-    return codes.map(names)
-
-
-# ---------------------------------------------------------------------------- univariate
-
-
-@dataclass(frozen=True)
-class WinRates:
-    """Win rate per level of one attribute in the mature cohort, and one test of any difference.
-
-    ``table``: ``level``, ``n``, ``won``, ``win_rate``, ``ci_low``, ``ci_high`` (Wilson),
-    ``lift`` (win rate over the cohort's). ``test`` is ``chi-square`` or ``fisher``
-    (2 levels with an expected count under 5), ``None`` with fewer than 2 levels.
-    """
-
-    column: str
-    table: pd.DataFrame
-    overall_rate: float
-    n: int
-    test: str | None
-    statistic: float
-    df: int
-    p_value: float
-    min_level: int
-    notes: list[str] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
-
-
-def _levels_of(values: pd.Series, min_level: int) -> tuple[pd.Series, list[str]]:
-    """Univariate levels: missing is its own level, many-valued numbers are binned, rare levels folded."""
-    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-    if numeric and values.nunique() > MAX_LEVELS:
-        labels = _quantile_bins(values)
-    else:
-        labels = _as_labels(values)
-    labels = labels.astype(object).where(labels.notna(), MISSING)
-    return _fold_rare(labels, min_level)
-
-
-def _test(won: np.ndarray, n: np.ndarray) -> tuple[str | None, float, int, float]:
-    if len(n) < 2:
-        return None, np.nan, 0, np.nan
-    table = np.column_stack([won, n - won])
-    if len(n) == 2:
-        expected = stats.contingency.expected_freq(table)
-        if expected.min() < 5:
-            res = stats.fisher_exact(table)
-            return "fisher", float(res.statistic), 1, float(res.pvalue)
-    res = stats.chi2_contingency(table, correction=False)
-    return "chi-square", float(res.statistic), int(res.dof), float(res.pvalue)
-
-
-def _win_rates(column: str, values: pd.Series, won: pd.Series, min_level: int, alpha: float) -> WinRates:
-    labels, rare = _levels_of(values, min_level)
-    grouped = pd.DataFrame({"level": labels.to_numpy(), "won": won.to_numpy()}).groupby("level")["won"]
-    table = pd.DataFrame({"n": grouped.size(), "won": grouped.sum().astype(int)}).reset_index()
-    tail = table["level"].isin([other_label(min_level), MISSING])
-    table = (table.assign(_tail=tail).sort_values(["_tail", "n", "level"], ascending=[True, False, True])
-             .drop(columns="_tail").reset_index(drop=True))
-    overall = float(won.mean())
-    table["win_rate"] = table["won"] / table["n"]
-    table["ci_low"], table["ci_high"] = _wilson(table["won"], table["n"], alpha)
-    table["lift"] = table["win_rate"] / overall
-    test, statistic, df, p_value = _test(table["won"].to_numpy(), table["n"].to_numpy())
-    notes = []
-    if test == "chi-square" and stats.contingency.expected_freq(
-            np.column_stack([table["won"], table["n"] - table["won"]])).min() < 5:
-        notes.append(f"`{column}`: some expected counts are under 5, so the chi-square p-value is approximate.")
-    if rare:
-        notes.append(f"`{column}`: {len(rare)} levels with fewer than {min_level} deals are folded into "
-                     f"`{other_label(min_level)}`: {', '.join(rare[:5])}{'...' if len(rare) > 5 else ''}.")
-    if test is None:
-        notes.append(f"`{column}` has a single level in the cohort: no test.")
-    return WinRates(column=column, table=table, overall_rate=overall, n=int(len(won)), test=test,
-                    statistic=statistic, df=df, p_value=p_value, min_level=min_level, notes=notes)
-
-
-def win_rates(dataset: Dataset, column: str, *, mature_days: int | None = 365, min_level: int = 30,
-              alpha: float = 0.05) -> WinRates:
-    """Win rate per level of ``column`` in the mature cohort, with Wilson intervals and lift.
-
-    Missing values form a ``(missing)`` level; numeric columns with more than 20
-    distinct values are cut into quintiles; other levels with fewer than
-    ``min_level`` deals are folded into ``other (<min_level deals)``. Account columns
-    (e.g. ``employees``) are joined on ``account_id``. The test is a chi-square test
-    of independence (no continuity correction), or Fisher's exact test for two levels
-    with an expected count under 5 (``statistic`` is then its sample odds ratio).
-    """
-    cohort = mature_cohort(dataset, mature_days)
-    return _win_rates(column, _column(dataset, cohort, column), cohort["won"], min_level, alpha)
-
-
-@dataclass(frozen=True)
-class UnivariateDrivers:
-    """One test per attribute, Benjamini-Hochberg corrected across them.
-
-    ``table``: ``column``, ``levels``, ``n``, ``test``, ``statistic``, ``df``, ``p_value``,
-    ``p_adjusted``, sorted by ``p_adjusted``; ``rates`` maps each column to its `WinRates`.
-    """
-
-    table: pd.DataFrame
-    rates: dict[str, WinRates]
-    held_out: dict[str, str]
-    notes: list[str] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:
-        notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
-
-
-def univariate_drivers(dataset: Dataset, columns: Sequence[str] | None = None, *, mature_days: int | None = 365,
-                       min_level: int = 30, alpha: float = 0.05, exclude: Sequence[str] = LEAKY_WORDS
-                       ) -> UnivariateDrivers:
-    """Test each attribute for a difference in win rate, correcting for testing many.
-
-    Parameters
-    ----------
-    columns : list of str, optional
-        Default: the deal attributes that `win_drivers` would consider (see there),
-        with nested ones kept, since each is tested on its own.
-    """
-    cohort = mature_cohort(dataset, mature_days)
-    held_out: dict[str, str] = {}
-    if columns is None:
-        columns, held_out = _candidates(dataset, cohort, exclude, prune=False)
-    rates = {c: _win_rates(c, _column(dataset, cohort, c), cohort["won"], min_level, alpha) for c in columns}
-    rows = [{"column": c, "levels": len(r.table), "n": r.n, "test": r.test, "statistic": r.statistic,
-             "df": r.df, "p_value": r.p_value} for c, r in rates.items()]
-    table = pd.DataFrame(rows, columns=["column", "levels", "n", "test", "statistic", "df", "p_value"])
-    tested = table["p_value"].notna()
-    table["p_adjusted"] = np.nan
-    if tested.any():
-        from statsmodels.stats.multitest import multipletests
-
-        table.loc[tested, "p_adjusted"] = multipletests(table.loc[tested, "p_value"], method="fdr_bh")[1]
-    table = table.sort_values(["p_adjusted", "column"], ignore_index=True)
-    notes = [_cohort_note(dataset, cohort, mature_days)]
-    notes += [n for r in rates.values() for n in r.notes]
-    notes += [f"`{c}` held out: {why}." for c, why in held_out.items()]
-    return UnivariateDrivers(table=table, rates=rates, held_out=held_out, notes=notes)
-
-
-def _cohort_note(dataset: Dataset, cohort: pd.DataFrame, mature_days: int | None) -> str:
-    won = int(cohort["won"].sum())
-    if mature_days is None:
-        return f"All {len(cohort)} deals (none open), by final outcome: {won} ({won / len(cohort):.0%}) won."
-    return (f"{len(cohort)} deals created at least {mature_days} days before {dataset.as_of.date()}: "
-            f"{won} ({won / len(cohort):.0%}) won within {mature_days} days of creation.")
-
-
-# --------------------------------------------------------------------- covariate choice
-
-
-def _leaky(name: str, exclude: Sequence[str]) -> str | None:
-    lowered = name.lower()
-    return next((w for w in exclude if w.lower() in lowered), None)
-
-
-def _candidates(dataset: Dataset, cohort: pd.DataFrame, exclude: Sequence[str], prune: bool = True
-                ) -> tuple[list[str], dict[str, str]]:
-    """Default covariates and, for every column considered and not used, the reason."""
-    names = list(dataset.attributes) + ["amount"]
-    if dataset.accounts is not None:
-        names += [c for c in UNITS if c in dataset.accounts and c not in names]
-    chosen, held_out = [], {}
-    for name in names:
-        word = _leaky(name, exclude)
-        if word is not None:
-            held_out[name] = (f"its name contains `{word}`: measured during the sale or at its close, "
-                              "it would leak the outcome")
-            continue
-        values = _column(dataset, cohort, name)
-        filled = values.notna().mean()
-        levels = values.nunique()
-        numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
-        if filled < 0.5:
-            held_out[name] = (f"filled on {filled:.0%} of the cohort's deals: the model would drop the "
-                              "rest (pass it in `covariates=` to do that anyway)")
-        elif levels < 2:
-            held_out[name] = "a single value in the cohort: nothing to compare"
-        elif levels > MAX_LEVELS and not (numeric and name in UNITS):
-            held_out[name] = (f"{levels} distinct values and no known unit: pass it in `covariates=` to use it "
-                              "per unit" if numeric else
-                              f"{levels} levels (more than {MAX_LEVELS}): too many for one effect each; "
-                              "map them to fewer levels in dataset.yaml")
-        else:
-            chosen.append(name)
-    if prune:
-        chosen, held_out = _prune_redundant(dataset, cohort, chosen, held_out)
-    return chosen, held_out
-
-
-def _prune_redundant(dataset, cohort, chosen, held_out):
-    """Hold out categorical columns another chosen column determines (a coarser grouping of
-    it, or a binning of ``amount``): their effects cannot be told apart."""
-    categorical = [c for c in chosen if c not in UNITS]
-    codes = {c: pd.factorize(_column(dataset, cohort, c))[0] for c in categorical}  # -1: missing
-    sizes = {c: int(codes[c].max()) + 1 for c in categorical}
-    for coarse in sorted(categorical, key=lambda c: sizes[c]):
-        for fine in categorical:
-            if fine == coarse or fine in held_out or coarse in held_out:
-                continue
-            both = (codes[fine] >= 0) & (codes[coarse] >= 0)
-            pairs = np.unique(codes[fine][both] * sizes[coarse] + codes[coarse][both])
-            if both.any() and len(pairs) == len(np.unique(codes[fine][both])):
-                held_out[coarse] = (f"determined by `{fine}` (each `{fine}` level lies within one `{coarse}` "
-                                    f"level): its effect cannot be told apart from `{fine}`'s")
-        if coarse not in held_out and "amount" in chosen and sizes[coarse] >= 3:
-            ranges = cohort["amount"].groupby(codes[coarse]).agg(["min", "max"]).drop(index=-1, errors="ignore")
-            ranges = ranges.sort_values("min")
-            if (ranges["max"].to_numpy()[:-1] < ranges["min"].to_numpy()[1:]).all():
-                held_out[coarse] = ("a binning of `amount` (its levels cover disjoint amount ranges): "
-                                    "amount enters per doubling instead")
-    return [c for c in chosen if c not in held_out], held_out
-
-
-# ------------------------------------------------------------------------ multivariate
 
 
 @dataclass(frozen=True)
@@ -401,6 +88,82 @@ class WinDrivers:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
         return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
 
+    def predict(self, dataset: Dataset, deals: pd.DataFrame | None = None) -> pd.Series:
+        """The model's probability that each deal wins within ``mature_days`` of creation.
+
+        Parameters
+        ----------
+        dataset : Dataset
+            The data the deals come from, with the covariates' columns (account columns
+            such as ``employees`` are joined on ``account_id``).
+        deals : DataFrame, optional
+            Rows of ``dataset.deals`` to score, e.g. the open ones; default: every deal.
+
+        Returns
+        -------
+        Series
+            ``win_probability`` on the index of ``deals``. NaN where a covariate is
+            missing, or is 0 or less where the model takes its log2; `unscored` counts
+            those deals per covariate.
+
+        Notes
+        -----
+        The linear predictor is rebuilt from ``table`` (one coefficient per level or
+        unit) and the fit's intercept, with the transforms `win_drivers` uses:
+        categorical levels by label (the reference level and levels the fit never saw
+        add 0, except that a fit with an ``other (<k deals)`` level gives unseen levels
+        its coefficient), ``per doubling`` as log2, ``per 100`` as /100, ``per 1`` as is.
+        On the deals the model was fitted on it equals the fit's own predictions.
+        """
+        eta, _ = self._linear_predictor(dataset, dataset.deals if deals is None else deals)
+        return pd.Series(expit(eta), index=eta.index, name="win_probability")
+
+    def unscored(self, dataset: Dataset, deals: pd.DataFrame | None = None) -> dict[str, int]:
+        """Covariate -> how many of ``deals`` (default: every deal) `predict` leaves without a
+        probability because that covariate is missing or unusable there; covariates with
+        none are left out."""
+        return self._linear_predictor(dataset, dataset.deals if deals is None else deals)[1]
+
+    def _linear_predictor(self, dataset: Dataset, deals: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
+        table = self.table
+        eta = pd.Series(_intercept(self.fit), index=deals.index, dtype=float)
+        unscored: dict[str, int] = {}
+        for name in self.covariates:
+            rows = table[table["feature"] == name]
+            values = deal_column(dataset, deals, name)
+            values.index = deals.index
+            missing = values.isna()
+            units = set(rows["level"]) & {"per doubling", "per 100", "per 1"}
+            if units:
+                unit = units.pop()
+                coef = float(rows.loc[rows["level"] == unit, "coef"].iloc[0])
+                x = values.astype(float)
+                if unit == "per doubling":
+                    bad = x <= 0
+                    missing |= bad
+                    x = np.log2(x.where(~bad))
+                elif unit == "per 100":
+                    x = x / 100
+                eta += coef * x
+            else:
+                coefs = dict(zip(rows["level"], rows["coef"]))
+                fallback = next((c for lv, c in coefs.items() if lv.startswith("other (<")), 0.0)
+                labels = as_labels(values)
+                known = set(coefs) | {self.reference_levels.get(name)}
+                eta += labels.map(lambda v: coefs.get(v, 0.0 if v in known else fallback)).astype(float)
+            eta[missing] = np.nan
+            if missing.any():
+                unscored[name] = int(missing.sum())
+        return eta, unscored
+
+
+def _intercept(fit) -> float:
+    names = list(getattr(fit, "names", ()) or getattr(fit.model, "exog_names", []))
+    if not names or names[0] != "Intercept":
+        raise WorkbenchError("The drivers fit has no leading `Intercept`: cannot score new deals. "
+                             + fixes("refit with `win_drivers`"))
+    return float(np.asarray(fit.params)[0])
+
 
 @dataclass
 class _Design:
@@ -419,7 +182,7 @@ def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], m
     """Transform, drop incomplete rows (counted), fold rare levels, code the reference level as 0."""
     columns, kinds, notes = {}, {}, []
     for name in covariates:
-        values = _column(dataset, cohort, name)
+        values = deal_column(dataset, cohort, name)
         numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
         if numeric and (name in UNITS or values.nunique() > MAX_LEVELS):
             transform, unit = UNITS.get(name, ("unit", "per 1"))
@@ -435,7 +198,7 @@ def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], m
             columns[name] = values
         else:
             kinds[name] = ("categorical", None)
-            columns[name] = _as_labels(values)
+            columns[name] = as_labels(values)
     raw = pd.DataFrame(columns)
     missing = raw.isna()
     complete = ~missing.any(axis=1).to_numpy()
@@ -450,7 +213,7 @@ def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], m
         values = raw[name]
         key = f"x{i}"
         if kind == "categorical":
-            values, rare = _fold_rare(values, min_level)
+            values, rare = fold_rare(values, min_level)
             if rare:
                 design.notes.append(f"`{name}`: {len(rare)} levels with fewer than {min_level} deals are folded "
                                     f"into `{other_label(min_level)}`: {', '.join(rare[:5])}"
@@ -581,11 +344,13 @@ def _cross_validate(X, y, firth: bool, start: np.ndarray, seed: str, folds: int)
 
 
 def _calibration(y, predicted, alpha) -> pd.DataFrame:
+    from statsmodels.stats.proportion import proportion_confint
+
     decile = pd.qcut(predicted, 10, labels=False, duplicates="drop")
     g = pd.DataFrame({"decile": decile + 1, "p": predicted, "y": y}).groupby("decile")
     table = pd.DataFrame({"n": g.size(), "mean_predicted": g["p"].mean(), "won": g["y"].sum()}).reset_index()
     table["observed_rate"] = table["won"] / table["n"]
-    table["ci_low"], table["ci_high"] = _wilson(table["won"], table["n"], alpha)
+    table["ci_low"], table["ci_high"] = proportion_confint(table["won"], table["n"], alpha=alpha, method="wilson")
     return table.drop(columns="won")
 
 
@@ -652,12 +417,12 @@ def win_drivers(dataset: Dataset, covariates: Sequence[str] | None = None, *, ma
 
     cohort = mature_cohort(dataset, mature_days)
     if covariates is None:
-        covariates, held_out = _candidates(dataset, cohort, exclude)
+        covariates, held_out = candidate_columns(dataset, cohort, exclude)
         explicit_notes = []
     else:
         covariates, held_out = list(covariates), {}
-        explicit_notes = [f"`{c}` is used as asked, though its name contains `{_leaky(c, exclude)}`: check it is "
-                          "known before the deal closes." for c in covariates if _leaky(c, exclude)]
+        explicit_notes = [f"`{c}` is used as asked, though its name contains `{leaky_word(c, exclude)}`: check it is "
+                          "known before the deal closes." for c in covariates if leaky_word(c, exclude)]
     if not covariates:
         raise WorkbenchError("No covariate to model: every column was held out ("
                              + "; ".join(f"`{c}`: {why}" for c, why in held_out.items()) + "). "
@@ -724,7 +489,7 @@ def _fit(model, X, y, separated: list[str]):
 
 def _notes(dataset, cohort, mature_days, design, held_out, separated, y, vif, cv_auc, folds):
     """Plain-language notes for the report, and the (text, warning class) pairs to warn with."""
-    notes = [_cohort_note(dataset, cohort, mature_days)]
+    notes = [cohort_note(dataset, cohort, mature_days)]
     if design.excluded:
         notes.append(f"{design.excluded} deals dropped for a missing covariate ("
                      + ", ".join(f"`{c}`: {k}" for c, k in design.dropped.items()) + f"); {len(y)} modelled.")

@@ -21,8 +21,9 @@ Beside it (each defined in full in its result class):
 - `funnel`: the three side by side, with the eventual drop-off, for the funnel chart.
 - `cohort_conversion`: the eventual conversion per creation month.
 
-Moves between stages, path variants and the history's quality live in
-`workbench.paths`; the absorbing Markov chain in `workbench.markov`.
+The cleaned stage history and its quality live in `workbench.history`; moves between
+stages in `workbench.transitions`; path variants in `workbench.paths`; the absorbing
+Markov chain in `workbench.markov`.
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ import pandas as pd
 from .cycle import OVERALL
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .model import Dataset
-from .paths import history, history_quality, segment_codes, segment_groups, wilson
+from .groups import segment_codes, segment_groups, wilson
+from .history import history, history_quality
 from .survival import competing_risks
 
 __all__ = ["transitions", "progress_rows", "stage_outcomes", "stage_conversion", "StageConversion",
@@ -82,7 +84,7 @@ def stage_outcomes(dataset: Dataset) -> pd.DataFrame:
     entry to advancing / dropping / the cut-off, and ``event`` (advanced, dropped, open).
 
     Vectorized: one grouped reverse cumulative minimum per stage over the cleaned history
-    (`workbench.paths.history`, which also adds the missing closing rows as
+    (`workbench.history.history`, which also adds the missing closing rows as
     `progress_rows` does).
     """
     arrays = _outcome_arrays(dataset)

@@ -3,7 +3,8 @@
 Seaborn's axes-level signature: the result object (or its tidy ``table``) first,
 keyword-only options, ``ax=None`` (draw on the current axes), return the axes. Nothing
 here estimates anything; every number comes from the tables of `workbench.funnel`,
-`workbench.paths` and `workbench.markov`. The theme applies inside each function only.
+`workbench.transitions`, `workbench.paths` and `workbench.markov`. The theme applies inside
+each function only.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from matplotlib.patches import PathPatch, Rectangle
 from matplotlib.path import Path
 from matplotlib.ticker import PercentFormatter
 
-from .paths import CONTINUES, KINDS, LOST, OVERALL, STAYS, WON
+from .groups import OVERALL
+from .history import LOST, WON
+from .paths import CONTINUES, STAYS
 from .plots import OUTCOME_COLORS, PALETTE, error_lengths, theme
+from .transitions import KINDS
 
 #: Colour of each kind of move (won and lost as in every other figure).
 KIND_COLORS = {

@@ -33,7 +33,8 @@ from scipy.stats import norm
 
 from .dwell import restricted_mean
 from .model import Dataset
-from .paths import LOST, OVERALL, WON, history, segment_codes, segment_groups, wilson
+from .groups import OVERALL, segment_codes, segment_groups, wilson
+from .history import LOST, WON, history
 from .survival import competing_risks
 
 DAY_NS = 86_400 * 10**9

@@ -226,7 +226,7 @@ def _pydantic_message(exc: ValidationError, path: Path) -> str:
 
 def secret_values(min_length: int = 6) -> list[str]:
     """Values of environment variables whose names look like credentials (longest first),
-    for `workbench.runner` to scrub from everything it writes."""
+    for `workbench.jobs` to scrub from everything a run writes."""
     values = {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= min_length}
     return sorted(values, key=len, reverse=True)
 

@@ -1,382 +1,25 @@
-"""Non-linear journeys: the cleaned stage history, moves between stages, path variants.
+"""Non-linear journeys: the routes deals take, flows between steps, and going back a stage.
 
-Everything here starts from `history`: the stage history as sorted integer arrays, with
-the messy parts handled and counted (`history_quality` shows the counts):
-
-- **duplicate entries** (same deal, stage and timestamp) are dropped;
-- **same-time entries** (two stages of a deal at one timestamp) are kept, in process
-  order (open stages, then won, then lost), so they read as forward progress;
-- a **missing closing row** (a closed deal whose history has no won or lost row) is
-  added at ``closed_at``, as `workbench.funnel.progress_rows` does;
-- **skipped stages**, **regressions**, **repeated stages** (a later row for the stage the
-  deal is already in) and histories that **start mid-funnel** are kept as they are and
-  counted.
-
-States are the open stages ``0..K-1``, then ``Won`` (``K``; every won stage) and ``Lost``
-(``K + 1``; every lost stage). A *move* is a pair of consecutive rows of a deal; it is
-classified by where it goes (`KINDS`):
-
-========  ===========================================================
-advance   to the next open stage
-skip      forward past at least one open stage (to an open stage)
-back      to an earlier open stage (a regression)
-re-enter  to the stage the deal is already in (a repeated entry)
-win       from an open stage to Won (from any open stage)
-lose      from an open stage to Lost
-reopen    out of Won or Lost (to any other state)
-========  ===========================================================
-
-Counts of moves are counts of what happened by ``as_of``; a deal still in a stage at
-``as_of`` has made no move out of it yet (``still_in`` in `TransitionMatrix.table`).
-
-On top of the moves: `transition_matrix` (counts and row shares), `path_variants` (the
-most common routes with win rates), `stage_flows` (for the Sankey diagram),
-`regression_effect` (deals that went back, and their win rate) and `history_quality`.
-The cleaned history is computed once per `Dataset` object and reused: a dataset is
-immutable, and the benchmarks call four analyses on the same 10-million-row history.
+Everything here starts from the cleaned history (`workbench.history`; moves and their
+kinds are in `workbench.transitions`): `path_variants` (the most common routes with win
+rates), `stage_flows` (for the Sankey diagram) and `regression_effect` (deals that went
+back, and their win rate).
 """
 from __future__ import annotations
 
-import warnings
-import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from .exceptions import SmallSampleWarning, WorkbenchError, fixes
+from .exceptions import WorkbenchError, fixes
+from .groups import segment_codes, segment_groups, wilson
+from .history import History, history, move_rows
 from .model import Dataset
 
-OVERALL = "All deals"
-WON, LOST = "Won", "Lost"
-DAY_NS = 86_400 * 10**9
-KINDS = ("advance", "skip", "back", "re-enter", "win", "lose", "reopen")
 NO_OPEN_STAGE = "(no open stage)"
 OTHER_ROUTES = "(other routes)"
 STAYS, CONTINUES = "(stays)", "(continues)"
-
-
-@dataclass(frozen=True)
-class History:
-    """The cleaned history as arrays sorted by deal, time, then process order.
-
-    ``deal`` is the row of ``dataset.deals``; ``state`` codes the open stages ``0..K-1``,
-    Won ``K`` and Lost ``K + 1`` (named in ``names``); ``time`` is nanoseconds since the
-    epoch; ``first`` marks each deal's first row. ``quality`` holds the counts made while
-    cleaning (rows, duplicate rows and their deals, added closing rows).
-    """
-
-    deal: np.ndarray
-    state: np.ndarray
-    time: np.ndarray
-    first: np.ndarray
-    names: tuple[str, ...]
-    n_deals: int
-    quality: dict = field(default_factory=dict)
-
-    @property
-    def k(self) -> int:
-        """Number of open stages."""
-        return len(self.names) - 2
-
-    @property
-    def last(self) -> np.ndarray:
-        """True on each deal's last row."""
-        out = np.ones(len(self.deal), bool)
-        out[:-1] = self.first[1:]
-        return out
-
-
-_CACHE: dict[int, tuple] = {}
-
-
-def history(dataset: Dataset) -> History:
-    """The cleaned history of ``dataset`` (see the module docstring), cached per dataset object.
-
-    Raises
-    ------
-    WorkbenchError
-        History rows name a deal missing from ``deals`` or a stage that is not declared.
-    """
-    key = id(dataset)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is dataset.stage_history and hit[1] is dataset.deals:
-        return hit[2]
-    result = _clean(dataset)
-    _CACHE[key] = (dataset.stage_history, dataset.deals, result)
-    weakref.finalize(dataset, _CACHE.pop, key, None)
-    return result
-
-
-def _clean(dataset: Dataset) -> History:
-    if not dataset.stages:
-        raise WorkbenchError("The dataset declares no stages. " + fixes("list `stages` in dataset.yaml"))
-    k = len(dataset.stages)
-    order = list(dataset.stage_order)
-    won_rank, lost_rank = k, k + len(dataset.won_stages)
-    # stage_order position -> state: open stages keep theirs, won stages -> K, lost -> K+1.
-    lut = np.array([min(i, k) if i < lost_rank else k + 1 for i in range(len(order))], np.int8)
-    raw = dataset.stage_history
-    deals = dataset.deals
-    ids = raw["deal_id"].to_numpy()
-    n_raw = len(ids)
-    deal = _deal_codes(ids, deals["deal_id"])
-    stage = raw["stage"]
-    if isinstance(stage.dtype, pd.CategoricalDtype):
-        rank = pd.Categorical(stage, categories=order).codes.astype(np.int16)
-    else:
-        rank = pd.Categorical(stage.to_numpy(), categories=order).codes.astype(np.int16)
-    bad = (deal < 0) | (rank < 0)
-    if bad.any():
-        shown = raw.loc[bad, ["deal_id", "stage"]].head(5).to_dict("records")
-        raise WorkbenchError(f"{int(bad.sum())} stage_history rows name a deal not in `deals` or an undeclared "
-                             f"stage, e.g. {shown}. " + fixes("build the dataset with `load_dataset` or "
-                                                              "`from_frames`, which exclude such rows"))
-    time = raw["entered_at"].to_numpy("datetime64[ns]").view("i8")
-    n = len(deals)
-    outcome = deals["outcome"].to_numpy()
-    won_deal, lost_deal = outcome == "won", outcome == "lost"
-    has_terminal = np.bincount(deal[rank >= won_rank], minlength=n) > 0
-    missing = np.flatnonzero((won_deal | lost_deal) & ~has_terminal)
-    if len(missing):
-        close = deals["closed_at"].to_numpy("datetime64[ns]").view("i8")[missing]
-        deal = np.concatenate([deal, missing])
-        rank = np.concatenate([rank, np.where(won_deal[missing], won_rank, lost_rank).astype(np.int16)])
-        time = np.concatenate([time, close])
-    tcode = _time_code(time)
-    key = _sort_key(deal, tcode, rank, len(order))
-    if key is None:
-        idx = np.lexsort((rank, tcode, deal))
-        keys = (deal[idx], tcode[idx], rank[idx])
-        dup = np.zeros(len(idx), bool)
-        dup[1:] = (keys[0][1:] == keys[0][:-1]) & (keys[1][1:] == keys[1][:-1]) & (keys[2][1:] == keys[2][:-1])
-    else:
-        if len(key) > 1 and not (key[1:] >= key[:-1]).all():
-            idx = np.argsort(key, kind="stable")
-            key = key[idx]
-        else:
-            idx = None
-        dup = np.zeros(len(key), bool)
-        dup[1:] = key[1:] == key[:-1]
-    if idx is not None:
-        deal, tcode, rank, time = deal[idx], tcode[idx], rank[idx], time[idx]
-    dropped = int(dup.sum())
-    dup_deals = int(len(np.unique(deal[dup]))) if dropped else 0
-    if dropped:
-        keep = ~dup
-        deal, tcode, rank, time = deal[keep], tcode[keep], rank[keep], time[keep]
-    state = lut[rank]
-    first = np.ones(len(deal), bool)
-    first[1:] = deal[1:] != deal[:-1]
-    quality = {"rows": n_raw, "duplicate_rows": dropped, "duplicate_deals": dup_deals,
-               "added_closing_rows": len(missing)}
-    names = tuple(dataset.stages) + (WON, LOST)
-    return History(deal=deal, state=state, time=time, first=first, names=names, n_deals=n, quality=quality)
-
-
-def _deal_codes(ids: np.ndarray, deal_ids: pd.Series) -> np.ndarray:
-    """Row of ``deals`` for each history row; only run starts need a hash lookup (histories are
-    usually grouped by deal)."""
-    if not len(ids):
-        return np.zeros(0, np.int64)
-    run = np.ones(len(ids), bool)
-    run[1:] = ids[1:] != ids[:-1]
-    starts = np.flatnonzero(run)
-    heads, known = ids[starts], deal_ids.to_numpy()
-    if len(heads) == len(known) and (heads == known).all():
-        codes = np.arange(len(known))  # one run per deal, in the deals' order: no hashing needed
-    else:
-        codes = pd.Index(known).get_indexer(heads)
-    return np.repeat(codes, np.diff(np.r_[starts, len(ids)])).astype(np.int64)
-
-
-def _time_code(time: np.ndarray) -> np.ndarray:
-    """A compact integer with the order of ``time`` (for a sort key that cannot overflow): days
-    or seconds since the first time when every time is a whole day or second, else a dense rank."""
-    if not len(time):
-        return time.copy()
-    rel = time - time.min()
-    for unit in (DAY_NS, 10**9):
-        if not (rel % unit).any():
-            return rel // unit
-    return np.unique(time, return_inverse=True)[1].astype(np.int64)
-
-
-def _sort_key(deal, tcode, rank, n_ranks) -> np.ndarray | None:
-    """One int64 key ordering rows by (deal, time, rank), or None when it would overflow."""
-    if not len(deal):
-        return np.zeros(0, np.int64)
-    span = int(tcode.max()) + 1
-    if (int(deal.max()) + 1) * span * n_ranks >= 2**62:
-        return None
-    return (deal * span + tcode) * n_ranks + rank
-
-
-# --- moves ---------------------------------------------------------------------------
-
-def kind_table(k: int) -> np.ndarray:
-    """``kind_table(k)[from, to]``: index into `KINDS` of a move between two states."""
-    s = k + 2
-    table = np.zeros((s, s), np.int8)
-    for a in range(s):
-        for b in range(s):
-            if a >= k:
-                kind = "re-enter" if a == b else "reopen"
-            elif b == k:
-                kind = "win"
-            elif b == k + 1:
-                kind = "lose"
-            elif b == a:
-                kind = "re-enter"
-            elif b == a + 1:
-                kind = "advance"
-            elif b > a:
-                kind = "skip"
-            else:
-                kind = "back"
-            table[a, b] = KINDS.index(kind)
-    return table
-
-
-def _move_rows(h: History) -> np.ndarray:
-    """Index of the first row of every move (its second row is the next one)."""
-    return np.flatnonzero(~h.last)
-
-
-def moves(dataset: Dataset) -> pd.DataFrame:
-    """One row per move between consecutive history rows of a deal.
-
-    Returns
-    -------
-    DataFrame
-        ``deal_id``, ``from``, ``to`` (state names, categorical), ``kind`` (see `KINDS`),
-        ``skipped`` (open stages jumped over, for forward moves and wins), ``at`` (time of
-        the move: the entry into ``to``) and ``days`` in ``from`` before the move.
-    """
-    h = history(dataset)
-    i = _move_rows(h)
-    a, b = h.state[i], h.state[i + 1]
-    kinds = kind_table(h.k)[a, b]
-    names = pd.Categorical.from_codes
-    return pd.DataFrame({
-        "deal_id": dataset.deals["deal_id"].to_numpy()[h.deal[i]],
-        "from": names(a, h.names), "to": names(b, h.names),
-        "kind": names(kinds, KINDS),
-        "skipped": _skipped(a, b, h.k),
-        "at": h.time[i + 1].view("datetime64[ns]"),
-        "days": (h.time[i + 1] - h.time[i]) / DAY_NS,
-    })
-
-
-def _skipped(a: np.ndarray, b: np.ndarray, k: int) -> np.ndarray:
-    """Open stages a move jumps over: forward moves between open stages and wins (Won is
-    stage ``K``); zero for every other move."""
-    forward = (a < k) & (b <= k) & (b > a)
-    return np.where(forward, b.astype(np.int64) - a - 1, 0)
-
-
-def segment_codes(dataset: Dataset, by: str | None) -> tuple[np.ndarray, list[str]]:
-    """Per deal, the code of its ``by`` level (-1: missing), and the level labels (sorted)."""
-    if by is None:
-        return np.zeros(len(dataset.deals), np.int64), []
-    if by not in dataset.deals:
-        raise WorkbenchError(f"Deals have no column `{by}`. " + fixes(f"use one of {dataset.attributes}"))
-    levels = pd.Categorical(dataset.deals[by])
-    return levels.codes.astype(np.int64), [str(c) for c in levels.categories]
-
-
-def segment_groups(labels: list[str], sizes: np.ndarray, min_deals: int) -> list[tuple[str, int | None]]:
-    """(label, level code) for All deals (code None) and each level with at least ``min_deals``
-    deals; the smaller levels are left out with a `SmallSampleWarning`."""
-    out: list[tuple[str, int | None]] = [(OVERALL, None)]
-    for j, label in enumerate(labels):
-        if sizes[j] >= min_deals:
-            out.append((label, j))
-        elif sizes[j]:
-            warnings.warn(f"{label!r} has {sizes[j]} deals (< {min_deals}); left out (it counts in {OVERALL!r}).",
-                          SmallSampleWarning, stacklevel=3)
-    return out
-
-
-@dataclass(frozen=True)
-class TransitionMatrix:
-    """Moves between states, overall and per segment.
-
-    ``table``: ``segment``, ``from``, ``to``, ``kind``, ``moves``, ``share`` (of the moves out
-    of ``from`` in that segment), ``still_in`` (deals of the segment in ``from`` at ``as_of``,
-    repeated on each row of ``from``: censored, they have made no move out yet).
-    """
-
-    table: pd.DataFrame
-    by: str | None
-
-    def counts(self, segment: str = OVERALL) -> pd.DataFrame:
-        """Wide: moves from (rows) to (columns) for one segment."""
-        return self._wide("moves", segment)
-
-    def shares(self, segment: str = OVERALL) -> pd.DataFrame:
-        """Wide: row shares of the moves, from (rows) to (columns), for one segment."""
-        return self._wide("share", segment)
-
-    def kinds(self, segment: str = OVERALL) -> pd.DataFrame:
-        """Moves and their share of all moves per kind (advance, skip, back, ...)."""
-        part = self.table[self.table["segment"] == segment]
-        out = part.groupby("kind", observed=False)["moves"].sum().reindex(KINDS).fillna(0).astype(np.int64)
-        return pd.DataFrame({"kind": out.index, "moves": out.to_numpy(),
-                             "share": out.to_numpy() / max(out.sum(), 1)})
-
-    def _wide(self, value: str, segment: str) -> pd.DataFrame:
-        part = self.table[self.table["segment"] == segment]
-        names = list(part["from"].cat.categories)
-        wide = part.pivot(index="from", columns="to", values=value)
-        return wide.reindex(index=names, columns=names)
-
-    def plot(self, *, ax=None, **kwargs):
-        """The transition heatmap (`workbench.funnel_plots.transition_heatmap`); returns the axes."""
-        from .funnel_plots import transition_heatmap
-
-        return transition_heatmap(self, ax=ax, **kwargs)
-
-    def _repr_html_(self) -> str:
-        return self.counts().to_html()
-
-
-def transition_matrix(dataset: Dataset, by: str | None = None, *, min_deals: int = 30) -> TransitionMatrix:
-    """Counts and row shares of every move between states (vectorized: one `bincount`).
-
-    Parameters
-    ----------
-    by : str, optional
-        A deal column; levels with fewer than ``min_deals`` deals are left out (they
-        still count in ``All deals``).
-    """
-    h = history(dataset)
-    s = h.k + 2
-    codes, labels = segment_codes(dataset, by)
-    i = _move_rows(h)
-    pair = h.state[i].astype(np.int64) * s + h.state[i + 1]
-    open_last = h.last & (dataset.deals["outcome"].to_numpy()[h.deal] == "open")
-    sizes = np.bincount(codes[codes >= 0], minlength=len(labels))
-    seg_of_move = codes[h.deal[i]]
-    seg_of_still = codes[h.deal[open_last]]
-    still_states = h.state[open_last]
-    kinds = kind_table(h.k).ravel()
-    frames = []
-    names = list(h.names)
-    for label, j in segment_groups(labels, sizes, min_deals):
-        sel = slice(None) if j is None else seg_of_move == j
-        counts = np.bincount(pair[sel], minlength=s * s).reshape(s, s)
-        still = np.bincount(still_states[slice(None) if j is None else seg_of_still == j], minlength=s)
-        out = counts.sum(axis=1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(out > 0, counts / out, np.nan)
-        frames.append(pd.DataFrame({
-            "segment": label,
-            "from": pd.Categorical.from_codes(np.repeat(np.arange(s), s), names),
-            "to": pd.Categorical.from_codes(np.tile(np.arange(s), s), names),
-            "kind": pd.Categorical.from_codes(kinds, KINDS),
-            "moves": counts.ravel(), "share": share.ravel(), "still_in": np.repeat(still, s)}))
-    return TransitionMatrix(table=pd.concat(frames, ignore_index=True), by=by)
 
 
 # --- path variants -------------------------------------------------------------------
@@ -516,7 +159,7 @@ def path_variants(dataset: Dataset, by: str | None = None, *, top: int = 10, mat
 
 def _route_regressed(h: History, n_routes: int, route: np.ndarray) -> np.ndarray:
     """Per route: does it go back to an earlier open stage?"""
-    i = _move_rows(h)
+    i = move_rows(h)
     a, b = h.state[i], h.state[i + 1]
     went_back = np.zeros(h.n_deals, bool)
     went_back[h.deal[i[(b < a) & (a < h.k)]]] = True
@@ -524,19 +167,6 @@ def _route_regressed(h: History, n_routes: int, route: np.ndarray) -> np.ndarray
     has = route >= 0
     out[route[has & went_back]] = True
     return out
-
-
-def wilson(count, n, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval of ``count / n`` (NaN where ``n`` is 0), vectorized."""
-    from statsmodels.stats.proportion import proportion_confint
-
-    count = np.asarray(count, float)
-    n = np.asarray(n, float)
-    ok = n > 0
-    low, high = np.full(n.shape, np.nan), np.full(n.shape, np.nan)
-    if ok.any():
-        low[ok], high[ok] = proportion_confint(count[ok], n[ok], alpha=alpha, method="wilson")
-    return low, high
 
 
 # --- flows for the Sankey diagram ----------------------------------------------------
@@ -569,83 +199,6 @@ def stage_flows(dataset: Dataset, *, max_steps: int = 6) -> pd.DataFrame:
     a, b = np.divmod(rest, width)
     return pd.DataFrame({"step": step + 1, "from": np.asarray(names, object)[a],
                          "to": np.asarray(names, object)[b], "deals": counts[counts > 0]})
-
-
-# --- history quality -----------------------------------------------------------------
-
-def history_quality(dataset: Dataset) -> pd.DataFrame:
-    """What was messy in the stage history, counted, and how each analysis treats it.
-
-    Returns
-    -------
-    DataFrame
-        One row per issue: ``issue``, ``rows`` (history rows or moves involved), ``deals``,
-        ``handling``. Issues: duplicate entries (same deal, stage and timestamp), same-time
-        entries (a deal entering two stages at one timestamp; counted: the later rows in
-        process order), skipped stages (moves forward past an open stage, wins included),
-        went back a stage, repeated stage (a later row for the stage the deal is in), starts
-        mid-funnel (first row is not the first open stage), missing closing row, no stage
-        history (open deals without any row), closing row but deal open, history outcome
-        differs from ``deals.outcome``, re-opened after close.
-    """
-    h = history(dataset)
-    q = h.quality
-    k = h.k
-    deals = dataset.deals
-    outcome = deals["outcome"].to_numpy()
-    i = _move_rows(h)
-    a, b = h.state[i], h.state[i + 1]
-    move_deal = h.deal[i]
-    same_time = h.time[i + 1] == h.time[i]
-    skipped = _skipped(a, b, k) > 0
-    back = (a < k) & (b < a)
-    repeat = a == b
-    reopen = (a >= k) & (a != b)
-    first_rows = np.flatnonzero(h.first)
-    mid = h.state[first_rows] > 0
-    mid &= h.state[first_rows] < k  # closing-only histories are counted elsewhere
-    has_row = np.zeros(len(deals), bool)
-    has_row[h.deal] = True
-    no_history_open = ~has_row & (outcome == "open")
-    last_rows = np.flatnonzero(h.last)
-    last_state, last_deal = h.state[last_rows], h.deal[last_rows]
-    closing_but_open = (last_state >= k) & (outcome[last_deal] == "open")
-    terminal = np.flatnonzero(h.state >= k)
-    # The last closing row of each deal against the outcome column.
-    t_deal, t_state = h.deal[terminal], h.state[terminal]
-    last_t = np.r_[t_deal[1:] != t_deal[:-1], True] if len(terminal) else np.zeros(0, bool)
-    t_deal, t_state = t_deal[last_t], t_state[last_t]
-    says = np.where(t_state == k, "won", "lost")
-    mismatch = (outcome[t_deal] != "open") & (says != outcome[t_deal])
-
-    def n_deals(mask, of):
-        return int(len(np.unique(of[mask])))
-
-    rows = [
-        ("duplicate entries", q["duplicate_rows"], q["duplicate_deals"],
-         "dropped: the same deal, stage and timestamp twice is one entry"),
-        ("same-time entries", int(same_time.sum()), n_deals(same_time, move_deal),
-         "kept, in process order (open stages, then won, then lost): read as forward progress"),
-        ("skipped stages", int(skipped.sum()), n_deals(skipped, move_deal),
-         "kept: a move past a stage counts as advancing past it (the skipped stage is not entered)"),
-        ("went back a stage", int(back.sum()), n_deals(back, move_deal),
-         "kept: the move is 'back'; the eventual conversion looks at the first entry into each stage"),
-        ("repeated stage", int(repeat.sum()), n_deals(repeat, move_deal),
-         "kept as a 're-enter' move; the visit continues (routes and the Markov chain collapse it)"),
-        ("starts mid-funnel", int(mid.sum()), int(mid.sum()),
-         "kept: the deal is in no earlier stage's denominator"),
-        ("missing closing row", q["added_closing_rows"], q["added_closing_rows"],
-         "added: a Won/Lost row at closed_at for closed deals whose history has none"),
-        ("no stage history", int(no_history_open.sum()), int(no_history_open.sum()),
-         "open deals without any history row: in no stage's denominator"),
-        ("closing row but deal open", int(closing_but_open.sum()), int(closing_but_open.sum()),
-         "kept as in the history; the deal counts as open (deals.outcome decides)"),
-        ("history outcome differs from deals.outcome", int(mismatch.sum()), int(mismatch.sum()),
-         "deals.outcome decides outcomes and win rates; moves follow the history"),
-        ("re-opened after close", int(reopen.sum()), n_deals(reopen, move_deal),
-         "kept as a 'reopen' move"),
-    ]
-    return pd.DataFrame(rows, columns=["issue", "rows", "deals", "handling"])
 
 
 # --- going back a stage ------------------------------------------------------------------
@@ -694,7 +247,7 @@ def regression_effect(dataset: Dataset, by: str | None = None, *, among: str | N
 
     h = history(dataset)
     k = h.k
-    i = _move_rows(h)
+    i = move_rows(h)
     back = np.zeros(h.n_deals, bool)
     back[h.deal[i[(h.state[i] < k) & (h.state[i + 1] < h.state[i])]]] = True
     deals = dataset.deals

@@ -7,7 +7,7 @@
   credibly above 1.
 - `fit_scores`: an ICP fit score for open deals and their accounts: the win
   probability the drivers model (`workbench.drivers.win_drivers`) predicts from the
-  open deals' covariates.
+  open deals' covariates (`WinDrivers.predict`).
 - `fit_score_backtest`: the same score fitted on the data as it looked at an earlier
   cut-off (`Dataset.cut`), checked against what the deals open then did afterwards.
 """
@@ -19,9 +19,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats
-from scipy.special import expit
 
-from .drivers import MISSING, WinDrivers, _as_labels, _column, win_drivers
+from .cohort import MISSING, as_labels
+from .drivers import WinDrivers, win_drivers
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 from .plots import error_lengths
@@ -85,7 +85,7 @@ def account_traits(dataset: Dataset, channel: str = "channel") -> pd.DataFrame:
         traits["channel"] = first[channel].reindex(out.index)
     for name, values in traits.items():
         if values is not None:
-            labels = _as_labels(values)
+            labels = as_labels(values)
             out[name] = labels.astype(object).where(labels.notna(), MISSING)
     return out.reset_index()
 
@@ -212,55 +212,11 @@ def customer_profile(dataset: Dataset, traits: Sequence[str] | None = None, *, a
 # ---------------------------------------------------------------------------- fit score
 
 
-def _intercept(fit) -> float:
-    names = list(getattr(fit, "names", ()) or getattr(fit.model, "exog_names", []))
-    if not names or names[0] != "Intercept":
-        raise WorkbenchError("The drivers fit has no leading `Intercept`: cannot score new deals. "
-                             + fixes("refit with `win_drivers`"))
-    return float(np.asarray(fit.params)[0])
-
-
 def predict_win(drivers: WinDrivers, dataset: Dataset, deals: pd.DataFrame) -> tuple[pd.Series, dict[str, int]]:
-    """The drivers model's win probability for ``deals`` (rows of ``dataset.deals``).
-
-    `WinDrivers` has no predict method, so the linear predictor is rebuilt here from
-    its ``table`` (one coefficient per level or unit) and the fit's intercept, with the
-    transforms `win_drivers` uses: categorical levels by label (reference and levels
-    the fit never saw add 0, except that a fit with an ``other (<k deals)`` level gives
-    unseen levels its coefficient), ``per doubling`` as log2, ``per 100`` as /100,
-    ``per 1`` as is. Rows missing a covariate, or with a value <= 0 where the fit used
-    log2, get NaN; the second value counts them per column.
-    """
-    table = drivers.table
-    eta = pd.Series(_intercept(drivers.fit), index=deals.index, dtype=float)
-    unscored: dict[str, int] = {}
-    for name in drivers.covariates:
-        rows = table[table["feature"] == name]
-        values = _column(dataset, deals, name)
-        values.index = deals.index
-        missing = values.isna()
-        units = set(rows["level"]) & {"per doubling", "per 100", "per 1"}
-        if units:
-            unit = units.pop()
-            coef = float(rows.loc[rows["level"] == unit, "coef"].iloc[0])
-            x = values.astype(float)
-            if unit == "per doubling":
-                bad = x <= 0
-                missing |= bad
-                x = np.log2(x.where(~bad))
-            elif unit == "per 100":
-                x = x / 100
-            eta += coef * x
-        else:
-            coefs = dict(zip(rows["level"], rows["coef"]))
-            fallback = next((c for lv, c in coefs.items() if lv.startswith("other (<")), 0.0)
-            labels = _as_labels(values)
-            known = set(coefs) | {drivers.reference_levels.get(name)}
-            eta += labels.map(lambda v: coefs.get(v, 0.0 if v in known else fallback)).astype(float)
-        eta[missing] = np.nan
-        if missing.any():
-            unscored[name] = int(missing.sum())
-    return pd.Series(expit(eta), index=deals.index, name="fit_score"), unscored
+    """The drivers model's win probability for ``deals`` (rows of ``dataset.deals``) as
+    ``fit_score``, and per covariate the deals it could not score: `WinDrivers.predict`
+    and `WinDrivers.unscored` (see there for how missing and unseen values count)."""
+    return drivers.predict(dataset, deals).rename("fit_score"), drivers.unscored(dataset, deals)
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ The run checks everything first (the parameter file, every notebook's parameters
 cell, the kernel), loads the dataset once and splits it into segments. Each
 segment's rows are written as a slice (`workbench.store`) and each (segment,
 notebook) job executes in a fresh `workbench` kernel with Papermill, given only
-that slice. Jobs run in parallel on local worker processes or on a Dask cluster;
-one failing job does not stop the others.
+that slice (`workbench.jobs`). Jobs run in parallel on local worker processes or
+on a Dask cluster (`workbench.executors`); one failing job does not stop the others.
 
 Output folder::
 
@@ -17,41 +17,32 @@ Output folder::
 
 A segment folder is built in ``segments/.<slug>.tmp-<pid>`` and moved into place
 only when complete, so an interrupted run never leaves a half-written report that
-looks finished. Values of environment variables whose names look like credentials
-are scrubbed from every file a segment writes.
+looks finished. Secrets of the environment are scrubbed from everything the run
+writes (`workbench.jobs`); ``run.json``, the lock and leftovers of interrupted runs
+are kept by `workbench.runfiles`.
 """
 from __future__ import annotations
 
-import ast
-import hashlib
-import importlib.util
-import json
-import multiprocessing
 import os
 import shutil
-import socket
 import sys
 import time
 import warnings
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from . import store
 from .exceptions import DataQualityWarning, WorkbenchError, fixes
-from .params import DATASET_PARAMETER, RunParams, load_params, parameters_for, secret_values
+from .executors import DaskPool, LocalPool
+from .jobs import KERNEL, execute_job, finish_segment, redact, redact_file
+from .params import DATASET_PARAMETER, RunParams, load_params, parameters_for
+from .runfiles import LOCK_FILE, RUN_FILE, Lock, previous_run, remove_leftovers, sha256, write_run_file
 from .segments import Segment, plan_segments
 
-KERNEL = "workbench"
-RUN_FILE = "run.json"
-LOCK_FILE = ".run.lock"
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
 LOG_FILE = "logs/workers.log"
-KEY_LIBRARIES = ("workbench", "numpy", "pandas", "scipy", "statsmodels", "lifelines", "matplotlib", "pyarrow",
-                 "papermill", "nbclient", "nbconvert", "ipykernel", "jupyter_client", "dask", "distributed")
 KERNEL_FIX = fixes("`make kernel`", f"`.venv/bin/python -m ipykernel install --sys-prefix --name {KERNEL}`")
 
 
@@ -126,20 +117,20 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
     workers = workers or params.spec.workers or os.cpu_count() or 1
     output = params.output
     output.mkdir(parents=True, exist_ok=True)
-    with _Lock(output / LOCK_FILE):
-        previous = _previous_run(output) if only_failed else None
-        _remove_leftovers(output)
+    with Lock(output / LOCK_FILE):
+        previous = previous_run(output) if only_failed else None
+        remove_leftovers(output)
         log = output / LOG_FILE
         log.parent.mkdir(exist_ok=True)
         log.write_text("")
         # Started before the data loads, so that local workers start and import meanwhile.
-        pool = _DaskPool(scheduler) if executor == "dask" else _LocalPool(workers, log)
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, log)
         try:
             return _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
                                started, t0)
         finally:
             pool.close()
-            _redact_file(log)
+            redact_file(log)
 
 
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0):
@@ -152,7 +143,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     notes += split_notes
     inputs = {"params": spec.model_dump(mode="json", exclude={"workers"}),
               "data_fingerprint": store.fingerprint(dataset),
-              "notebooks": {rel: _sha256(path) for rel, path in zip(spec.notebooks, params.notebooks)}}
+              "notebooks": {rel: sha256(path) for rel, path in zip(spec.notebooks, params.notebooks)}}
     if previous is not None and previous.get("inputs") != inputs:
         raise WorkbenchError(f"`--only-failed`: the parameters, notebooks or data changed since the run recorded in "
                              f"`{output / RUN_FILE}`, so its outputs cannot be reused. "
@@ -179,13 +170,13 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     try:
         _write_index(params, output, records)
     except Exception as exc:  # noqa: BLE001 - the run's other outputs stand; the failure is reported
-        failures.append(f"index.html: {type(exc).__name__}: {_redact(str(exc))}")
+        failures.append(f"index.html: {type(exc).__name__}: {redact(str(exc))}")
     timing["index_seconds"] = time.perf_counter() - tick
     timing["total_seconds"] = time.perf_counter() - t0
     timing["per_report"] = _report_timing(records, jobs)
     result = RunResult(output=output, segments=records, jobs=[_public_job(j) for j in jobs], failures=failures,
                        notes=notes)
-    _write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
+    write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
     return result
 
 
@@ -213,7 +204,7 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
             slices_seconds += time.perf_counter() - tick
             left[plan["segment"].slug] = len(plan["pending"])
             if not plan["pending"]:
-                return _finish_segment, plan["finish"], ("finish", plan)
+                return finish_segment, plan["finish"], ("finish", plan)
             jobs.extend((execute_job, job, ("job", (plan, job))) for job in plan["pending"])
         return jobs.popleft() if jobs else None
 
@@ -230,7 +221,7 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
             job.update(result)
             left[plan["segment"].slug] -= 1
             if not left[plan["segment"].slug]:
-                finishes.append((_finish_segment, plan["finish"], ("finish", plan)))
+                finishes.append((finish_segment, plan["finish"], ("finish", plan)))
         else:
             item["result"] = result
             bar.update(1)
@@ -311,208 +302,6 @@ def _prepare(plan: dict) -> None:
         store.save_dataset(data, finish["slice"])
 
 
-# --- what runs on a worker ------------------------------------------------------------------
-
-def execute_job(job: dict) -> dict:
-    """Execute one notebook in a fresh kernel; never raises. Returns status, error and timing."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
-    start = time.time()
-    status, error = "ok", None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            papermill.execute_notebook(job["input"], job["output"], parameters=job["parameters"],
-                                       kernel_name=KERNEL, cwd=job["cwd"], progress_bar=False, log_output=False,
-                                       execution_timeout=job["timeout"], start_timeout=120,
-                                       # The notebook is complete and saved: stop the kernel without
-                                       # waiting for a graceful exit (saves ~0.7 s per job).
-                                       shutdown_kernel="immediate")
-    except PapermillExecutionError as exc:
-        status, error = "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # noqa: BLE001 - a dead kernel or a timeout fails this job only
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    end = time.time()
-    out = Path(job["output"])
-    timing = {}
-    if out.exists():
-        timing = _clean_notebook(out, job["notebook"], start, end)
-    return {"status": status, "error": _redact(error) if error else None, "duration_seconds": end - start,
-            "worker": f"{socket.gethostname()}:{os.getpid()}", **timing}
-
-
-def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
-    """Drop server paths from Papermill's metadata, scrub secrets, and time the phases of the run."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    meta = nb.metadata.get("papermill", {})
-    meta["input_path"], meta["output_path"] = notebook, path.name
-    nbformat.write(nb, path)
-    _redact_file(path)
-    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")]
-    if not cells:
-        return {"kernel_start_seconds": end - start}
-    stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
-    imports = analysis = 0.0
-    for cell in cells:
-        pm = cell.metadata["papermill"]
-        seconds = pm.get("duration") or 0.0
-        if _only_imports(cell.source):
-            imports += seconds
-        else:
-            analysis += seconds
-    last = cells[-1].metadata["papermill"]
-    return {"kernel_start_seconds": stamp(cells[0].metadata["papermill"]["start_time"]) - start,
-            "import_seconds": imports, "analysis_seconds": analysis,
-            "teardown_seconds": end - stamp(last["end_time"]) if last.get("end_time") else None}
-
-
-def _only_imports(source: str) -> bool:
-    try:
-        body = ast.parse(source).body
-    except SyntaxError:
-        return False
-    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
-
-
-def _finish_segment(task: dict) -> dict:
-    """Summary, report and publication of one segment's folder; never raises."""
-    from .report import render_report
-    from .summary import build_summary, key_findings, quality_note
-
-    tmp, final = Path(task["tmp"]), Path(task["final"])
-    out = {"status": "ok", "error": None}
-    tick = time.perf_counter()
-    try:
-        if task["too_small"]:
-            summary = task["summary"]
-            found = list(summary["warnings"])
-        else:
-            dataset = store.load_slice(task["slice"])
-            summary = build_summary(dataset, task["filter"], horizon=task["horizon"], days=task["days"])
-            found = key_findings(dataset, horizon=task["horizon"])
-        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
-        out["headline"] = {**summary["counts"], "win_probability": summary["win_probability"],
-                           "median_days_to_close": summary["median_days_to_close"]}
-        out["summary_seconds"] = time.perf_counter() - tick
-        tick = time.perf_counter()
-        render_report([tmp / name for name in task["notebooks"] if (tmp / name).exists()], tmp / "report.html",
-                      title=task["title"], client=task["client"], branding=task["branding"],
-                      segment_label=task["label"], quality_note=quality_note(summary), findings=found)
-        out["report_seconds"] = time.perf_counter() - tick
-    except Exception as exc:  # noqa: BLE001 - recorded as this segment's failure
-        out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            _redact_file(path)
-    out["error"] = _redact(out["error"]) if out["error"] else None
-    store.publish(tmp, final)
-    return out
-
-
-def _redact(text: str) -> str:
-    for secret in secret_values():
-        text = text.replace(secret, "***")
-    return text
-
-
-def _redact_file(path: Path) -> None:
-    """Replace every secret of the environment in a text file (as written, JSON-escaped or HTML-escaped)."""
-    import html
-
-    if path.suffix not in (".ipynb", ".html", ".json", ".txt", ".md", ".csv", ".yaml", ".log"):
-        return
-    text = original = path.read_text(errors="surrogateescape")
-    for secret in secret_values():
-        for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], html.escape(secret),
-                                   json.dumps(html.escape(secret))[1:-1])):
-            text = text.replace(form, "***")
-    if text != original:
-        path.write_text(text, errors="surrogateescape")
-
-
-# --- executors ------------------------------------------------------------------------------
-
-class _LocalPool:
-    """Worker processes on this machine (started fresh, not forked from the run)."""
-
-    def __init__(self, workers: int, log: Path):
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(str(log),))
-        self.capacity = workers
-        self.futures = {}
-        for _ in range(workers):  # one no-op task per worker starts them all now
-            self.pool.submit(int)
-
-    def submit(self, fn, arg, tag):
-        self.futures[self.pool.submit(fn, arg)] = tag
-
-    @property
-    def pending(self) -> int:
-        return len(self.futures)
-
-    def next_done(self):
-        done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
-        future = next(iter(done))
-        tag = self.futures.pop(future)
-        try:
-            return tag, future.result(), None
-        except Exception as exc:  # noqa: BLE001 - a crashed worker fails its job only
-            return tag, None, exc
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _init_worker(log: str) -> None:
-    """Send a worker's stderr, inherited by the kernels it starts, to the run's log file, and import
-    what its tasks use once, up front, so that task timings measure the work and not the imports."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(fd, 2)
-    os.close(fd)
-    import nbconvert  # noqa: F401
-    import papermill  # noqa: F401
-
-    from . import loader, report, summary  # noqa: F401
-
-    if importlib.util.find_spec("workbench.drivers") is not None:
-        from . import drivers  # noqa: F401
-
-
-class _DaskPool:
-    """The same jobs on a Dask cluster."""
-
-    def __init__(self, address: str):
-        from distributed import Client, as_completed
-
-        self.client = Client(address, set_as_default=False)
-        self.capacity = max(1, sum(self.client.nthreads().values()))
-        self.done = as_completed(loop=self.client.loop)
-        self.tags = {}
-
-    def submit(self, fn, arg, tag):
-        future = self.client.submit(fn, arg, pure=False)
-        self.tags[future.key] = tag
-        self.done.add(future)
-
-    @property
-    def pending(self) -> int:
-        return self.done.count()
-
-    def next_done(self):
-        future = next(self.done)
-        tag = self.tags.pop(future.key)
-        try:
-            return tag, future.result(), None
-        except Exception as exc:  # noqa: BLE001
-            return tag, None, exc
-
-    def close(self):
-        self.client.close()
-
-
 def _progress_bar(total: int, enabled: bool):
     from tqdm import tqdm
 
@@ -569,86 +358,3 @@ def _report_timing(records: list[dict], jobs: list[dict]) -> dict:
     out["html_seconds"] = mean([r["report_seconds"] for r in built])
     out["jobs_timed"], out["reports_timed"] = len(ran), len(built)
     return out
-
-
-def _versions() -> dict:
-    out = {"python": sys.version.split()[0]}
-    for name in KEY_LIBRARIES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result):
-    record = {"format": 1, "params_file": str(params.path), "inputs": inputs, "kernel": kernel,
-              "executor": {"kind": executor, "workers": workers if executor == "local" else None,
-                           "scheduler": scheduler},
-              "versions": _versions(), "started_at": started.isoformat(),
-              "finished_at": datetime.now(timezone.utc).isoformat(), "timing": timing, "notes": result.notes,
-              "status": "failed" if result.failures else "ok", "failures": result.failures,
-              "segments": result.segments, "jobs": result.jobs}
-    tmp = output / f".{RUN_FILE}.tmp-{os.getpid()}"
-    tmp.write_text(_redact(json.dumps(record, indent=2, allow_nan=False, default=str)) + "\n")
-    os.replace(tmp, output / RUN_FILE)
-
-
-def _previous_run(output: Path) -> dict:
-    path = output / RUN_FILE
-    if not path.exists():
-        raise WorkbenchError(f"`--only-failed` needs a previous run, but `{path}` does not exist. "
-                             + fixes("run without `--only-failed` first"))
-    return json.loads(path.read_text())
-
-
-def _remove_leftovers(output: Path) -> None:
-    """Temporary folders of interrupted runs (this run holds the lock, so none is in use)."""
-    for path in output.glob(f".{RUN_FILE}.tmp-*"):
-        path.unlink(missing_ok=True)
-    for folder in ("segments", "slices"):
-        for path in (output / folder).glob(".*.tmp-*"):
-            shutil.rmtree(path, ignore_errors=True)
-        for path in (output / folder).glob(".*.old-*"):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-class _Lock:
-    """One run per output folder at a time; a lock left by a dead process is taken over."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self):
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(self.path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise WorkbenchError(f"Another run (process {pid}) is writing to `{self.path.parent}`. "
-                                     + fixes("wait for it to finish", "use another `output` folder")) from None
-            self.path.unlink(missing_ok=True)
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(os.getpid()).encode())
-        os.close(fd)
-        return self
-
-    def __exit__(self, *exc):
-        self.path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

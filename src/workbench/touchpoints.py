@@ -20,7 +20,7 @@ from scipy.stats import norm
 
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
-from .paths import wilson
+from .groups import wilson
 
 DAY = pd.Timedelta(days=1)
 ALL = "(all)"

@@ -21,6 +21,14 @@ A channel's credit under each model is the sum over deals; every model's credits
 the won deals with touches. Won deals without touches cannot be credited: they are counted
 (``counts["won_without_touches"]``), as are touches without a deal or after the close.
 First/last/linear/position ignore dates; time decay and Markov ignore deal size.
+
+Uncertainty comes from a deal-level (cluster) bootstrap: the closed deals with touches, won and
+lost together, are the independent units, resampled whole with replacement; each replicate
+recomputes every model's shares (Markov from the replicate's transitions, lost journeys
+included) and the percentile interval of the replicates brackets each share. A channel missing
+from a replicate has share 0 there. The per-deal credits of the rule-based models and the
+per-deal transition counts do not change between replicates, so a replicate is those arrays
+weighted by how many times each deal was drawn (`bootstrap_shares`).
 """
 from __future__ import annotations
 
@@ -29,9 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .model import Dataset
+from .seeds import seeded_rng
 from .touchpoints import DAY, deal_touches
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov")
@@ -136,6 +146,98 @@ def markov_model(paths: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return matrix, effects
 
 
+def draw_counts(n_deals: int, n_boot: int, seed: str = "attribution") -> np.ndarray:
+    """How many times each of ``n_deals`` deals is drawn in each of ``n_boot`` bootstrap replicates.
+
+    Replicate ``b`` draws ``n_deals`` positions uniformly with replacement from the Generator
+    seeded by ``seed``, one call per replicate. Returns an ``(n_boot, n_deals)`` int32 array whose
+    rows sum to ``n_deals``.
+    """
+    rng = seeded_rng(seed)
+    counts = np.empty((n_boot, n_deals), dtype=np.int32)
+    for b in range(n_boot):
+        counts[b] = np.bincount(rng.integers(0, n_deals, size=n_deals), minlength=n_deals)
+    return counts
+
+
+def _removal_shares(moves: np.ndarray, n_channels: int) -> np.ndarray:
+    """Markov removal-effect shares from transition counts, one chain per row.
+
+    ``moves`` is ``(B, S, S)`` with states ``START``, the channels, ``CONVERSION``, ``NULL``.
+    Uses the fundamental matrix ``N = (I - Q)^-1`` of the transient states instead of one solve
+    per removed channel: removing channel ``j`` loses exactly the conversions of paths that
+    visit it, so ``P_without_j = b_START - h_j * b_j`` with ``b = N r`` the conversion
+    probabilities and ``h_j = N[START, j] / N[j, j]`` the probability of ever reaching ``j``.
+    A channel no journey of the replicate visits has an empty row: it is made to lead to
+    ``NULL`` and gets effect 0. Chains that never convert give NaN.
+    """
+    n = n_channels + 1
+    out = moves.sum(axis=2)
+    moves = moves.copy()
+    moves[:, :, -1] += out == 0  # empty rows (absent channels, absorbing states) lead to NULL
+    P = moves / moves.sum(axis=2, keepdims=True)
+    Q, r = P[:, :n, :n], P[:, :n, n]
+    N = np.linalg.inv(np.eye(n) - Q)
+    b = (N @ r[..., None])[..., 0]
+    diag = np.diagonal(N, axis1=1, axis2=2)[:, 1:]
+    effects = (N[:, 0, 1:] / diag) * b[:, 1:]  # = b_START - P_without_j
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return effects / effects.sum(axis=1, keepdims=True)
+
+
+def bootstrap_shares(paths: pd.DataFrame, counts: np.ndarray, half_life_days: float = 7.0) -> np.ndarray:
+    """Every model's share per channel in weighted copies of the closed journeys.
+
+    Parameters
+    ----------
+    paths : DataFrame
+        Closed journeys, as from `journeys`.
+    counts : array of shape (B, D)
+        Weight of each deal in each replicate (e.g. from `draw_counts`), deals in their order of
+        first appearance in ``paths`` (``pd.unique(paths["deal_id"])``). A row of ones gives the
+        point estimates.
+    half_life_days : float
+
+    Returns
+    -------
+    ndarray of shape (B, len(MODELS), C)
+        Shares, channels sorted as in `markov_model` (``sorted(paths["channel"].unique())``).
+        A replicate without a won deal has NaN shares.
+    """
+    deal, deals = pd.factorize(paths["deal_id"])
+    channels = sorted(paths["channel"].unique())
+    chan = pd.Index(channels).get_indexer(paths["channel"])
+    D, C = len(deals), len(channels)
+    counts = np.asarray(counts).reshape(-1, D)
+    shares = np.empty((len(counts), len(MODELS), C))
+    if not len(counts):
+        return shares
+
+    won = (paths["outcome"] == "won").to_numpy()
+    rules = rule_credits(paths[won], half_life_days)[list(MODELS[:-1])].to_numpy()
+    per_deal = sparse.csr_matrix((rules.ravel(), (np.repeat(deal[won], rules.shape[1]),
+                                                  (np.arange(rules.shape[1]) * C + chan[won][:, None]).ravel())),
+                                 shape=(D, rules.shape[1] * C))
+    is_won = np.zeros(D)
+    is_won[deal[won]] = 1.0
+
+    S = C + 3  # START, channels, CONVERSION, NULL
+    state = chan + 1
+    last = (paths["step"] == paths["length"] - 1).to_numpy()
+    prev = pd.Series(state).groupby(deal).shift().fillna(0).to_numpy(dtype=int)  # as `transition_counts`
+    end = np.where(won[last], C + 1, C + 2)
+    codes = np.concatenate([prev * S + state, state[last] * S + end])
+    owners = np.concatenate([deal, deal[last]])
+    transitions = sparse.csr_matrix((np.ones(len(codes)), (owners, codes)), shape=(D, S * S))
+
+    for rows in np.array_split(np.arange(len(counts)), max(1, len(counts) * D // 2_000_000)):  # bounds memory
+        weights = np.asarray(counts[rows], dtype=float).T
+        with np.errstate(invalid="ignore", divide="ignore"):
+            shares[rows, :-1] = ((per_deal.T @ weights) / (is_won @ weights)).T.reshape(-1, len(MODELS) - 1, C)
+        shares[rows, -1] = _removal_shares((transitions.T @ weights).T.reshape(-1, S, S), C)
+    return shares
+
+
 @dataclass(frozen=True)
 class Attribution:
     """Conversions credited to each channel by every attribution model.
@@ -144,7 +246,8 @@ class Attribution:
     ----------
     table : DataFrame
         Tidy: ``channel``, ``model``, ``conversions`` (credited won deals), ``share`` (of the
-        model's total).
+        model's total), ``share_low`` and ``share_high`` (deal-level bootstrap percentile
+        interval at level ``1 - alpha``; NaN with ``n_boot=0``).
     transitions : DataFrame
         The Markov chain's transition probabilities (rows: from, columns: to).
     removal_effects : DataFrame
@@ -156,6 +259,11 @@ class Attribution:
         Won and lost deals, those without touches, open deals and touches left out.
     notes : list of str
         Caveats in plain words (small sample, won deals without touches), for the report.
+    n_boot, alpha : int, float
+        Bootstrap replicates and the interval's error rate.
+    replicates : DataFrame
+        Tidy ``replicate``, ``model``, ``channel``, ``share``: every bootstrap replicate, for
+        comparisons the marginal intervals cannot make (see `difference`). Empty with ``n_boot=0``.
     """
 
     table: pd.DataFrame
@@ -165,31 +273,74 @@ class Attribution:
     half_life_days: float
     counts: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    n_boot: int = 0
+    alpha: float = 0.05
+    replicates: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     def wide(self, value: str = "conversions") -> pd.DataFrame:
         """``value`` with channels as rows and models as columns."""
         return self.table.pivot(index="channel", columns="model", values=value)[list(MODELS)]
 
+    def difference(self, first: str, second: str, model: str = "markov") -> pd.Series:
+        """``first``'s share minus ``second``'s under ``model``, with its bootstrap percentile interval.
+
+        Two channels' intervals can overlap while their difference is clearly not 0 (the shares
+        of one replicate move together); this interval comes from the paired replicates.
+        Returns ``difference``, ``low``, ``high`` (NaN without replicates).
+        """
+        if model not in MODELS:
+            raise WorkbenchError(f"Unknown attribution model `{model}`. " + fixes(f"use one of {', '.join(MODELS)}"))
+        shares = self.table[self.table["model"] == model].set_index("channel")["share"]
+        missing = [c for c in (first, second) if c not in shares.index]
+        if missing:
+            raise WorkbenchError(f"No credited channel {', '.join(f'`{c}`' for c in missing)}. "
+                                 + fixes(f"use one of {', '.join(map(str, shares.index))}"))
+        low = high = float("nan")
+        if len(self.replicates):
+            rep = self.replicates[self.replicates["model"] == model].pivot(index="replicate", columns="channel",
+                                                                          values="share")
+            low, high = np.nanquantile(rep[first] - rep[second], [self.alpha / 2, 1 - self.alpha / 2])
+        return pd.Series({"difference": shares[first] - shares[second], "low": low, "high": high})
+
     def plot(self, *, value: str = "share", ax=None):
-        """Grouped bars: ``value`` per channel, one bar per model; returns the axes."""
+        """Grouped bars: ``value`` per channel, one bar per model, with the bootstrap intervals
+        as error bars for shares; returns the axes."""
         import matplotlib.pyplot as plt
 
-        from .plots import theme
+        from .plots import error_lengths, theme
 
+        wide = self.wide(value)
+        xerr = None
+        if value == "share" and self.table["share_low"].notna().any():
+            low, high = self.wide("share_low"), self.wide("share_high")
+            xerr = np.stack([error_lengths(wide[m], low[m], high[m]) for m in wide.columns])
         with theme():
             ax = ax if ax is not None else plt.figure().add_subplot()
-            self.wide(value).plot.barh(ax=ax)
+            wide.plot.barh(ax=ax, xerr=xerr, error_kw={"elinewidth": 0.8, "capsize": 0})
             ax.set_xlabel("Share of won deals credited" if value == "share" else "Won deals credited")
             ax.set_ylabel("Channel")
         return ax
 
     def _repr_html_(self) -> str:
-        return self.wide("share").to_html(float_format=lambda v: f"{v:.1%}")
+        def cell(row) -> str:
+            text = f"{row['share']:.1%}"
+            if pd.notna(row["share_low"]):
+                text += f" ({row['share_low']:.1%}\u2013{row['share_high']:.1%})"
+            return text
+
+        shown = self.table.assign(text=self.table.apply(cell, axis=1))
+        shown = shown.pivot(index="channel", columns="model", values="text")[list(MODELS)]
+        caption = "Share of won deals credited"
+        if self.n_boot:
+            caption += (f"; {1 - self.alpha:.0%} deal-level bootstrap interval in brackets "
+                        f"({self.n_boot} replicates)")
+        return shown.to_html() + f"<p>{caption}.</p>"
 
 
-def attribution(dataset: Dataset, *, half_life_days: float = 7.0, min_conversions: int = 30) -> Attribution:
+def attribution(dataset: Dataset, *, half_life_days: float = 7.0, min_conversions: int = 30,
+                n_boot: int = 200, alpha: float = 0.05, seed: str = "attribution") -> Attribution:
     """Credit won deals to channels under first touch, last touch, linear, time decay,
-    position-based and Markov removal-effect attribution.
+    position-based and Markov removal-effect attribution, with bootstrap intervals.
 
     Parameters
     ----------
@@ -197,15 +348,33 @@ def attribution(dataset: Dataset, *, half_life_days: float = 7.0, min_conversion
         Half-life of the time-decay weights, counted back from the close.
     min_conversions : int
         Fewer won deals with touches than this gives a `SmallSampleWarning`.
+    n_boot : int
+        Deal-level bootstrap replicates for ``share_low`` / ``share_high``; 0 skips them (NaN).
+    alpha : float
+        The intervals are percentile intervals at level ``1 - alpha``.
+    seed : str
+        Seeds the bootstrap draws (`draw_counts`): same seed, same intervals.
 
     Raises
     ------
     WorkbenchError
-        When no won deal has a touch.
+        When no won deal has a touch, or an argument is out of range.
+
+    Examples
+    --------
+    >>> from workbench.sample import generate
+    >>> credit = attribution(generate(n_deals=2_000, truth_deals=1_000).dataset())
+    >>> list(credit.table.columns)
+    ['channel', 'model', 'conversions', 'share', 'share_low', 'share_high']
     """
     if not half_life_days > 0:
         raise WorkbenchError(f"`half_life_days` must be positive, got {half_life_days!r}. "
                              + fixes("pass e.g. half_life_days=7"))
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 0:
+        raise WorkbenchError(f"`n_boot` must be a whole number >= 0, got {n_boot!r}. "
+                             + fixes("pass e.g. n_boot=200", "pass n_boot=0 to skip the intervals"))
+    if not 0 < alpha < 1:
+        raise WorkbenchError(f"`alpha` must be between 0 and 1, got {alpha!r}. " + fixes("pass e.g. alpha=0.05"))
     paths, counts = journeys(dataset)
     won = paths[paths["outcome"] == "won"]
     conversions = int(won["deal_id"].nunique())
@@ -230,7 +399,21 @@ def attribution(dataset: Dataset, *, half_life_days: float = 7.0, min_conversion
     table["model"] = pd.Categorical(table["model"], MODELS)
     table = table.sort_values(["model", "channel"], ignore_index=True)
     table["model"] = table["model"].astype(str)
+    channels = sorted(paths["channel"].unique())
+    shares = bootstrap_shares(paths, draw_counts(paths["deal_id"].nunique(), int(n_boot), seed), half_life_days)
+    index = pd.MultiIndex.from_product([MODELS, channels], names=["model", "channel"])
+    low = high = np.full(len(index), np.nan)
+    if n_boot:
+        with warnings.catch_warnings():  # replicates without a won deal (tiny data only) are NaN, left out
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanquantile(shares, [alpha / 2, 1 - alpha / 2], axis=0).reshape(2, -1)
+    table = table.join(pd.DataFrame({"share_low": low, "share_high": high}, index=index), on=["model", "channel"])
+    replicates = (pd.DataFrame({"share": shares.ravel()},
+                               index=pd.MultiIndex.from_product([range(int(n_boot)), MODELS, channels],
+                                                                names=["replicate", "model", "channel"]))
+                  .reset_index())
     counts["conversions"] = conversions
     return Attribution(table=table, transitions=matrix, removal_effects=effects,
                        p_conversion=absorption(matrix), half_life_days=half_life_days, counts=counts,
-                       notes=notes)
+                       notes=notes, n_boot=int(n_boot), alpha=alpha, replicates=replicates)
+

@@ -15,13 +15,13 @@ import numpy as np
 import pandas as pd
 
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
+from .groups import OVERALL
 from .model import Dataset
 from .survival import CompetingRisks, competing_risks
 
 DAY = pd.Timedelta(days=1)
 CAUSES = ("won", "lost")
 DEFAULT_DAYS = (30, 90, 180, 365)
-OVERALL = "All deals"
 
 
 def durations(dataset: Dataset, from_stage: str | None = None) -> pd.DataFrame:

@@ -13,7 +13,6 @@ One attribute at a time: `workbench.winrates`. Loss and win reasons are in
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -28,6 +27,7 @@ from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_column
 from .exceptions import SmallSampleWarning, WorkbenchError, WorkbenchWarning, fixes
 from .firth import firth_logit, logit_newton
 from .model import Dataset
+from .seeds import seeded_rng
 
 VIF_NOTE = 10.0
 
@@ -312,10 +312,6 @@ def _fit_arrays(X, y, firth: bool, start: np.ndarray) -> np.ndarray:
     return params
 
 
-def _seed(text: str) -> np.random.Generator:
-    return np.random.default_rng(int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little"))
-
-
 def roc_auc(y, score) -> float:
     """Area under the ROC curve: P(a random won deal scores above a random other), ties half."""
     y = np.asarray(y, bool)
@@ -328,7 +324,7 @@ def roc_auc(y, score) -> float:
 
 def _cross_validate(X, y, firth: bool, start: np.ndarray, seed: str, folds: int):
     """Stratified folds from a string seed; per-fold AUC and out-of-fold predictions."""
-    rng = _seed(seed)
+    rng = seeded_rng(seed)
     fold = np.empty(len(y), int)
     for cls in (0, 1):
         idx = rng.permutation(np.flatnonzero(y == cls))

@@ -22,11 +22,11 @@ import pandas as pd
 from scipy.stats import norm
 
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
+from .groups import OVERALL
 from .model import Dataset
 from .survival import CompetingRisks, competing_risks
 
 DAY_NS = 86_400 * 10**9
-OVERALL = "All deals"
 #: Horizon (days) of the restricted mean dwell.
 HORIZON = 365.0
 

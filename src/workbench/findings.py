@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-OVERALL = "All deals"
+from .groups import OVERALL
+
 ALPHA = 0.05
 #: Most driver sentences to write (the forest plot shows the rest).
 MAX_DRIVERS = 5

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .model import Dataset
 from .groups import segment_codes, segment_groups, wilson

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 from .yamlio import read_yaml_mapping

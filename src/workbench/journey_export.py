@@ -15,7 +15,7 @@ from matplotlib.patches import Rectangle
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .exceptions import fixes
 from .journey import Journey, JourneyError
 from .journey_facts import JourneyFacts

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .dwell import Entries, entries, stage_dwell
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .funnel import stage_conversion, stage_reach

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .findings import days, p_value, percent
 from .journey import Journey, Persona
 from .journey_facts import JourneyFacts

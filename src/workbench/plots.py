@@ -21,9 +21,9 @@ from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
 
+from .groups import OVERALL
 from .survival import CompetingRisks
 
-OVERALL = "All deals"
 STYLE = "whitegrid"
 CONTEXT = "notebook"
 FONT_SCALE = 0.9

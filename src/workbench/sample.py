@@ -26,7 +26,6 @@ same process that is never cut.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import cached_property
@@ -38,6 +37,7 @@ import yaml
 
 from .exceptions import WorkbenchError, fixes
 from .sample_truth import Journeys, Truth
+from .seeds import seeded_rng
 
 STAGES = ("Lead", "Qualified", "Discovery", "Proposal", "Negotiation")
 WON_STAGES = ("Won",)
@@ -109,8 +109,7 @@ TOUCHES_PER_VISIT = np.array([2.0, 2.0, 2.5, 2.0, 1.5])
 
 def _rng(seed: str, part: str) -> np.random.Generator:
     """A generator seeded from a string, one independent stream per part."""
-    digest = hashlib.sha256(f"{seed}/{part}".encode()).digest()
-    return np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return seeded_rng(f"{seed}/{part}")
 
 
 def _choose(rng, n, probs):

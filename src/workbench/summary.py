@@ -27,7 +27,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from . import findings
-from .cycle import OVERALL, cycle_times
+from .cycle import cycle_times
+from .groups import OVERALL
 from .exceptions import WorkbenchError
 from .model import Dataset
 

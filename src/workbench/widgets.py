@@ -15,7 +15,7 @@ from pathlib import Path
 import ipywidgets as w
 import pandas as pd
 
-from .cycle import OVERALL
+from .groups import OVERALL
 from .exceptions import WorkbenchError
 from .journey import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, all_deals, fit_to_dataset, template
 from .journey_export import FORMATS, export

@@ -23,6 +23,7 @@ from scipy.stats import norm
 
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .groups import OVERALL
+from .history import history_codes
 from .model import Dataset
 from .survival import CompetingRisks, competing_risks
 
@@ -61,22 +62,8 @@ def entries(dataset: Dataset) -> Entries:
     WorkbenchError
         History rows name a deal missing from ``deals`` or a stage not declared.
     """
-    history = dataset.stage_history
-    ids = history["deal_id"].to_numpy()
-    time = history["entered_at"].to_numpy("datetime64[ns]").view("i8")
-    rank = pd.Categorical(history["stage"], categories=list(dataset.stage_order)).codes.astype(np.int16)
-    # Validated datasets are sorted by deal id: then only run starts need a hash lookup.
-    run = np.ones(len(ids), bool)
-    run[1:] = ids[1:] != ids[:-1]
-    starts = np.flatnonzero(run)
-    deal = pd.Index(dataset.deals["deal_id"]).get_indexer(ids[starts])
-    deal = np.repeat(deal, np.diff(np.r_[starts, len(ids)]))
-    bad = (deal < 0) | (rank < 0)
-    if bad.any():
-        shown = history.loc[bad, ["deal_id", "stage"]].head(5).to_dict("records")
-        raise WorkbenchError(f"{int(bad.sum())} stage_history rows name a deal not in `deals` or an undeclared "
-                             f"stage, e.g. {shown}. " + fixes("build the dataset with `load_dataset` or "
-                                                              "`from_frames`, which exclude such rows"))
+    deal, rank = history_codes(dataset)
+    time = dataset.stage_history["entered_at"].to_numpy("datetime64[ns]").view("i8")
     if not _is_sorted(deal, time, rank):
         order = _sort_order(deal, time, rank)
         deal, time, rank = deal[order], time[order], rank[order]

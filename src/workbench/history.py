@@ -97,20 +97,8 @@ def _clean(dataset: Dataset) -> History:
     lut = np.array([min(i, k) if i < lost_rank else k + 1 for i in range(len(order))], np.int8)
     raw = dataset.stage_history
     deals = dataset.deals
-    ids = raw["deal_id"].to_numpy()
-    n_raw = len(ids)
-    deal = _deal_codes(ids, deals["deal_id"])
-    stage = raw["stage"]
-    if isinstance(stage.dtype, pd.CategoricalDtype):
-        rank = pd.Categorical(stage, categories=order).codes.astype(np.int16)
-    else:
-        rank = pd.Categorical(stage.to_numpy(), categories=order).codes.astype(np.int16)
-    bad = (deal < 0) | (rank < 0)
-    if bad.any():
-        shown = raw.loc[bad, ["deal_id", "stage"]].head(5).to_dict("records")
-        raise WorkbenchError(f"{int(bad.sum())} stage_history rows name a deal not in `deals` or an undeclared "
-                             f"stage, e.g. {shown}. " + fixes("build the dataset with `load_dataset` or "
-                                                              "`from_frames`, which exclude such rows"))
+    n_raw = len(raw)
+    deal, rank = history_codes(dataset)
     time = raw["entered_at"].to_numpy("datetime64[ns]").view("i8")
     n = len(deals)
     outcome = deals["outcome"].to_numpy()
@@ -151,6 +139,29 @@ def _clean(dataset: Dataset) -> History:
                "added_closing_rows": len(missing)}
     names = tuple(dataset.stages) + (WON, LOST)
     return History(deal=deal, state=state, time=time, first=first, names=names, n_deals=n, quality=quality)
+
+
+def history_codes(dataset: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per stage-history row (in the table's order): the row of its deal in ``deals`` and the
+    position of its stage in ``dataset.stage_order``.
+
+    Raises
+    ------
+    WorkbenchError
+        History rows name a deal missing from ``deals`` or a stage that is not declared.
+    """
+    raw = dataset.stage_history
+    deal = _deal_codes(raw["deal_id"].to_numpy(), dataset.deals["deal_id"])
+    stage = raw["stage"]
+    values = stage if isinstance(stage.dtype, pd.CategoricalDtype) else stage.to_numpy()
+    rank = pd.Categorical(values, categories=list(dataset.stage_order)).codes.astype(np.int16)
+    bad = (deal < 0) | (rank < 0)
+    if bad.any():
+        shown = raw.loc[bad, ["deal_id", "stage"]].head(5).to_dict("records")
+        raise WorkbenchError(f"{int(bad.sum())} stage_history rows name a deal not in `deals` or an undeclared "
+                             f"stage, e.g. {shown}. " + fixes("build the dataset with `load_dataset` or "
+                                                              "`from_frames`, which exclude such rows"))
+    return deal, rank
 
 
 def _deal_codes(ids: np.ndarray, deal_ids: pd.Series) -> np.ndarray:

@@ -85,6 +85,7 @@ def test_reach_and_conversion_of_merged_stages_by_hand(hand):
     assert rows["entered"].tolist() == [6, 3, 2]
     assert rows["next"].tolist() == ["Comparing", "Deciding", "Won"]
     assert_allclose(rows["conversion"], [5 / 6, 1 / 2, 1 / 2], atol=1e-12)
+    assert_allclose(rows["drop_off"], [1 / 6, 1 / 2, 1 / 2], atol=1e-12)
     assert rows.loc["Comparing", "advanced"] == 1 and rows.loc["Comparing", "dropped"] == 1
     assert rows["still_in"].tolist() == [0, 1, 0]
     assert rows["lost_here"].tolist() == [2, 0, 1]

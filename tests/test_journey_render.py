@@ -62,7 +62,8 @@ def test_prefill_suggests_from_the_data_and_never_overwrites_typed_text(sample):
     assert f"“{top['label']}” ({percent(top['share'])})" in filled.cell("Objections", other)
     kind = facts.top("Procurement", other, "kind").iloc[0]["label"]
     assert filled.cell("What they do", other).startswith(f"Mostly {kind}s")
-    assert "do not go on" in filled.cell("Thoughts and feelings", other)
+    assert f"About {percent(facts.stage('Procurement', other)['drop_off'])} drop out here" in \
+        filled.cell("Thoughts and feelings", other)
     assert typed.cell("Objections", other) == ""  # prefill returns a copy
 
 

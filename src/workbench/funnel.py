@@ -33,11 +33,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .groups import OVERALL
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
-from .model import Dataset
-from .groups import segment_codes, segment_groups, wilson
+from .groups import OVERALL, segment_codes, segment_groups, wilson
 from .history import history, history_quality
+from .model import Dataset
 from .survival import competing_risks
 
 __all__ = ["transitions", "progress_rows", "stage_outcomes", "stage_conversion", "StageConversion",

@@ -20,8 +20,8 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .groups import OVERALL
 from .exceptions import WorkbenchError, fixes
+from .groups import OVERALL
 from .model import Dataset
 from .yamlio import read_yaml_mapping
 

@@ -15,8 +15,8 @@ from matplotlib.patches import Rectangle
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
-from .groups import OVERALL
 from .exceptions import fixes
+from .groups import OVERALL
 from .journey import Journey, JourneyError
 from .journey_facts import JourneyFacts
 from .journey_render import grid, to_html, to_markdown

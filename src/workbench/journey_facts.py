@@ -31,10 +31,10 @@ import numpy as np
 import pandas as pd
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from .groups import OVERALL
 from .dwell import Entries, entries, stage_dwell
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .funnel import stage_conversion, stage_reach
+from .groups import OVERALL
 from .journey import Journey, JourneyError, Persona, check_covers
 from .model import Dataset
 from .reasons import MISSING
@@ -46,7 +46,7 @@ TEXT_COLUMNS = ("notes", "note", "comments", "loss_reason", "win_reason")
 POSITIVE, NEGATIVE = 0.05, -0.05
 TOP = 3
 STAGE_COLUMNS = ["persona", "stage", "deals", "reached", "reach_share", "reach_low", "reach_high", "still_in",
-                 "entered", "next", "conversion", "conversion_low", "conversion_high", "advanced", "dropped",
+                 "entered", "next", "conversion", "conversion_low", "conversion_high", "drop_off", "advanced", "dropped",
                  "median_days", "median_low", "median_high", "lost_here"]
 ITEM_COLUMNS = ["persona", "stage", "metric", "label", "count", "base", "share", "rank"]
 SENTIMENT_COLUMNS = ["persona", "stage", "texts", "score", "tone"]
@@ -58,7 +58,8 @@ class JourneyFacts:
 
     ``stages``: one row per persona and stage (`STAGE_COLUMNS`); ``entered`` counts the deals
     with an entry into the stage (the conversion's denominator), ``reached`` also those that
-    skipped past it. ``items``: ranked labels per
+    skipped past it; ``drop_off`` is the eventual share lost before moving on (with
+    ``conversion`` it falls short of 1 by the share still open at the longest follow-up). ``items``: ranked labels per
     persona, stage and metric (``channel``, ``kind``, ``objection``, ``role``) with ``count``,
     ``base`` (what ``share`` divides by) and ``share``. ``sentiment``: ``texts``, mean
     ``score`` and ``tone`` per persona and stage. ``personas``: the labels, `OVERALL` first.
@@ -272,8 +273,8 @@ def _stage_table(data: Dataset, groups: _Groups, alpha: float, min_deals: int) -
                        next=conv["transition"].str.split("->").str[1]).rename(columns={"reached": "entered"})
     table = (reach.rename(columns={"share": "reach_share", "ci_low": "reach_low", "ci_high": "reach_high"})
              .drop(columns="entered")
-             .merge(conv[["segment", "stage", "entered", "next", "conversion", "ci_low", "ci_high", "advanced",
-                          "dropped"]].rename(columns={"ci_low": "conversion_low", "ci_high": "conversion_high"}),
+             .merge(conv[["segment", "stage", "entered", "next", "conversion", "ci_low", "ci_high", "drop_off",
+                          "advanced", "dropped"]].rename(columns={"ci_low": "conversion_low", "ci_high": "conversion_high"}),
                     on=["segment", "stage"], how="left")
              .merge(dwell[["segment", "stage", "median_days", "median_low", "median_high"]],
                     on=["segment", "stage"], how="left"))

@@ -16,8 +16,8 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
-from .groups import OVERALL
 from .findings import days, p_value, percent
+from .groups import OVERALL
 from .journey import Journey, Persona
 from .journey_facts import JourneyFacts
 
@@ -118,11 +118,11 @@ def _thoughts(facts: JourneyFacts, persona: str, stage: str) -> str:
             parts.append(f"Takes its time: the longest stage (median {days(row['median_days'])} days).")
         elif row["median_days"] <= np.nanmin(medians):
             parts.append(f"Moves quickly: the shortest stage (median {days(row['median_days'])} days).")
-    if np.isfinite(row["conversion"]):
-        lost = 1 - row["conversion"]
-        worst = np.nanmax(1 - rows["conversion"].to_numpy(float))
+    if np.isfinite(row["drop_off"]):
+        lost = row["drop_off"]
+        worst = np.nanmax(rows["drop_off"].to_numpy(float))
         where = " — the biggest drop-out of the journey" if np.isclose(lost, worst) and lost > 0 else ""
-        parts.append(f"About {percent(lost)} do not go on{where}." if lost >= 0.005 else "Nearly all go on.")
+        parts.append(f"About {percent(lost)} drop out here{where}." if lost >= 0.005 else "Nearly nobody drops out here.")
     tone = facts.tone(persona, stage)
     if tone is not None and tone["tone"] != "neutral":
         parts.append(f"Notes and reasons here read {tone['tone']}.")

@@ -28,8 +28,8 @@ import numpy as np
 
 from . import findings
 from .cycle import cycle_times
-from .groups import OVERALL
 from .exceptions import WorkbenchError
+from .groups import OVERALL
 from .model import Dataset
 
 DEFAULT_DAYS = (30, 90, 180, 365)

@@ -15,8 +15,8 @@ from pathlib import Path
 import ipywidgets as w
 import pandas as pd
 
-from .groups import OVERALL
 from .exceptions import WorkbenchError
+from .groups import OVERALL
 from .journey import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, all_deals, fit_to_dataset, template
 from .journey_export import FORMATS, export
 from .journey_facts import JourneyFacts, journey_facts, persona_facts, personas_from_data

@@ -326,8 +326,12 @@ def _bh(p: np.ndarray) -> np.ndarray:
 def persona_grids_html(journey: Journey, facts: JourneyFacts, personas=None, *, brand: str = "#1f4e79") -> str:
     """Prefilled grids of several personas one below the other (default: every persona of
     ``facts`` but `OVERALL`), each with the structure of ``journey``; ``personas`` maps a
-    name to its `Persona` or lists names."""
+    name to its `Persona` or lists names. With none, a sentence says so (a report section
+    is never left empty)."""
     names = [p for p in facts.personas if p != OVERALL] if personas is None else list(personas)
+    if not names:
+        return ('<p class="wb-journey-none">No grid per persona: the deals here are one persona, or no '
+                "persona has enough deals of its own.</p>")
     out = []
     for name in names:
         who = personas[name] if isinstance(personas, dict) else Persona(name=name)

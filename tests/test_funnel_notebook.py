@@ -1,28 +1,21 @@
 """stage_conversion.ipynb runs end to end with papermill in the real `workbench` kernel on a small sample."""
-import warnings
-from pathlib import Path
-
 import nbformat
 import pytest
 
-from workbench.sample import generate
+from notebook_runs import NOTEBOOKS, code_cells, images, run_notebook, sample_csv
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "stage_conversion.ipynb"
-
-
-def _code_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code"]
+NOTEBOOK = NOTEBOOKS / "stage_conversion.ipynb"
 
 
 def _figure_cells(nb) -> int:
     """Cells that call a `funnel_plots` function: each should leave one image."""
-    return sum("funnel_plots." in c.source for c in _code_cells(nb))
+    return sum("funnel_plots." in c.source for c in code_cells(nb))
 
 
 def test_notebook_parameters_are_the_documented_ones():
     """The tagged parameters cell declares exactly the documented, typed parameters, with an empty dataset_path."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    first = _code_cells(nb)[0]
+    first = code_cells(nb)[0]
     assert "parameters" in first.metadata.get("tags", [])
     names = [line.split(":")[0] for line in first.source.splitlines()]
     assert names == ["dataset_path", "segment_by", "window_days", "mature_days", "min_deals"]
@@ -33,21 +26,9 @@ def test_notebook_parameters_are_the_documented_ones():
 @pytest.mark.slow
 def test_stage_conversion_notebook_runs_on_a_small_sample(tmp_path):
     """papermill runs the notebook on a 3,000-deal sample written as CSV: no error outputs, one image per figure."""
-    papermill = pytest.importorskip("papermill")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec = generate(n_deals=3_000, seed="funnel-notebook-tests", truth_deals=1_000).write_csv(tmp_path / "data")
-    out = tmp_path / "stage_conversion.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), kernel_name="workbench", cwd=str(tmp_path),
-                               parameters={"dataset_path": str(spec), "segment_by": "channel"},
-                               progress_bar=False, execution_timeout=300)
-
-    nb = nbformat.read(out, as_version=4)
-    outputs = [o for c in _code_cells(nb) for o in c.outputs]
-    errors = [o for o in outputs if o.output_type == "error"]
-    assert not errors, [f"{o.ename}: {o.evalue}" for o in errors]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == _figure_cells(nb) == 6
+    spec = sample_csv(tmp_path, "funnel-notebook-tests", truth_deals=1_000)
+    nb, outputs = run_notebook("stage_conversion", tmp_path, {"dataset_path": str(spec), "segment_by": "channel"})
+    assert len(images(outputs)) == _figure_cells(nb) == 6
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert "than the rest" in text or "no statistically significant difference" in text
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]

@@ -6,18 +6,14 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from notebook_runs import code_cells, images, run_notebook, sample_csv
 from workbench.cycle import OVERALL, cycle_times
 from workbench.loader import load_dataset
-from workbench.sample import generate
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CYCLE_TIME = NOTEBOOKS[0].parent / "cycle_time.ipynb"
 #: Cells that draw a figure in cycle_time.ipynb.
 CYCLE_TIME_FIGURES = 6
-
-
-def _code_cells(nb):
-    return [c for c in nb.cells if c.cell_type == "code"]
 
 
 def test_there_are_notebooks():
@@ -30,7 +26,7 @@ def test_notebook_is_parameterized_thin_and_stored_without_outputs(path):
     """First code cell tagged `parameters` with typed defaults; no outputs, no counts, no defs; workbench kernel."""
     nb = nbformat.read(path, as_version=4)
     nbformat.validate(nb)
-    cells = _code_cells(nb)
+    cells = code_cells(nb)
     first = cells[0]
     assert "parameters" in first.metadata.get("tags", [])
     assert all(isinstance(node, ast.AnnAssign) for node in ast.parse(first.source).body)
@@ -47,24 +43,15 @@ def test_notebook_is_parameterized_thin_and_stored_without_outputs(path):
 @pytest.mark.slow
 def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
     """papermill runs cycle_time.ipynb on a 3,000-deal sample: no errors, every figure, the findings text."""
-    papermill = pytest.importorskip("papermill")
     for module in ("workbench.dwell", "workbench.forecast"):
         pytest.importorskip(module)
+    spec = sample_csv(tmp_path, "notebook-tests")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
         median = cycle_times(load_dataset(spec)).fits[OVERALL].median()["estimate"]
-    out = tmp_path / "cycle_time.ipynb"
-    papermill.execute_notebook(str(CYCLE_TIME), str(out), kernel_name="workbench", cwd=str(tmp_path),
-                               parameters={"dataset_path": str(spec), "horizon": 365, "segment_by": "channel"},
-                               progress_bar=False, execution_timeout=300)
-
-    nb = nbformat.read(out, as_version=4)
-    outputs = [o for c in _code_cells(nb) for o in c.outputs]
-    errors = [o for o in outputs if o.output_type == "error"]
-    assert not errors, [f"{o.ename}: {o.evalue}" for o in errors]
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == CYCLE_TIME_FIGURES
+    nb, outputs = run_notebook("cycle_time", tmp_path,
+                               {"dataset_path": str(spec), "horizon": 365, "segment_by": "channel"})
+    assert len(images(outputs)) == CYCLE_TIME_FIGURES
     text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
     assert f"Half of all deals close (won or lost) within {median:.0f} days" in text
     assert "still open; their outcome is estimated, not dropped." in text
@@ -77,35 +64,19 @@ def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
 @pytest.mark.parametrize("name, figures", [("win_loss_drivers", 1), ("customer_profile", 5)])
 def test_drivers_and_profile_notebooks_run_on_a_small_sample(tmp_path, name, figures):
     """papermill runs the drivers and profile notebooks on a 3,000-deal sample: no errors, every figure."""
-    papermill = pytest.importorskip("papermill")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
-    out = tmp_path / f"{name}.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS[0].parent / f"{name}.ipynb"), str(out), kernel_name="workbench",
-                               cwd=str(tmp_path), parameters={"dataset_path": str(spec)}, progress_bar=False,
-                               execution_timeout=300)
-    outputs = [o for c in _code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    assert len([o for o in outputs if "image/png" in o.get("data", {})]) == figures
+    _, outputs = run_notebook(name, tmp_path, {"dataset_path": str(sample_csv(tmp_path, "notebook-tests"))})
+    assert len(images(outputs)) == figures
 
 
 @pytest.mark.slow
 def test_journey_notebook_shows_grids_and_its_report_leaves_the_builder_out(tmp_path):
     """papermill runs journey_grid.ipynb: the All deals grid, one grid per persona and the builder widget;
     the HTML report keeps the grids and drops the interactive builder and its heading."""
-    papermill = pytest.importorskip("papermill")
     from workbench.report import render_report
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        spec = generate(n_deals=3_000, seed="notebook-tests", truth_deals=5_000).write_csv(tmp_path / "data")
+    spec = sample_csv(tmp_path, "notebook-tests")
+    _, outputs = run_notebook("journey_grid", tmp_path, {"dataset_path": str(spec), "journey_template": "b2c"})
     out = tmp_path / "journey_grid.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS[0].parent / "journey_grid.ipynb"), str(out), kernel_name="workbench",
-                               cwd=str(tmp_path), parameters={"dataset_path": str(spec), "journey_template": "b2c"},
-                               progress_bar=False, execution_timeout=300)
-    outputs = [o for c in _code_cells(nbformat.read(out, as_version=4)) for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
     html = "".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     assert html.count('<div class="wb-journey"') == 1 + 5  # all deals, then the five sample personas
     assert "Noticing" in html and "Pain points" in html  # the b2c template

@@ -190,9 +190,9 @@ class JourneyBuilder:
         self.cell_inputs = {}
         text_lanes = [lane.name for lane in journey.lanes if lane.kind == "text"]
         labels = journey.stage_labels()
-        items = [w.HTML("")] + [w.HTML(f"<b>{_esc(s)}</b>") for s in labels]
+        items = [w.HTML("")] + [w.HTML(f"<b>{html.escape(s)}</b>") for s in labels]
         for lane in text_lanes:
-            items.append(w.HTML(f"<b>{_esc(lane)}</b>"))
+            items.append(w.HTML(f"<b>{html.escape(lane)}</b>"))
             for stage in labels:
                 box = w.Textarea(value=journey.cell(lane, stage), continuous_update=True,
                                  layout=w.Layout(width="auto", height="7em"))
@@ -210,7 +210,7 @@ class JourneyBuilder:
             action(*args)
         except WorkbenchError as exc:
             self._show()  # editors back to the journey as it is
-            self.status.value = f'<span style="color:#b00020">{_esc(str(exc))}</span>'
+            self.status.value = f'<span style="color:#b00020">{html.escape(str(exc))}</span>'
 
     def _clicked(self, method: str, *args):
         return lambda _: self._guard(self.edit, method, *args)
@@ -284,19 +284,19 @@ class JourneyBuilder:
         self.persona.options = list(self.personas)
         self.compare.options = [NONE, *self.personas]
         self.persona.value = name
-        self.status.value = f"Added persona {_esc(name)}."
+        self.status.value = f"Added persona {html.escape(name)}."
 
     def save(self, path: str | Path | None = None) -> Path:
         """Save the shown persona's journey as YAML (to ``save_path`` unless ``path`` is given)."""
         out = self.journey().save(path or self.save_path.value)
-        self.status.value = f"Saved {_esc(str(out))}."
+        self.status.value = f"Saved {html.escape(str(out))}."
         return out
 
     def export(self, path: str | Path | None = None) -> Path:
         """Export the shown grid; the format follows the suffix (default: ``save_path`` with the chosen format)."""
         path = Path(path or Path(self.save_path.value).with_suffix(self.export_format.value))
         out = export(self.journey(), self.facts, path, self.persona.value, brand=self.brand)
-        self.status.value = f"Exported {_esc(str(out))}."
+        self.status.value = f"Exported {html.escape(str(out))}."
         return out
 
     # --- drawing -----------------------------------------------------------------------------
@@ -314,7 +314,7 @@ class JourneyBuilder:
         grids = "".join(
             f'<div style="flex:1;min-width:0">{to_html(self.journey(p), self.facts, p, brand=self.brand, highlight=comparison.highlight(self.journey(p)))}</div>'
             for p in (name, other))
-        sentences = "".join(f"<li>{_esc(s)}</li>" for s in comparison.sentences())
+        sentences = "".join(f"<li>{html.escape(s)}</li>" for s in comparison.sentences())
         self.preview.value = (f'<div class="wb-compare"><ul>{sentences}</ul>'
                               f'<div style="display:flex;gap:1em">{grids}</div></div>')
 
@@ -330,10 +330,6 @@ def _typed(spec: dict[str, list[str]], dataset: Dataset) -> dict[str, list]:
                 raise WorkbenchError(f"`{column}` holds numbers; cannot read {values} as numbers.") from None
         out[column] = values
     return out
-
-
-def _esc(text: str) -> str:
-    return html.escape(text)
 
 
 def _merged(facts: JourneyFacts, extra: JourneyFacts) -> JourneyFacts:

@@ -2,8 +2,8 @@
 
 The runner is tested with small notebooks of its own (`tests/data/notebooks/`), so it does
 not depend on the analysis notebooks: `counts` prints its segment's deal ids, `raises`
-fails, `sleeps` waits, `flaky` fails while a marker file exists, `reads_secret` tries
-every way to leak a credential.
+fails, `sleeps` waits, `flaky` fails while a marker file exists, `dies` kills its own kernel,
+`reads_secret` tries every way to leak a credential.
 """
 import json
 import os
@@ -234,17 +234,19 @@ def test_rerun_gives_the_same_outputs(by_persona):
 
 
 def test_a_failing_notebook_does_not_stop_the_others(data, tmp_path, capsys):
-    """A raising notebook fails only its jobs: they are written with the error marked, reports still appear, exit 1."""
+    """A raising notebook fails only its jobs, without a retry; they are written with the error marked, exit 1."""
     path = write_params(tmp_path, data[0], ["counts", "raises"], overall=False, min_deals_per_segment=10,
                         split={"filters": {"Inbound": {"channel": "Inbound"}, "Referral": {"channel": "Referral"}}})
     code = main(["run", str(path), "--workers", "2"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "2 failure(s)" in err and "segments/inbound/raises.ipynb: cell 5: ValueError: this notebook fails" in err
+    assert "2 failure(s)" in err, err
+    assert "segments/inbound/raises.ipynb: cell 5: ValueError: this notebook fails" in err, err
     assert "--only-failed" in err
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert {j["id"]: j["status"] for j in record["jobs"]} == {
         "inbound/counts": "ok", "inbound/raises": "failed", "referral/counts": "ok", "referral/raises": "failed"}
+    assert all(j["attempts"] == 1 and "retried_after" not in j for j in record["jobs"])  # a cell's error is final
     assert [s["status"] for s in record["segments"]] == ["failed", "failed"]
     failed = nbformat.read(tmp_path / "out" / "segments" / "inbound" / "raises.ipynb", as_version=4)
     assert failed.metadata["papermill"]["exception"] is True
@@ -274,6 +276,30 @@ def test_only_failed_reruns_just_the_failed_jobs(data, tmp_path):
     path.write_text(path.read_text().replace("Runner test", "Another title"))
     with pytest.raises(WorkbenchError, match=r"changed since the run.*without `--only-failed`"):
         run(path, only_failed=True, progress=False)
+
+
+def test_a_kernel_that_dies_is_started_once_more(data, tmp_path):
+    """A kernel that dies (as when it loses a port race) gets one more start; a second death fails the job only."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    path = write_params(tmp_path, data[0], ["dies"], overall=False,
+                        split={"filters": {"Procurement": {"persona": "Procurement"}}},
+                        parameters={"marker_dir": str(markers), "deaths": 1})
+    result = run(path, progress=False)
+    job = result.jobs[0]
+    assert result.exit_code == 0 and job["status"] == "ok" and job["attempts"] == 2
+    assert job["retried_after"].startswith("DeadKernelError")
+    assert sorted(p.name for p in markers.iterdir()) == ["Procurement.0"]
+    assert "alive after 1 deaths" in (tmp_path / "out" / "segments" / "procurement" / "dies.ipynb").read_text()
+    assert any("dies.ipynb: the kernel failed (DeadKernelError" in n and "attempt 2 succeeded" in n
+               for n in result.notes), result.notes
+
+    path.write_text(path.read_text().replace("deaths: 1", "deaths: 5"))
+    again = run(path, progress=False)
+    job = again.jobs[0]
+    assert again.exit_code == 1 and job["status"] == "failed" and job["attempts"] == 2
+    assert "the kernel failed in all 2 attempts" in job["error"]
+    assert sorted(p.name for p in markers.iterdir()) == ["Procurement.0", "Procurement.1", "Procurement.2"]
 
 
 def test_secrets_in_the_environment_never_reach_the_outputs(data, tmp_path, monkeypatch):

@@ -28,13 +28,45 @@ from .params import secret_values
 KERNEL = "workbench"
 
 
+#: How many times a job is started when its kernel dies or fails to start. Kernels started
+#: side by side can lose a race for a TCP port (papermill#511, jupyter_client#154); a
+#: second start almost always gets through. An error raised by a cell is never retried.
+KERNEL_ATTEMPTS = 2
+
+
 def execute_job(job: dict) -> dict:
-    """Execute one notebook in a fresh kernel; never raises. Returns status, error and timing."""
+    """Execute one notebook in a fresh kernel; never raises. Returns status, error and timing.
+
+    A kernel that dies or fails to start is started once more (`KERNEL_ATTEMPTS`); the
+    record's ``attempts`` and ``retried_after`` say so.
+    """
+    start = time.time()
+    retried_after = None
+    for attempt in range(1, KERNEL_ATTEMPTS + 1):
+        status, error, kernel_failed = _execute_once(job)
+        if not kernel_failed or attempt == KERNEL_ATTEMPTS:
+            break
+        retried_after = error
+    if kernel_failed and attempt > 1:
+        error = f"{error} (the kernel failed in all {attempt} attempts)"
+    end = time.time()
+    out = Path(job["output"])
+    timing = {}
+    if out.exists():
+        timing = _clean_notebook(out, job["notebook"], start, end)
+    record = {"status": status, "error": redact(error) if error else None, "duration_seconds": end - start,
+              "worker": f"{socket.gethostname()}:{os.getpid()}", "attempts": attempt, **timing}
+    if retried_after:
+        record["retried_after"] = redact(retried_after)
+    return record
+
+
+def _execute_once(job: dict) -> tuple[str, str | None, bool]:
+    """One Papermill execution: (status, error, whether the kernel itself failed)."""
     import papermill
+    import zmq
     from papermill.exceptions import PapermillExecutionError
 
-    start = time.time()
-    status, error = "ok", None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -45,16 +77,13 @@ def execute_job(job: dict) -> dict:
                                        # waiting for a graceful exit (saves ~0.7 s per job).
                                        shutdown_kernel="immediate")
     except PapermillExecutionError as exc:
-        status, error = "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-    except Exception as exc:  # noqa: BLE001 - a dead kernel or a timeout fails this job only
-        status, error = "failed", f"{type(exc).__name__}: {exc}"
-    end = time.time()
-    out = Path(job["output"])
-    timing = {}
-    if out.exists():
-        timing = _clean_notebook(out, job["notebook"], start, end)
-    return {"status": status, "error": redact(error) if error else None, "duration_seconds": end - start,
-            "worker": f"{socket.gethostname()}:{os.getpid()}", **timing}
+        return "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", False
+    except Exception as exc:  # noqa: BLE001 - this job's failure, never the run's
+        # nbclient's DeadKernelError and jupyter_client's "Kernel died before replying" /
+        # "didn't respond" are RuntimeErrors; a lost port race can also surface as a ZMQError.
+        kernel_failed = isinstance(exc, (RuntimeError, zmq.ZMQError))
+        return "failed", f"{type(exc).__name__}: {exc}", kernel_failed
+    return "ok", None, False
 
 
 def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:

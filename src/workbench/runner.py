@@ -165,6 +165,9 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     timing["slices_seconds"] = slices_seconds
     timing["execute_seconds"] = time.perf_counter() - tick
     records = [_segment_record(plan, output) for plan in plans]
+    notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
+              f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
+              for j in jobs if j.get("retried_after")]
     failures = _failures(records, jobs)
     tick = time.perf_counter()
     try:
@@ -340,8 +343,9 @@ def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
 
 
 def _public_job(job: dict) -> dict:
-    keep = ("id", "segment", "slug", "notebook", "status", "error", "reused", "worker", "duration_seconds",
-            "kernel_start_seconds", "import_seconds", "analysis_seconds", "teardown_seconds", "parameters")
+    keep = ("id", "segment", "slug", "notebook", "status", "error", "attempts", "retried_after", "reused",
+            "worker", "duration_seconds", "kernel_start_seconds", "import_seconds", "analysis_seconds",
+            "teardown_seconds", "parameters")
     out = {k: job[k] for k in keep if k in job}
     out["output"] = f"segments/{job['slug']}/{Path(job['output']).name}"
     return out

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .exceptions import WorkbenchError, fixes
 from .groups import OVERALL
 from .model import Dataset
+from .resources import templates_dir
 from .yamlio import read_yaml_mapping
 
 #: What a data lane can show, and what a text lane can take suggestions from.
@@ -37,7 +38,7 @@ DATA_METRICS = {
     "thoughts": "how the stage feels: its pace, its drop-out and the tone of notes (text lanes only)",
 }
 TEXT_ONLY_METRICS = ("actions", "thoughts")
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates" / "journeys"
+TEMPLATES = templates_dir() / "journeys"
 
 
 class JourneyError(WorkbenchError):

@@ -13,14 +13,15 @@ from typing import Sequence
 
 from .exceptions import SpecError, WorkbenchError, fixes
 from .problems import MAX_SHOWN
+from .resources import templates_dir
 
 # --- client-ready HTML reports ---------------------------------------------------------
 #
 # Executed notebooks -> one self-contained HTML page per segment (nbconvert's HTMLExporter with
 # the `templates/report/` template), and an index page linking the segments of a run.
 
-#: The repository's `templates/` (nbconvert's layout: `templates/<name>/conf.json`, `index.html.j2`).
-TEMPLATES = Path(__file__).resolve().parents[2] / "templates"
+#: The shipped templates (nbconvert's layout: `templates/<name>/conf.json`, `index.html.j2`).
+TEMPLATES = templates_dir()
 REPORT_TEMPLATE = "report"
 #: Cells a report leaves out whole, output and all: the notebook's parameters and the ones
 #: papermill injected, papermill's error banners, and anything an author tags `remove-cell`.
@@ -225,8 +226,8 @@ def _template_dir() -> Path:
     if not (folder / "index.html.j2").is_file():
         raise WorkbenchError(
             f"The report template is missing: no `{folder / 'index.html.j2'}`. "
-            + fixes("run from a checkout of the repository (an editable install, as `make venv` does).",
-                    "restore `templates/report/` from version control."))
+            + fixes("restore `templates/report/` from version control (a checkout) or reinstall workbench "
+                    "(a wheel carries it as workbench/templates/report/)."))
     return folder
 
 

@@ -8,8 +8,8 @@ import warnings
 from pathlib import Path
 
 import nbformat
-import pytest
 
+from workbench.jobs import execute_notebook
 from workbench.sample import generate
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
@@ -27,12 +27,11 @@ def sample_csv(folder: Path, seed: str, truth_deals: int = 5_000) -> Path:
 
 
 def run_notebook(name: str, tmp_path: Path, parameters: dict):
-    """Execute ``notebooks/<name>.ipynb`` into ``tmp_path``; the executed notebook and all its outputs.
-    Fails with the exceptions' names and messages if any cell raised."""
-    papermill = pytest.importorskip("papermill")
+    """Execute ``notebooks/<name>.ipynb`` into ``tmp_path`` as `workbench run` does; the executed notebook
+    and all its outputs. Fails with the exceptions' names and messages if any cell raised."""
     out = tmp_path / f"{name}.ipynb"
-    papermill.execute_notebook(str(NOTEBOOKS / f"{name}.ipynb"), str(out), kernel_name="workbench",
-                               cwd=str(tmp_path), parameters=parameters, progress_bar=False, execution_timeout=300)
+    done = execute_notebook(NOTEBOOKS / f"{name}.ipynb", out, parameters=parameters, cwd=tmp_path, timeout=300)
+    assert out.exists(), done.error
     nb = nbformat.read(out, as_version=4)
     outputs = [o for c in code_cells(nb) for o in c.outputs]
     errors = [o for o in outputs if o.output_type == "error"]

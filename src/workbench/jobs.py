@@ -1,7 +1,8 @@
 """What runs in a worker for `workbench run`: one notebook job, or one segment's finishing task.
 
 `execute_job` executes one (segment, notebook) job in a fresh `workbench` kernel with
-Papermill, given only that segment's slice of the data. `finish_segment` writes the
+Papermill (`execute_notebook`, which starts a kernel that died once more), given only that
+segment's slice of the data. `finish_segment` writes the
 segment's summary.json and report.html in its temporary folder and then moves the folder
 into place (`workbench.store.publish`). Both never raise: a failure is returned as the
 job's or the segment's status. They are top-level functions so that multiprocessing and
@@ -18,6 +19,7 @@ import os
 import socket
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -28,41 +30,43 @@ from .params import secret_values
 KERNEL = "workbench"
 
 
-#: How many times a job is started when its kernel dies or fails to start. Kernels started
-#: side by side can lose a race for a TCP port (papermill#511, jupyter_client#154); a
-#: second start almost always gets through. An error raised by a cell is never retried.
+#: How many times a notebook is started when its kernel dies or fails to start. Kernels
+#: started side by side can lose a race for a TCP port (papermill#511, jupyter_client#154);
+#: a second start almost always gets through. An error raised by a cell is never retried.
 KERNEL_ATTEMPTS = 2
 
 
-def execute_job(job: dict) -> dict:
-    """Execute one notebook in a fresh kernel; never raises. Returns status, error and timing.
+@dataclass(frozen=True)
+class Execution:
+    """How one notebook execution ended: ``status`` is ``"ok"`` or ``"failed"``."""
 
-    A kernel that dies or fails to start is started once more (`KERNEL_ATTEMPTS`); the
-    record's ``attempts`` and ``retried_after`` say so.
+    status: str
+    error: str | None = None
+    attempts: int = 1
+    #: The kernel failure that made the last attempt a retry, if any.
+    retried_after: str | None = None
+
+
+def execute_notebook(input_path: str | Path, output_path: str | Path, *, parameters: dict, cwd: str | Path,
+                     timeout: int | None = None) -> Execution:
+    """Execute a notebook with Papermill in a fresh `workbench` kernel; never raises.
+
+    The executed notebook is written to ``output_path`` (with the error marked if a cell
+    raised). A kernel that dies or fails to start is started once more (`KERNEL_ATTEMPTS`).
     """
-    start = time.time()
     retried_after = None
     for attempt in range(1, KERNEL_ATTEMPTS + 1):
-        status, error, kernel_failed = _execute_once(job)
+        error, kernel_failed = _execute_once(input_path, output_path, parameters, cwd, timeout)
         if not kernel_failed or attempt == KERNEL_ATTEMPTS:
             break
         retried_after = error
     if kernel_failed and attempt > 1:
         error = f"{error} (the kernel failed in all {attempt} attempts)"
-    end = time.time()
-    out = Path(job["output"])
-    timing = {}
-    if out.exists():
-        timing = _clean_notebook(out, job["notebook"], start, end)
-    record = {"status": status, "error": redact(error) if error else None, "duration_seconds": end - start,
-              "worker": f"{socket.gethostname()}:{os.getpid()}", "attempts": attempt, **timing}
-    if retried_after:
-        record["retried_after"] = redact(retried_after)
-    return record
+    return Execution("failed" if error else "ok", error, attempt, retried_after)
 
 
-def _execute_once(job: dict) -> tuple[str, str | None, bool]:
-    """One Papermill execution: (status, error, whether the kernel itself failed)."""
+def _execute_once(input_path, output_path, parameters, cwd, timeout) -> tuple[str | None, bool]:
+    """One Papermill execution: (the error or None, whether the kernel itself failed)."""
     import papermill
     import zmq
     from papermill.exceptions import PapermillExecutionError
@@ -70,20 +74,38 @@ def _execute_once(job: dict) -> tuple[str, str | None, bool]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            papermill.execute_notebook(job["input"], job["output"], parameters=job["parameters"],
-                                       kernel_name=KERNEL, cwd=job["cwd"], progress_bar=False, log_output=False,
-                                       execution_timeout=job["timeout"], start_timeout=120,
+            papermill.execute_notebook(str(input_path), str(output_path), parameters=parameters,
+                                       kernel_name=KERNEL, cwd=str(cwd), progress_bar=False, log_output=False,
+                                       execution_timeout=timeout, start_timeout=120,
                                        # The notebook is complete and saved: stop the kernel without
                                        # waiting for a graceful exit (saves ~0.7 s per job).
                                        shutdown_kernel="immediate")
     except PapermillExecutionError as exc:
-        return "failed", f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", False
-    except Exception as exc:  # noqa: BLE001 - this job's failure, never the run's
+        return f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", False
+    except Exception as exc:  # noqa: BLE001 - this notebook's failure, never the caller's
         # nbclient's DeadKernelError and jupyter_client's "Kernel died before replying" /
         # "didn't respond" are RuntimeErrors; a lost port race can also surface as a ZMQError.
-        kernel_failed = isinstance(exc, (RuntimeError, zmq.ZMQError))
-        return "failed", f"{type(exc).__name__}: {exc}", kernel_failed
-    return "ok", None, False
+        return f"{type(exc).__name__}: {exc}", isinstance(exc, (RuntimeError, zmq.ZMQError))
+    return None, False
+
+
+def execute_job(job: dict) -> dict:
+    """Execute one (segment, notebook) job (`execute_notebook`); never raises.
+
+    Returns status, error, attempts (and ``retried_after`` after a kernel failure) and timing.
+    """
+    start = time.time()
+    done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
+                            timeout=job["timeout"])
+    end = time.time()
+    out = Path(job["output"])
+    timing = _clean_notebook(out, job["notebook"], start, end) if out.exists() else {}
+    record = {"status": done.status, "error": redact(done.error) if done.error else None,
+              "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
+              "attempts": done.attempts, **timing}
+    if done.retried_after:
+        record["retried_after"] = redact(done.retried_after)
+    return record
 
 
 def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:

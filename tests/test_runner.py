@@ -21,9 +21,9 @@ import pytest
 import yaml
 from pandas.testing import assert_frame_equal
 
-from workbench import store
+from workbench import findings, store
 from workbench.cli import main
-from workbench.exceptions import SpecError, WorkbenchError
+from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
 from workbench.loader import load_dataset
 from workbench.params import Split
 from workbench.runner import check_kernel, run
@@ -117,6 +117,48 @@ def test_slice_round_trip_is_lossless_and_carries_no_row_details(data, tmp_path)
     assert sorted(p.name for p in (tmp_path / "slice").iterdir()) == [
         "accounts.parquet", "contacts.parquet", "dataset.yaml", "deals.parquet", "quality.json",
         "stage_history.parquet", "touchpoints.parquet"]
+
+
+def test_a_slice_loads_with_the_whole_datasets_exclusions(tmp_path):
+    """`load_dataset` on a slice (as a segment's kernel does) reports the original load's exclusions,
+    scoped to the whole dataset, without row numbers or values."""
+    source = tmp_path / "source"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = generate(n_deals=300, seed="slice-quality", truth_deals=500).write_csv(source)
+    deals = (source / "deals.csv").read_text().splitlines()
+    closed = [i for i, line in enumerate(deals) if i and line.split(",")[3] != "open"][:3]
+    for i in closed:  # created after the close: excluded with a warning
+        cells = deals[i].split(",")
+        cells[1] = "2025-06-29"
+        deals[i] = ",".join(cells)
+    (source / "deals.csv").write_text("\n".join(deals) + "\n")
+    with pytest.warns(DataQualityWarning):
+        whole = load_dataset(path)
+    assert whole.exclusions["rows"].sum() >= 3
+    store.save_dataset(whole.filter({"persona": "Procurement"}), tmp_path / "slice")
+    with pytest.warns(DataQualityWarning, match="before it was split into segments"):
+        part = load_dataset(tmp_path / "slice" / "dataset.yaml")
+    assert_frame_equal(part.exclusions, whole.exclusions)
+    assert part.report.scope == store.WHOLE_DATASET and all(not p.rows and not p.values for p in part.report.problems)
+    assert "rows were excluded while loading the whole dataset, before it was split into segments" in str(
+        findings.data_findings(part))
+    assert "counted over the whole dataset" in part.report._repr_html_() and "counted over" in part._repr_html_()
+    assert store.load_slice(tmp_path / "slice").report == part.report
+
+    # In a run, the segment's notebook says the same as the report's data-quality note.
+    params = write_params(tmp_path, path, ["counts"], overall=False, min_deals_per_segment=10,
+                          split={"filters": {"Procurement": {"persona": "Procurement"}}})
+    assert run(params, progress=False).exit_code == 0
+    segment = tmp_path / "out" / "segments" / "procurement"
+    total = f"{int(whole.exclusions['rows'].sum()):,} rows were excluded while loading the whole dataset"
+    assert total in (segment / "counts.ipynb").read_text()
+    summary = json.loads((segment / "summary.json").read_text())
+    assert summary["excluded_rows"]["count"] == whole.exclusions["rows"].sum()
+
+    (tmp_path / "slice" / "quality.json").write_text("{not json")
+    with pytest.raises(SpecError, match=r"`quality: quality.json`.*cannot read.*save_dataset"):
+        load_dataset(tmp_path / "slice" / "dataset.yaml")
 
 
 def test_missing_kernel_error_names_the_fix():

@@ -99,7 +99,8 @@ def data_findings(dataset) -> Findings:
     else:
         parts = [f"{int(r.rows):,} {r.table} rows ({r.check})" for r in exclusions.head(5).itertuples()]
         more = f" and {len(exclusions) - 5} more reasons" if len(exclusions) > 5 else ""
-        out.append(f"{total:,} rows were excluded while loading, each counted with its reason: "
+        scope = f" {dataset.report.scope}" if dataset.report.scope else ""
+        out.append(f"{total:,} rows were excluded while loading{scope}, each counted with its reason: "
                    f"{', '.join(parts)}{more}.")
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,7 @@ from .model import DEAL_COLUMNS, TABLES, Dataset
 from .readers import ROW, RawTable, read_source
 from .problems import ValidationReport
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
+from .store import read_quality
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -63,7 +65,7 @@ def _finish(dataset: Dataset | None, report: ValidationReport) -> Dataset:
     if report.errors or dataset is None:
         raise DataValidationError(report)
     if report.excluded_rows():
-        warnings.warn(f"{report.excluded_rows()} row(s) excluded while loading {report.source}; "
+        warnings.warn(f"{report.excluded_rows()} row(s) excluded while loading {report.scope or report.source}; "
                       "see dataset.report.to_text()", DataQualityWarning, stacklevel=3)
     return dataset
 
@@ -102,6 +104,9 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
         tables["deals"] = _derive(tables["deals"], tables.get("stage_history"), spec, report, sources["deals"])
     dataset = _assemble(tables, sources, tuple(spec.stages), tuple(spec.won_stages), tuple(spec.lost_stages),
                         as_of, spec.name, report)
+    if spec.quality is not None and dataset is not None and not report.errors:
+        report = read_quality(base / spec.quality, source=str(path))
+        dataset = replace(dataset, report=report)
     return dataset, report
 
 

@@ -197,4 +197,5 @@ class Dataset:
                 f"{c['open']} open) as of {self.as_of.date()}, {len(self.stage_history)} stage entries>")
 
     def _repr_html_(self) -> str:
-        return f"<p>{repr(self)[1:-1]}</p>" + self.summary().to_html(index=False)
+        scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
+        return f"<p>{repr(self)[1:-1]}</p>" + self.summary().to_html(index=False) + scope

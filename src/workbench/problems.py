@@ -57,6 +57,9 @@ class ValidationReport:
 
     problems: list[Problem] = field(default_factory=list)
     source: str = ""
+    #: What the problems and counts are of, when not of this dataset itself: a segment's slice
+    #: carries the load of the whole dataset it was cut from (`workbench.store.read_quality`).
+    scope: str = ""
     #: (table, column) pairs whose values cannot be trusted (ambiguous or mixed date formats):
     #: checks that would only repeat that error skip them.
     unusable: set = field(default_factory=set)
@@ -105,6 +108,15 @@ class ValidationReport:
              "excluded": p.excluded, "message": p.message, "fix": p.fix}
             for p in self.problems
         ])
+
+    def _repr_html_(self) -> str:
+        scope = f" (counted over {self.scope})" if self.scope else ""
+        if not self.problems:
+            return f"<p>No problems were found while loading{scope}; no rows were excluded.</p>"
+        head = (f"<p>{len(self.errors)} error(s), {len(self.warnings)} warning(s), {self.excluded_rows():,} row(s) "
+                f"excluded, {len(self.notes)} note(s){scope}.</p>")
+        table = self.to_frame()[["severity", "check", "table", "column", "count", "excluded", "message", "fix"]]
+        return head + table.to_html(index=False, na_rep="")  # to_html escapes the cells
 
     def to_text(self) -> str:
         if not self.problems:

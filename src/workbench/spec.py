@@ -189,6 +189,9 @@ class DatasetSpec(_Strict):
     accounts: TableSpec | None = None
     contacts: TableSpec | None = None
     touchpoints: TableSpec | None = None
+    #: A ``quality.json`` written by `workbench.store.save_dataset`: the problems found loading
+    #: the whole dataset this one was cut from, which become this dataset's report.
+    quality: str | None = None
 
     @field_validator("as_of", mode="before")
     @classmethod

@@ -2,7 +2,8 @@
 
 `save_dataset` writes every table as Parquet, a ``dataset.yaml`` mapping them (stages,
 won and lost stages, the full dataset's ``as_of``) and ``quality.json``: what the
-original load excluded, counted per reason. The runner gives each segment's kernel
+original load excluded, counted per reason. The yaml's ``quality:`` key names that file,
+so `load_dataset` gives the slice the original load's report (`read_quality`). The runner gives each segment's kernel
 such a slice, so a kernel only ever receives its own segment's rows.
 
 ``quality.json`` keeps the problems' messages and counts but never their row numbers
@@ -15,18 +16,19 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .exceptions import DataQualityWarning, WorkbenchError, fixes
+from .exceptions import DataQualityWarning, SpecError, WorkbenchError, fixes
 from .model import TABLES, Dataset
 from .problems import Problem, ValidationReport
 
 SPEC_FILE = "dataset.yaml"
 QUALITY_FILE = "quality.json"
+#: The scope of a slice's report: counts are of the whole dataset, not of the slice.
+WHOLE_DATASET = "the whole dataset, before it was split into segments"
 
 
 def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
@@ -53,6 +55,7 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
                                  "describe. " + fixes("declare the open stages"))
         frame.to_parquet(tmp / f"{table}.parquet", index=False)
         spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
+    spec["quality"] = QUALITY_FILE
     (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
     (tmp / QUALITY_FILE).write_text(json.dumps(quality_records(dataset.report), indent=2) + "\n")
     publish(tmp, folder)
@@ -72,17 +75,34 @@ def quality_records(report: ValidationReport) -> dict:
                          for p in report.problems]}
 
 
+def read_quality(path: str | Path, *, source: str = "") -> ValidationReport:
+    """The report a ``quality.json`` holds: the whole dataset's load, before it was split.
+
+    Raises
+    ------
+    SpecError
+        The file is missing or is not a ``quality.json`` written by `save_dataset`.
+    """
+    path = Path(path)
+    try:
+        quality = json.loads(path.read_text())
+        problems = [Problem(**p) for p in quality["problems"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"`quality: {path.name}` in {source or 'the dataset.yaml'}: cannot read `{path}` "
+                        f"({type(exc).__name__}: {exc}). "
+                        + fixes("write the folder again with `workbench.store.save_dataset`",
+                                "remove the `quality:` key to report this data's own load")) from None
+    return ValidationReport(problems, source=source, scope=WHOLE_DATASET)
+
+
 def load_slice(folder: str | Path) -> Dataset:
-    """Load a folder written by `save_dataset`, with the original load's problems as its report."""
+    """Load a folder written by `save_dataset` (its report is the original load's), without the
+    warning about excluded rows: they were reported when the whole dataset was loaded."""
     from .loader import load_dataset
 
-    folder = Path(folder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DataQualityWarning)
-        dataset = load_dataset(folder / SPEC_FILE)
-    quality = json.loads((folder / QUALITY_FILE).read_text())
-    report = ValidationReport([Problem(**p) for p in quality["problems"]], source=dataset.name)
-    return replace(dataset, report=report)
+        return load_dataset(Path(folder) / SPEC_FILE)
 
 
 def publish(tmp: Path, final: Path) -> None:

@@ -123,3 +123,32 @@ def test_index_dom_links_the_segments(chromium, report, tmp_path):
     dom = _browse(chromium, tmp_path, index, "--dump-dom")
     assert '<a href="segments/ent/report.html">Enterprise</a>' in dom
     assert "1,234" in dom and "42%" in dom and "41 days" in dom and "Too few deals" in dom
+
+
+def test_a_wide_table_scrolls_inside_the_page_and_its_numbers_are_formatted(tmp_path):
+    """A table wider than the page stays within the page box (it scrolls sideways) and shows formatted numbers."""
+    from jupyter_lab import chromium_page
+    from workbench.tables import show
+
+    wide = pd.DataFrame({f"column_with_a_long_name_{i}": [0.123456 * (i + 1), 1234567.0] for i in range(14)})
+    table = show(wide)
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# Wide"),
+        nbformat.v4.new_code_cell("show(wide)", outputs=[nbformat.v4.new_output(
+            "execute_result", data={"text/html": table._repr_html_(), "text/plain": repr(table)}, execution_count=1)]),
+    ])
+    nbformat.write(nb, tmp_path / "wide.ipynb")
+    page_file = render_report([tmp_path / "wide.ipynb"], tmp_path / "report.html", title="Wide", client="Client",
+                              branding={}, segment_label="all", quality_note="", findings=[])
+    with chromium_page(viewport={"width": 1280, "height": 900}) as page:
+        page.goto(page_file.as_uri())
+        box = page.evaluate("""() => {
+            const table = document.querySelector('table.wb-table');
+            const page = document.querySelector('.wb-page').getBoundingClientRect();
+            return {right: table.getBoundingClientRect().right, pageRight: page.right,
+                    scroll: table.scrollWidth, client: table.clientWidth,
+                    cells: [...table.querySelectorAll('td')].map(td => td.textContent)};
+        }""")
+    assert box["right"] <= box["pageRight"] and box["scroll"] > box["client"], box
+    assert box["cells"][:2] == ["0.123", "0.247"] and "1,234,567" in box["cells"]
+    assert not any("e+" in c for c in box["cells"])

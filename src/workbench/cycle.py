@@ -14,6 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .groups import OVERALL
 from .model import Dataset
@@ -114,7 +115,7 @@ class CycleTimes:
                          ignore_index=True)
 
     def _repr_html_(self) -> str:
-        return self.summary().to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.summary(), index=False)
 
 
 def cycle_times(dataset: Dataset, by: str | None = None, *, from_stage: str | None = None,
@@ -241,7 +242,7 @@ class SpeedDrivers:
                 for row in bad.itertuples()]
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def design_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, dict]:

@@ -22,6 +22,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import expit
 
+from . import tables
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_columns, cohort_note, deal_column,
                      fold_rare, leaky_word, mature_cohort, other_label)
 from .exceptions import SmallSampleWarning, WorkbenchError, WorkbenchWarning, fixes
@@ -86,7 +87,7 @@ class WinDrivers:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
     def predict(self, dataset: Dataset, deals: pd.DataFrame | None = None) -> pd.Series:
         """The model's probability that each deal wins within ``mature_days`` of creation.

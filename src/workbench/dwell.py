@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from . import tables
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .groups import OVERALL
 from .history import history_codes
@@ -216,7 +217,7 @@ class StageDwell:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<p>{n}</p>" for n in self.notes)
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}") + notes
+        return tables.to_html(self.table, index=False) + notes
 
 
 def stage_dwell(dataset: Dataset, by: str | None = None, *, alpha: float = 0.05, min_deals: int = 30,

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm, spearmanr
 
+from . import tables
 from .cycle import CAUSES
 from .dwell import DAY_NS, visit_arrays
 from .exceptions import WorkbenchError, fixes
@@ -176,10 +177,9 @@ class PipelineForecast:
     def _repr_html_(self) -> str:
         head = (f"<p>{len(self.deals)} open deals as of {self.as_of.date()}; "
                 f"wins expected within {self.window:g} days:</p>")
-        fmt = lambda v: f"{v:,.3g}"  # noqa: E731
         notes = "".join(f"<p>{n}</p>" for n in self.notes)
-        return (head + self.totals().to_html(index=False, float_format=fmt)
-                + self.summary().to_html(index=False, float_format=fmt) + notes)
+        return (head + tables.to_html(self.totals(), index=False) + tables.to_html(self.summary(), index=False)
+                + notes)
 
 
 def forecast_open(dataset: Dataset, *, window: float = 90, by_stage: bool = True, alpha: float = 0.05,
@@ -353,9 +353,8 @@ class Backtest:
     def _repr_html_(self) -> str:
         head = (f"<p>Forecast at {self.cut_at.date()} of wins within {self.window:g} days, "
                 f"against what happened.</p>")
-        fmt = lambda v: f"{v:.3g}"  # noqa: E731
-        return (head + self.summary().to_html(index=False, float_format=fmt)
-                + self.calibration.to_html(index=False, float_format=fmt))
+        return (head + tables.to_html(self.summary(), index=False)
+                + tables.to_html(self.calibration, index=False))
 
 
 def backtest(dataset: Dataset, cut_at, *, window: float = 90, bins: int = 10, strategy: str = "quantile",

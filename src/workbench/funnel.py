@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .groups import OVERALL, segment_codes, segment_groups, wilson
 from .history import history, history_quality
@@ -162,7 +163,7 @@ class StageConversion:
                 for row in part.itertuples()}
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def _outcome_groups(dataset: Dataset, by: str | None, deal: np.ndarray) -> list[tuple[str, np.ndarray]]:
@@ -243,7 +244,7 @@ class WindowedConversion:
     alpha: float
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def _windowed_rows(dataset: Dataset, arrays: dict, by: str | None, window_days: float) -> pd.DataFrame:
@@ -294,7 +295,7 @@ class StageReach:
     alpha: float
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def stage_reach(dataset: Dataset, by: str | None = None, *, alpha: float = 0.05,
@@ -356,7 +357,7 @@ class Funnel:
         return funnel_chart(self, ax=ax, **kwargs)
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def funnel(dataset: Dataset, by: str | None = None, *, window_days: float = 60, alpha: float = 0.05,
@@ -416,7 +417,7 @@ class CohortConversion:
         return cohort_heatmap(self, ax=ax, **kwargs)
 
     def _repr_html_(self) -> str:
-        return self.wide().to_html(float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.wide())
 
 
 def cohort_conversion(dataset: Dataset, *, freq: str = "M", mature_days: float = 180, alpha: float = 0.05,
@@ -519,7 +520,7 @@ class ConversionComparison:
         return out
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def compare_conversion(dataset: Dataset, by: str, *, window_days: float = 60, alpha: float = 0.05,

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
+from . import tables
 from .dwell import Entries, entries, stage_dwell
 from .exceptions import SmallSampleWarning, WorkbenchError, fixes
 from .funnel import stage_conversion, stage_reach
@@ -105,7 +106,7 @@ class JourneyFacts:
         return None if rows.empty else rows.iloc[0].to_dict()
 
     def _repr_html_(self) -> str:
-        return self.stages.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.stages, index=False)
 
 
 def journey_dataset(dataset: Dataset, journey: Journey) -> Dataset:

@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
+from . import tables
 from .findings import days, p_value, percent
 from .groups import OVERALL
 from .journey import Journey, Persona
@@ -290,7 +291,7 @@ class PersonaComparison:
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(s)}</li>" for s in self.sentences())
-        return f"<ul>{items}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{items}</ul>" + tables.to_html(self.table, index=False)
 
 
 def compare_personas(facts: JourneyFacts, a: str, b: str, *, alpha: float = 0.05) -> PersonaComparison:

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from . import tables
 from .dwell import restricted_mean
 from .model import Dataset
 from .groups import OVERALL, segment_codes, segment_groups, wilson
@@ -93,7 +94,7 @@ class MarkovChain:
         return self.matrices[segment]
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def markov_chain(dataset: Dataset, by: str | None = None, *, alpha: float = 0.05,

@@ -17,6 +17,7 @@ from typing import Mapping
 
 import pandas as pd
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 from .problems import ValidationReport
 
@@ -198,4 +199,4 @@ class Dataset:
 
     def _repr_html_(self) -> str:
         scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
-        return f"<p>{repr(self)[1:-1]}</p>" + self.summary().to_html(index=False) + scope
+        return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope

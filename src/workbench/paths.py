@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 from .groups import segment_codes, segment_groups, wilson
 from .history import History, history, move_rows
@@ -98,7 +99,7 @@ class PathVariants:
         return path_variants_chart(self, ax=ax, **kwargs)
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def path_variants(dataset: Dataset, by: str | None = None, *, top: int = 10, mature_days: float | None = None,
@@ -228,7 +229,7 @@ class RegressionEffect:
     alpha: float
 
     def _repr_html_(self) -> str:
-        return self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return tables.to_html(self.table, index=False)
 
 
 def regression_effect(dataset: Dataset, by: str | None = None, *, among: str | None = None,

@@ -6,6 +6,8 @@ from typing import Literal, Sequence
 
 import pandas as pd
 
+from . import tables
+
 Severity = Literal["error", "warning", "note"]
 MAX_SHOWN = 5
 
@@ -116,7 +118,7 @@ class ValidationReport:
         head = (f"<p>{len(self.errors)} error(s), {len(self.warnings)} warning(s), {self.excluded_rows():,} row(s) "
                 f"excluded, {len(self.notes)} note(s){scope}.</p>")
         table = self.to_frame()[["severity", "check", "table", "column", "count", "excluded", "message", "fix"]]
-        return head + table.to_html(index=False, na_rep="")  # to_html escapes the cells
+        return head + tables.to_html(table, index=False)  # to_html escapes the cells
 
     def to_text(self) -> str:
         if not self.problems:

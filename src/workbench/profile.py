@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import tables
 from .cohort import MISSING, as_labels
 from .drivers import WinDrivers, win_drivers
 from .exceptions import WorkbenchError, fixes
@@ -131,7 +132,7 @@ class CustomerProfile:
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{s}</li>" for s in self.sentences + self.notes)
-        return f"<ul>{items}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{items}</ul>" + tables.to_html(self.table, index=False)
 
     def plot(self, ax=None):
         """Lift per level with its interval, one row per (trait, level); returns the axes."""
@@ -237,7 +238,7 @@ class FitScores:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.deals.head(20).to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.deals.head(20), index=False)
 
 
 def fit_scores(dataset: Dataset, covariates: Sequence[str] | None = None, *, mature_days: int | None = 365,
@@ -304,7 +305,7 @@ class FitScoreBacktest:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in [self.statement] + self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
     def plot(self, ax=None):
         """Observed win rate by score quintile with Wilson intervals; returns the axes."""

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 
@@ -45,7 +46,7 @@ class ReasonPareto:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
 
 def reason_pareto(dataset: Dataset, column: str = "loss_reason", *, by: str | None = None,

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 from .plots import error_lengths
@@ -117,9 +118,8 @@ class BuyingRoles:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in [self.statement] + self.notes)
-        fmt = lambda v: f"{v:.3g}"  # noqa: E731
-        return (f"<ul>{notes}</ul>" + self.decision_maker.to_html(index=False, float_format=fmt)
-                + self.counts.to_html(index=False, float_format=fmt))
+        return (f"<ul>{notes}</ul>" + tables.to_html(self.decision_maker, index=False)
+                + tables.to_html(self.counts, index=False))
 
     def plot(self, ax=None):
         """Win rate by stage reached, with and without a decision maker; returns the axes."""

@@ -24,6 +24,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 
 #: The horizons (days) of the tidy CIF table.
@@ -260,4 +261,4 @@ class Truth:
                 f"median {self.median_days_to_close:g} days to close>")
 
     def _repr_html_(self) -> str:
-        return f"<p>{repr(self)[1:-1]}</p>" + self.outcomes().to_html(index=False)
+        return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.outcomes(), index=False)

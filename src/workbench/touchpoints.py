@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from . import tables
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
 from .groups import wilson
@@ -153,9 +154,7 @@ class TouchpointSummary:
         return ax
 
     def _repr_html_(self) -> str:
-        fmt = lambda v: f"{v:.3g}"  # noqa: E731
-        return (self.timing.to_html(index=False, float_format=fmt)
-                + self.advance.to_html(index=False, float_format=fmt))
+        return tables.to_html(self.timing, index=False) + tables.to_html(self.advance, index=False)
 
 
 def _stage_denominators(t_deals: pd.DataFrame, dataset: Dataset, stages: list[str]) -> pd.DataFrame:

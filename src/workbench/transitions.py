@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import tables
 from .groups import OVERALL, segment_codes, segment_groups
 from .history import DAY_NS, history, move_rows, skipped_stages
 from .model import Dataset
@@ -123,7 +124,7 @@ class TransitionMatrix:
         return transition_heatmap(self, ax=ax, **kwargs)
 
     def _repr_html_(self) -> str:
-        return self.counts().to_html()
+        return tables.to_html(self.counts())
 
 
 def transition_matrix(dataset: Dataset, by: str | None = None, *, min_deals: int = 30) -> TransitionMatrix:

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from . import tables
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, MISSING, as_labels, candidate_columns, cohort_note, deal_column,
                      fold_rare, mature_cohort, other_label)
 from .model import Dataset
@@ -54,7 +55,7 @@ class WinRates:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
 
 def _levels_of(values: pd.Series, min_level: int) -> tuple[pd.Series, list[str]]:
@@ -138,7 +139,7 @@ class UnivariateDrivers:
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
-        return f"<ul>{notes}</ul>" + self.table.to_html(index=False, float_format=lambda v: f"{v:.3g}")
+        return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
 
 def univariate_drivers(dataset: Dataset, columns: Sequence[str] | None = None, *, mature_days: int | None = 365,

@@ -1,0 +1,91 @@
+"""How tables read in notebooks and reports.
+
+Numbers get three significant figures in plain notation (``0.229``, ``21.3``), values of a
+thousand and more are whole numbers with thousands separators (``5,062,345``), counts get
+separators too, and p-values read ``<0.001`` below a thousandth. A default 0, 1, 2... index
+is left out. Only the display changes: the tables behind it keep every digit.
+
+`to_html` is what the result classes' ``_repr_html_`` use; `show` wraps a plain DataFrame
+in a notebook so that it displays the same way.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["format_number", "format_p", "formatted", "to_html", "show", "Table"]
+
+#: Columns holding p-values (``p_value``, ``p_adjusted``, ``logrank_p``...), not probabilities like ``p_win``.
+P_VALUE_COLUMN = re.compile(r"(^|_)(p|p_value|p_adjusted|pvalue)$")
+
+
+def format_number(value) -> str:
+    """``0.229``, ``0.5``, ``21.3``, ``5,062,345``, ``2.3e-05``; empty for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return f"{int(value):,}"
+    value = float(value)
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    if value == 0:
+        return "0"
+    if abs(value) < 0.001:
+        return f"{value:.2g}"
+    if abs(value) >= 999.5:
+        return f"{value:,.0f}"
+    value = float(f"{value:.3g}")  # three significant figures, in plain notation
+    text = f"{value:.{max(0, 2 - math.floor(math.log10(abs(value))))}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_p(value) -> str:
+    """A p-value: ``<0.001``, ``0.013``, ``0.42``; empty when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    if value < 0.001:
+        return "<0.001"
+    return f"{value:.3f}" if value < 0.01 else f"{value:.2g}" if value < 0.1 else f"{value:.2f}"
+
+
+def formatted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with every numeric cell as display text (object columns are left as they are)."""
+    out = frame.copy()
+    for i, column in enumerate(frame.columns):
+        values = frame.iloc[:, i]
+        if pd.api.types.is_bool_dtype(values) or not pd.api.types.is_numeric_dtype(values):
+            continue
+        fmt = format_p if P_VALUE_COLUMN.search(str(column)) else format_number
+        out.isetitem(i, values.map(lambda v, fmt=fmt: fmt(None if pd.isna(v) else v)).astype(object))
+    return out
+
+
+def to_html(frame: pd.DataFrame, *, index: bool | None = None) -> str:
+    """The frame as an HTML table, formatted; the index shown unless it is the default 0, 1, 2..."""
+    if index is None:
+        index = not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
+    return formatted(frame).to_html(index=index, na_rep="", classes="wb-table")
+
+
+class Table:
+    """A DataFrame that displays formatted (`to_html`); the data stays in ``frame``."""
+
+    def __init__(self, frame: pd.DataFrame):
+        self.frame = frame
+
+    def _repr_html_(self) -> str:
+        return to_html(self.frame)
+
+    def __repr__(self) -> str:
+        return formatted(self.frame).to_string(index=not isinstance(self.frame.index, pd.RangeIndex), na_rep="")
+
+
+def show(frame: pd.DataFrame) -> Table:
+    """Display ``frame`` formatted in a notebook: ``show(cycles.summary())``."""
+    return Table(frame)

@@ -112,9 +112,10 @@ class ValidationReport:
         ])
 
     def _repr_html_(self) -> str:
-        scope = f" (counted over {self.scope})" if self.scope else ""
         if not self.problems:
-            return f"<p>No problems were found while loading{scope}; no rows were excluded.</p>"
+            loaded = f" {self.scope}" if self.scope else ""
+            return f"<p>No problems were found while loading{loaded}; no rows were excluded.</p>"
+        scope = f" (counted over {self.scope})" if self.scope else ""
         head = (f"<p>{len(self.errors)} error(s), {len(self.warnings)} warning(s), {self.excluded_rows():,} row(s) "
                 f"excluded, {len(self.notes)} note(s){scope}.</p>")
         table = self.to_frame()[["severity", "check", "table", "column", "count", "excluded", "message", "fix"]]

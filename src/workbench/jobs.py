@@ -1,10 +1,10 @@
 """What runs in a worker for `workbench run`: one notebook job, or one segment's finishing task.
 
 `execute_job` executes one (segment, notebook) job in a fresh `workbench` kernel with
-Papermill (`execute_notebook`, which starts a kernel that died once more), given only that
-segment's slice of the data. `finish_segment` writes the
-segment's summary.json and report.html in its temporary folder and then moves the folder
-into place (`workbench.store.publish`). Both never raise: a failure is returned as the
+Papermill (`execute_notebook`, which starts a second kernel if the first one dies), given
+only that segment's slice of the data. `finish_segment` writes the segment's summary.json and
+report.html in its temporary folder and then moves the folder into place
+(`workbench.store.publish`). Both never raise: a failure is returned as the
 job's or the segment's status. They are top-level functions so that multiprocessing and
 Dask can pickle them by name.
 

@@ -3,8 +3,9 @@
 `save_dataset` writes every table as Parquet, a ``dataset.yaml`` mapping them (stages,
 won and lost stages, the full dataset's ``as_of``) and ``quality.json``: what the
 original load excluded, counted per reason. The yaml's ``quality:`` key names that file,
-so `load_dataset` gives the slice the original load's report (`read_quality`). The runner gives each segment's kernel
-such a slice, so a kernel only ever receives its own segment's rows.
+so `load_dataset` gives the slice the original load's report (`read_quality`). The runner
+gives each segment's kernel such a slice, so a kernel only ever receives its own
+segment's rows.
 
 ``quality.json`` keeps the problems' messages and counts but never their row numbers
 or offending values: those can name deals of other segments.

@@ -69,8 +69,13 @@ def formatted(frame: pd.DataFrame) -> pd.DataFrame:
 def to_html(frame: pd.DataFrame, *, index: bool | None = None) -> str:
     """The frame as an HTML table, formatted; the index shown unless it is the default 0, 1, 2..."""
     if index is None:
-        index = not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
+        index = _meaningful_index(frame)
     return formatted(frame).to_html(index=index, na_rep="", classes="wb-table")
+
+
+def _meaningful_index(frame: pd.DataFrame) -> bool:
+    """False for the default unnamed 0, 1, 2... index."""
+    return not (isinstance(frame.index, pd.RangeIndex) and frame.index.name is None)
 
 
 class Table:
@@ -83,7 +88,7 @@ class Table:
         return to_html(self.frame)
 
     def __repr__(self) -> str:
-        return formatted(self.frame).to_string(index=not isinstance(self.frame.index, pd.RangeIndex), na_rep="")
+        return formatted(self.frame).to_string(index=_meaningful_index(self.frame), na_rep="")
 
 
 def show(frame: pd.DataFrame) -> Table:

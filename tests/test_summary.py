@@ -61,15 +61,19 @@ def test_json_round_trip_without_nan(dataset):
     assert json.loads(json.dumps(summary, allow_nan=False)) == summary
 
 
-def test_median_not_reached_is_null(sample):
-    """Deals that mostly have not closed yet give a null median, not Infinity."""
-    deals = sample.deals[sample.deals["created_at"] > sample.as_of - pd.Timedelta(days=20)]
+def _rebuilt(sample, deals):
+    """``deals`` (a changed subset of the sample's) validated again with their stage history."""
     history = sample.stage_history[sample.stage_history["deal_id"].isin(deals["deal_id"])]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        recent = from_frames(deals, history, stages=sample.stages, won_stages=sample.won_stages,
-                             lost_stages=sample.lost_stages, as_of=sample.as_of)
-    summary = build_summary(recent, {})
+        return from_frames(deals, history, stages=sample.stages, won_stages=sample.won_stages,
+                           lost_stages=sample.lost_stages, as_of=sample.as_of)
+
+
+def test_median_not_reached_is_null(sample):
+    """Deals that mostly have not closed yet give a null median, not Infinity."""
+    deals = sample.deals[sample.deals["created_at"] > sample.as_of - pd.Timedelta(days=20)]
+    summary = build_summary(_rebuilt(sample, deals), {})
     assert summary["median_days_to_close"] is None
     json.dumps(summary, allow_nan=False)
 
@@ -78,11 +82,7 @@ def test_exclusions_of_the_load_are_counted_by_reason(sample):
     """Rows the load excluded appear as a count and per (table, reason), as the dataset reports them."""
     deals = sample.deals.head(300).copy()
     deals.loc[deals.index[:3], "created_at"] = sample.as_of + pd.Timedelta(days=5)  # after their close
-    history = sample.stage_history[sample.stage_history["deal_id"].isin(deals["deal_id"])]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ds = from_frames(deals, history, stages=sample.stages, won_stages=sample.won_stages,
-                         lost_stages=sample.lost_stages, as_of=sample.as_of)
+    ds = _rebuilt(sample, deals)
     summary = build_summary(ds, {})
     by_reason = summary["excluded_rows"]["by_reason"]
     assert summary["excluded_rows"]["count"] == int(ds.exclusions["rows"].sum()) >= 3

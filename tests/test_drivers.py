@@ -2,6 +2,7 @@
 win rates, the logistic model against the sample's known effects, Firth's fit under separation,
 loss-reason Paretos, and an end-to-end run on IBM's real file."""
 import hashlib
+import re
 import warnings
 from pathlib import Path
 
@@ -273,6 +274,27 @@ def test_separation_refits_with_firth_finite_odds_ratios_and_a_warning():
                                                           odds["Referral"] / odds["Inbound"]], rtol=1e-6)
 
 
+@pytest.mark.parametrize("counts, never", [
+    ({"Inbound": (60, 140), "Outbound": (30, 120), "Partner": (0, 40)}, "Partner"),
+    ({"Partner": (0, 200), "Inbound": (60, 100), "Outbound": (30, 90)}, "Partner"),
+    ({"Inbound": (60, 140), "Outbound": (30, 120), "Webinar": (0, 12), "Event": (0, 10)}, other_label(30)),
+], ids=["level", "reference-level", "folded-level"])
+def test_a_level_without_wins_never_gives_an_infinite_or_zero_odds_ratio(counts, never):
+    """A level (or the reference, or rare levels folded into other) that never won: Firth, a warning naming it, and
+    every odds ratio and bound finite and positive, never [0, inf]; the level's own ratio is well below 1 (or, for
+    the reference, every other level's well above)."""
+    with pytest.warns(SeparationWarning, match=re.escape(repr(never))):
+        result = win_drivers(_small_dataset(counts, "zero-win"), ["channel", "amount"])
+    assert result.method == "Firth penalized likelihood"
+    values = result.table[["odds_ratio", "ci_low", "ci_high", "coef", "se", "p_value"]].to_numpy(float)
+    assert np.isfinite(values).all() and (result.table[["odds_ratio", "ci_low", "ci_high"]] > 0).all().all()
+    channel = result.table[result.table["feature"] == "channel"].set_index("level")
+    if never == result.reference_levels["channel"]:
+        assert (channel["ci_low"] > 1).all()
+    else:
+        assert channel.loc[never, "odds_ratio"] < 0.1 and channel.loc[never, "ci_high"] < 1
+
+
 def test_firth_adds_a_half_to_every_cell_of_a_saturated_one_way_layout():
     """Hand check: saturated one-way Firth = log odds with 1/2 added to each cell, SE sqrt(1/(n p (1-p)))."""
     wins, losses = np.array([10, 12, 3]), np.array([30, 0, 20])  # level 1 separates
@@ -463,3 +485,67 @@ def test_ibm_drivers_end_to_end(ibm):
     n1, n0 = result.won, result.n - result.won
     assert result.cv_auc > 0.5 + 4 * np.sqrt((n1 + n0 + 1) / (12 * n1 * n0))
     assert result.n == len(ibm.deals) and result.excluded == 0
+
+
+# ------------------------------------------------------------------------ dateless data
+
+
+@pytest.fixture(scope="module")
+def dateless(tmp_path_factory):
+    """A drivers-only export (no dates): 900 deals, about a tenth still open, win chance set by channel."""
+    rng = _rng("dateless drivers")
+    n = 900
+    channel = rng.choice(["Inbound", "Partner", "Outbound"], n, p=[0.5, 0.3, 0.2])
+    chance = pd.Series(channel).map({"Inbound": 0.45, "Partner": 0.6, "Outbound": 0.25}).to_numpy()
+    result = np.where(rng.random(n) < 0.1, "Pending", np.where(rng.random(n) < chance, "Won", "Lost"))
+    raw = pd.DataFrame({"Id": [f"S{i:04d}" for i in range(n)], "Result": result, "Channel": channel,
+                        "Industry": rng.choice(["Retail", "Banking", "Health"], n),
+                        "Value": np.round(rng.lognormal(np.log(20_000), 0.8, n), -2)})
+    folder = tmp_path_factory.mktemp("dateless")
+    raw.to_csv(folder / "survey.csv", index=False)
+    (folder / "dataset.yaml").write_text(
+        "name: survey\ndeals:\n  source: survey.csv\n"
+        "  columns: {deal_id: Id, outcome: Result, amount: Value, channel: Channel, industry: Industry}\n"
+        "  values: {outcome: {Won: won, Lost: lost, Pending: open}}\n")
+    return raw, workbench.load_dataset(folder / "dataset.yaml")
+
+
+def test_dateless_cohort_is_every_closed_deal_and_drivers_match_a_direct_count(dateless):
+    """Without dates the cohort is every won or lost deal (open ones left out and counted in the note), and
+    win rates, `univariate_drivers` and `win_drivers` on it equal a direct count of the export."""
+    raw, ds = dateless
+    assert not ds.has_dates and pd.isna(ds.as_of)
+    closed = raw[raw["Result"] != "Pending"]
+    won, still_open = int((closed["Result"] == "Won").sum()), int((raw["Result"] == "Pending").sum())
+    note = (f"The data have no dates, so the cohort is every closed deal ({len(closed)}); the {still_open} open "
+            f"deals are left out because their outcome is not known yet: {won} ({won / len(closed):.0%}) won.")
+    for mature_days in (365, None):  # no horizon to judge by: both read final outcomes
+        cohort = mature_cohort(ds, mature_days)
+        assert list(cohort["deal_id"]) == list(closed["Id"])
+        assert cohort["won"].tolist() == (closed["Result"] == "Won").tolist()
+
+    direct = closed.groupby("Channel")["Result"].agg(n="size", won=lambda r: int((r == "Won").sum()))
+    table = univariate_drivers(ds).rates["channel"].table.set_index("level")
+    assert_allclose(table.loc[direct.index, ["n", "won"]], direct[["n", "won"]])
+    assert univariate_drivers(ds).notes[0] == note and win_rates(ds, "channel").n == len(closed)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = win_drivers(ds)
+        alone = win_drivers(ds, ["channel"])
+    assert full.notes[0] == note and (full.n, full.won) == (len(closed), won) and full.excluded == 0
+    assert {"channel", "industry", "amount"} == set(full.table["feature"])
+    # One categorical covariate: each odds ratio is the level's odds of winning over the reference level's.
+    odds = direct["won"] / (direct["n"] - direct["won"])
+    reference = alone.reference_levels["channel"]
+    got = alone.table.set_index("level")["odds_ratio"]
+    assert len(got) == 2
+    assert_allclose(got, (odds / odds[reference]).drop(reference).loc[got.index], rtol=1e-6)
+
+
+def test_dateless_cohort_with_one_outcome_says_so(dateless):
+    """A dateless segment whose closed deals all won cannot be compared: the error says there are no dates."""
+    _, ds = dateless
+    only_won = ds.filter({"outcome": ["won", "open"]})
+    with pytest.raises(WorkbenchError, match=r"no dates, so the cohort is every closed deal, and it has only won"):
+        mature_cohort(only_won)

@@ -9,6 +9,7 @@ import pytest
 from notebook_runs import code_cells, images, run_notebook, sample_csv
 from workbench.cycle import OVERALL, cycle_times
 from workbench.loader import load_dataset
+from workbench.sections.records import read_records
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CYCLE_TIME = NOTEBOOKS[0].parent / "cycle_time.ipynb"
@@ -52,12 +53,14 @@ def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
     nb, outputs = run_notebook("cycle_time", tmp_path,
                                {"dataset_path": str(spec), "horizon": 365, "segment_by": "channel"})
     assert len(images(outputs)) == CYCLE_TIME_FIGURES
-    text = "\n".join(str(o.get("data", {}).get("text/markdown", "")) for o in outputs)
+    text = "\n".join(str(o.get("data", {}).get("text/plain", "")) for o in outputs)
     assert f"Half of all deals close (won or lost) within {median:.0f} days" in text
     assert "still open; their outcome is estimated, not dropped." in text
     assert "pairs of `channel` values" in text
     injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert len(injected) == 1 and str(spec) in injected[0].source
+    records = read_records(tmp_path / "cycle_time.ipynb")
+    assert [r["status"] for r in records] == ["ok"] * len(records) and len(records) == 10
 
 
 @pytest.mark.slow

@@ -35,7 +35,6 @@ def test_minimal_file_resolves_paths(write, tmp_path):
     assert params.dataset == (tmp_path / "data" / "dataset.yaml").resolve()
     assert params.notebooks == [COUNTS]
     assert params.spec.overall is True and params.spec.split is None
-    assert params.horizon == 365 and params.days == (30, 90, 180, 365)
 
 
 def test_default_notebook_and_output_resolve_against_the_project():
@@ -166,7 +165,8 @@ def test_cycle_time_parameters_are_read_with_their_types():
     """The parameters cell of notebooks/cycle_time.ipynb is parsed: names, types, defaults."""
     declared = notebook_parameters(ROOT / "notebooks" / "cycle_time.ipynb")
     assert declared["dataset_path"].type is str and declared["dataset_path"].default == ""
-    assert declared["horizon"].type is int and declared["days"].type is list
+    assert declared["horizon"].type is float and declared["days"].type is list
+    assert declared["horizon"].default == 0 and declared["segment_by"].default == ""  # 0, "": chosen from the data
 
 
 def test_schema_forbids_unknown_keys_directly():
@@ -185,6 +185,33 @@ def test_each_notebook_gets_only_the_parameters_it_declares(write):
         given = parameters_for(params, notebook)
         declared = notebook_parameters(notebook)
         assert set(given) == set(params.spec.parameters) & set(declared)
-    assert "covariates" in parameters_for(params, params.notebooks[0])
-    assert "covariates" not in parameters_for(params, params.notebooks[1])
+    assert "speed_covariates" in parameters_for(params, params.notebooks[0])
+    assert "speed_covariates" not in parameters_for(params, params.notebooks[1])
     assert set(parameters_for(params, params.notebooks[2])) == {"min_deals"}
+
+
+def test_shipped_notebooks_are_found_by_name_from_a_file_anywhere(tmp_path):
+    """A run specification outside the checkout names shipped notebooks (`cycle_time`); its output and
+    notebook paths resolve against its own folder, which has no pyproject.toml."""
+    client = tmp_path / "client"
+    client.mkdir()
+    (client / "run.yaml").write_text("dataset: sample\nnotebooks: [cycle_time, stage_conversion]\noutput: out\n")
+    params = load_params(client / "run.yaml")
+    assert params.project == client
+    assert params.notebooks == [ROOT / "notebooks" / "cycle_time.ipynb", ROOT / "notebooks" / "stage_conversion.ipynb"]
+    assert params.output == client / "out"
+
+
+def test_the_default_notebooks_are_every_shipped_notebook(tmp_path):
+    """Without `notebooks:`, a run executes all five shipped notebooks, in report order."""
+    (tmp_path / "run.yaml").write_text("dataset: sample\n")
+    params = load_params(tmp_path / "run.yaml")
+    assert [p.stem for p in params.notebooks] == ["cycle_time", "stage_conversion", "win_loss_drivers",
+                                                  "customer_profile", "journey_grid"]
+
+
+def test_an_unknown_notebook_name_lists_the_shipped_ones(tmp_path):
+    """A misspelt notebook name is an error naming the shipped notebooks."""
+    (tmp_path / "run.yaml").write_text("dataset: sample\nnotebooks: [cycle_times]\n")
+    with pytest.raises(SpecError, match=r"no shipped notebook `cycle_times`.*cycle_time"):
+        load_params(tmp_path / "run.yaml")

@@ -1,5 +1,6 @@
 """The house plots draw what the result objects say, one artist per segment, and leave no global state."""
 import warnings
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -238,3 +239,74 @@ def test_the_x_axis_says_where_the_clock_starts(dataset, cycles):
     for ax in (plots.survival_curves(from_discovery, at_risk=False), plots.cumulative_incidence(from_discovery),
                plots.outcome_areas(from_discovery)):
         assert ax.get_xlabel() == "Days since entering Discovery"
+
+
+def _forest_source(kind, rows):
+    """A stand-in result for `hazard_ratios` or `odds_ratios`: rows of (label, ratio, low, high, p)."""
+    labels, ratio, low, high, p = zip(*rows)
+    if kind == "hazard_ratios":
+        table = pd.DataFrame({"covariate": labels, "hazard_ratio": ratio, "ci_low": low, "ci_high": high,
+                              "p_value": p})
+    else:
+        feature, level = zip(*(label.split("=") for label in labels))
+        table = pd.DataFrame({"feature": feature, "level": level, "odds_ratio": ratio, "ci_low": low,
+                              "ci_high": high, "p_value": p})
+    return SimpleNamespace(table=table, reference_levels={"channel": "Inbound"}, cause="won")
+
+
+BROKEN_ROWS = {"nan": ("channel=Partner", np.nan, np.nan, np.nan, np.nan),
+               "inf": ("channel=Partner", 3.0, 1.2, np.inf, 0.01),
+               "zero": ("channel=Partner", 0.0, 0.0, 0.5, 0.02),
+               "observed": ("channel=Partner", 1e-9, 0.0, np.inf, 0.99)}
+
+
+@pytest.mark.parametrize("kind", ["hazard_ratios", "odds_ratios"])
+@pytest.mark.parametrize("broken", list(BROKEN_ROWS))
+def test_forest_plots_leave_out_rows_without_a_finite_positive_estimate_and_name_them(kind, broken):
+    """A ratio or bound that is NaN, infinite or 0 (the [0, inf] of a runaway fit) is not drawn but named in a note
+    above the axes; the other rows are drawn, on the given axes, and the figure renders."""
+    rows = [("channel=Outbound", 1.5, 1.1, 2.0, 0.01), BROKEN_ROWS[broken], ("channel=Event", 0.9, 0.8, 1.05, 0.2)]
+    fig, (left, right) = plt.subplots(1, 2)
+    ax = getattr(plots, kind)(_forest_source(kind, rows), ax=right)
+    assert ax is right and not left.has_data()
+    fig.canvas.draw()
+    assert len(ax.collections[-1].get_offsets()) == 2
+    assert_allclose(np.asarray(ax.collections[-1].get_offsets())[:, 0], [1.5, 0.9])
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(labels) == 2 and not any("Partner" in label for label in labels)
+    notes = [t.get_text() for t in ax.texts]
+    assert len(notes) == 1 and notes[0].startswith("Not shown (no finite estimate): channel") and "Partner" in notes[0]
+    assert np.isfinite(ax.get_xlim()).all()
+
+
+@pytest.mark.parametrize("kind", ["hazard_ratios", "odds_ratios"])
+@pytest.mark.parametrize("rows", [[], [BROKEN_ROWS["nan"], BROKEN_ROWS["observed"]]], ids=["empty", "all-broken"])
+def test_forest_plots_with_nothing_to_draw_say_so(kind, rows):
+    """An empty table, or one without a drawable row, gives axes with a centred 'No estimates to show'."""
+    source = (_forest_source(kind, rows) if rows else
+              _forest_source(kind, [("channel=x", 1.0, 1.0, 1.0, 1.0)]))
+    if not rows:
+        source.table = source.table.iloc[:0]
+    ax = getattr(plots, kind)(source)
+    ax.figure.canvas.draw()
+    texts = {t.get_text(): t for t in ax.texts}
+    assert "No estimates to show" in texts
+    assert texts["No estimates to show"].get_position() == (0.5, 0.5)
+    assert not ax.collections
+    assert len(texts) == (2 if rows else 1)
+
+
+def test_hazard_ratios_of_a_firth_fit_draw_every_row(dataset):
+    """The observed failure end to end: no Partner deal won; the Firth refit's forest plot draws every row."""
+    from dataclasses import replace
+
+    from workbench.drivers import SeparationWarning
+
+    deals = dataset.deals.copy()
+    deals.loc[(deals["channel"] == "Partner") & (deals["outcome"] == "won"), "outcome"] = "lost"
+    with pytest.warns(SeparationWarning):
+        drivers = speed_drivers(replace(dataset, deals=deals), ["persona", "channel", "amount"])
+    ax = plots.hazard_ratios(drivers)
+    ax.figure.canvas.draw()
+    assert len(ax.collections[-1].get_offsets()) == len(drivers.table)
+    assert not ax.texts

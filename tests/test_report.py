@@ -13,7 +13,8 @@ from matplotlib.figure import Figure
 
 from workbench.exceptions import SpecError, WorkbenchError
 from workbench.jobs import execute_notebook
-from workbench.report import FAILED_SECTION, NO_STATIC_VERSION, format_headline, render_report, write_index
+from workbench.report import (FAILED_SECTION, NO_STATIC_VERSION, STOPPED_SECTION, format_headline, render_report,
+                              write_index)
 
 NOTEBOOKS = Path(__file__).resolve().parent / "data" / "report_notebooks"
 #: Runs, draws a figure, shows a table, writes to stderr, shows a widget and a scripted chart
@@ -102,14 +103,28 @@ def test_no_code_prompts_or_parameters_reach_the_report(report):
 
 
 @pytest.mark.slow
-def test_failed_notebook_becomes_a_plain_sentence_without_traceback(report):
-    """The raising notebook keeps its heading and says it could not be produced: no traceback, no partial output."""
+def test_a_stopped_notebook_keeps_what_it_showed_and_says_the_rest_is_missing(report):
+    """The raising notebook keeps its heading and the output before the failing cell, then one plain
+    sentence: no traceback, nothing of the failing cell, nothing after it."""
     _, html = report
-    assert html.count("This section could not be produced.") == 1
-    assert FAILED_SECTION.split("**")[2].strip() in html
-    for absent in ("Traceback", "ValueError", "FAILURE-MARKER", "BEFORE-FAILURE-MARKER", "Never reached",
-                   "An Exception was encountered", "STDERR-MARKER"):
+    assert html.count("The rest of this section could not be produced.") == 1
+    assert STOPPED_SECTION.split("**")[2].strip() in html
+    assert "BEFORE-FAILURE-MARKER" in html and "Stage conversion" in html
+    for absent in ("Traceback", "ValueError", "FAILURE-MARKER:", "Never reached", "An Exception was encountered",
+                   "STDERR-MARKER", "This section could not be produced."):
         assert absent not in html, absent
+
+
+@pytest.mark.slow
+def test_a_notebook_that_stopped_before_showing_anything_is_one_sentence(executed, tmp_path):
+    """A notebook whose first cell raised is its heading and the sentence that it could not be produced."""
+    nb = nbformat.read(executed[1], as_version=4)
+    nb.cells = [c for c in nb.cells if "BEFORE-FAILURE" not in c.source]
+    path = tmp_path / "raises_first.ipynb"
+    nbformat.write(nb, path)
+    html = render_report([path], tmp_path / "report.html", **OPTIONS).read_text()
+    assert "This section could not be produced." in html and FAILED_SECTION.split("**")[2].strip() in html
+    assert "Stage conversion" in html and "FAILURE-MARKER:" not in html
 
 
 @pytest.mark.slow
@@ -263,7 +278,18 @@ def test_index_links_every_segment_with_formatted_headlines(tmp_path):
         ["Public sector", "Too few deals", "12", "n/a", "—"],
     ]
     assert 'class="wb-row wb-status-failed"' in html and 'class="wb-row wb-status-too_small"' in html
-    assert "3: 1 complete, 1 failed, 1 too small" in html and "23 November 2025" in html
+    assert "3: 1 complete, 0 partial, 1 failed, 1 too small" in html and "23 November 2025" in html
+
+
+def test_index_marks_a_partial_segment_and_lists_its_reasons_escaped(tmp_path):
+    """A partial segment is linked, badged "Partial" and lists why, each reason as text (never markup)."""
+    entries = [{"segment": "smb", "label": "SMB", "href": "segments/smb/report.html", "status": "partial",
+                "headline": {"deals": 830}, "reasons": ["cycle_time › Time in stage: <b>boom</b>", "x" * 400]}]
+    html = _index(tmp_path, entries, written=("smb",))
+    assert '<a href="segments/smb/report.html">' in html and 'wb-badge-partial">Partial<' in html
+    assert "Time in stage: &lt;b&gt;boom&lt;/b&gt;" in html and "<b>boom" not in html
+    assert "x" * 159 + "…" in html and "x" * 161 not in html
+    assert "1: 0 complete, 1 partial, 0 failed, 0 too small" in html
 
 
 def test_index_shows_a_null_median_of_a_complete_segment_as_not_reached(tmp_path):

@@ -29,7 +29,6 @@ from workbench.params import Split
 from workbench.runner import check_kernel, run
 from workbench.sample import generate
 from workbench.segments import plan_segments
-from workbench.summary import build_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "data" / "notebooks"
@@ -153,7 +152,7 @@ def test_a_slice_loads_with_the_whole_datasets_exclusions(tmp_path):
     segment = tmp_path / "out" / "segments" / "procurement"
     total = f"{int(whole.exclusions['rows'].sum()):,} rows were excluded while loading the whole dataset"
     assert total in (segment / "counts.ipynb").read_text()
-    summary = json.loads((segment / "summary.json").read_text())
+    summary = json.loads((segment / "summary.json").read_text())  # the run's own count: no section recorded one
     assert summary["excluded_rows"]["count"] == whole.exclusions["rows"].sum()
 
     (tmp_path / "slice" / "quality.json").write_text("{not json")
@@ -207,14 +206,19 @@ def test_run_writes_a_report_per_segment(by_persona):
     assert f"fewer than the {MIN_DEALS} a report needs" in small
 
 
-def test_summaries_match_the_analyses_and_overall_is_beside_the_segments(by_persona, data):
-    """Each summary.json equals build_summary on that segment's deals; the overall one has `segment: {}`."""
+def test_summaries_name_their_segment_and_count_its_deals(by_persona, data):
+    """Each summary.json names its segment and counts its deals by outcome, which the run knows even when a
+    notebook of one's own shows no section (the estimates stay empty: nothing is computed twice); the overall
+    one has `segment: {}`."""
     result, out, _ = by_persona
     for record in result.segments:
         summary = json.loads((out / "segments" / record["slug"] / "summary.json").read_text())
         assert summary["segment"] == record["filter"]
+        expected = data[1].filter(record["filter"]).counts()
+        assert summary["counts"] == {k: expected[k] for k in ("deals", "won", "lost", "open")}
         if record["status"] == "ok":
-            assert summary == build_summary(data[1].filter(record["filter"]), record["filter"])
+            assert summary["status"] == "ok" and summary["win_probability"] is None and summary["sections"] == []
+            assert "`win_probability` is empty: the run did not include `cycle_time.ipynb`." in summary["warnings"]
     overall = json.loads((out / "segments" / "overall" / "summary.json").read_text())
     assert overall["segment"] == {} and overall["counts"]["deals"] == 600
 
@@ -276,20 +280,23 @@ def test_rerun_gives_the_same_outputs(by_persona):
 
 
 def test_a_failing_notebook_does_not_stop_the_others(data, tmp_path, capsys):
-    """A raising notebook fails only its jobs, without a retry; they are written with the error marked, exit 1."""
+    """A raising notebook fails only its jobs, without a retry; they are written with the error marked, and
+    their segments are partial (the other notebook stands): exit 3, the reasons on stderr and in run.json."""
     path = write_params(tmp_path, data[0], ["counts", "raises"], overall=False, min_deals_per_segment=10,
                         split={"filters": {"Inbound": {"channel": "Inbound"}, "Referral": {"channel": "Referral"}}})
     code = main(["run", str(path), "--workers", "2"])
     err = capsys.readouterr().err
-    assert code == 1
-    assert "2 failure(s)" in err, err
-    assert "segments/inbound/raises.ipynb: cell 5: ValueError: this notebook fails" in err, err
+    assert code == 3
+    assert "2 partial report(s)" in err and "failure(s)" not in err, err
+    assert "segments/inbound: raises.ipynb: cell 5: ValueError: this notebook fails" in err, err
     assert "--only-failed" in err
     record = json.loads((tmp_path / "out" / "run.json").read_text())
     assert {j["id"]: j["status"] for j in record["jobs"]} == {
         "inbound/counts": "ok", "inbound/raises": "failed", "referral/counts": "ok", "referral/raises": "failed"}
     assert all(j["attempts"] == 1 and "retried_after" not in j for j in record["jobs"])  # a cell's error is final
-    assert [s["status"] for s in record["segments"]] == ["failed", "failed"]
+    assert [s["status"] for s in record["segments"]] == ["partial", "partial"] and record["status"] == "partial"
+    assert [r.split(" on purpose")[0] for r in record["segments"][0]["reasons"]] == [
+        "raises.ipynb: cell 5: ValueError: this notebook fails"]
     failed = nbformat.read(tmp_path / "out" / "segments" / "inbound" / "raises.ipynb", as_version=4)
     assert failed.metadata["papermill"]["exception"] is True
     assert any(o.output_type == "error" for c in failed.cells if c.cell_type == "code" for o in c.outputs)

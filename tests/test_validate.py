@@ -27,6 +27,7 @@ import yaml
 import workbench
 from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, DataValidationError, SourceError, SpecError, WorkbenchError
+from workbench.findings import data_findings
 
 BROKEN = Path(__file__).resolve().parent / "data" / "broken"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -520,3 +521,132 @@ def test_constant_concat_and_add_days_columns(tmp_path):
     assert list(deals.index) == ["1/a", "1/b", "2/a"]
     assert (deals["created_at"] == pd.Timestamp("2024-01-01")).all()
     assert list((deals["closed_at"] - deals["created_at"]).dt.days) == [10, 3, 0]
+
+
+# --- dateless deals: a drivers-only table --------------------------------------------------------
+
+SURVEY = ("Opportunity,Result,Deal Value,Region\n"
+          "1,Won,1200,North\n2,Loss,800,South\n3,Won,300,North\n4,Pending,50,South\n5,Loss,80,North\n")
+SURVEY_YAML = ("name: win-loss survey\n"
+               "deals:\n  source: deals.csv\n"
+               "  columns: {deal_id: Opportunity, outcome: Result, amount: Deal Value}\n"
+               "  values: {outcome: {Won: won, Loss: lost, Pending: open}}\n")
+
+
+def _survey(tmp_path: Path, yaml_text: str = SURVEY_YAML, csv_text: str = SURVEY) -> Path:
+    """A win/loss survey export: one row per deal, its outcome and attributes, no dates at all."""
+    (tmp_path / "deals.csv").write_text(csv_text)
+    (tmp_path / "dataset.yaml").write_text(yaml_text)
+    return tmp_path / "dataset.yaml"
+
+
+def test_dateless_deals_load_with_empty_dates_and_no_cut_off(tmp_path):
+    """Neither date mapped: every deal loads, both date columns are all NaT, `as_of` is NaT, `has_dates` False."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataQualityWarning)
+        ds = workbench.load_dataset(_survey(tmp_path))
+    rows = list(csv.DictReader((tmp_path / "deals.csv").open()))
+    assert list(ds.deals["deal_id"]) == [r["Opportunity"] for r in rows]
+    outcome = {"Won": "won", "Loss": "lost", "Pending": "open"}
+    assert list(ds.deals["outcome"]) == [outcome[r["Result"]] for r in rows]
+    assert list(ds.deals.columns[:4]) == ["deal_id", "created_at", "closed_at", "outcome"]
+    for column in ("created_at", "closed_at"):
+        assert ds.deals[column].dtype == "datetime64[ns]" and ds.deals[column].isna().all()
+    assert pd.isna(ds.as_of) and not ds.has_dates
+    assert ds.attributes == ["Region"]
+    assert repr(ds) == ("<Dataset 'win-loss survey': 5 deals (2 won, 2 lost, 1 open), without deal dates, "
+                        "0 stage entries>")
+    assert "without deal dates" in ds._repr_html_()
+    assert ds.summary().to_dict("records")[0] == {"table": "deals", "rows": 5, "excluded": 0}
+    first = data_findings(ds)[0]
+    assert "as of" not in first and "without dates" in first
+
+
+def test_dateless_validate_exits_0_with_one_note(tmp_path, capsys):
+    """`workbench validate` on a dateless export exits 0 and prints one `no_dates` note naming what does not apply."""
+    spec = _survey(tmp_path)
+    assert main(["validate", str(spec)]) == 0
+    out, err = capsys.readouterr()
+    assert err == "" and out.count("[no_dates]") == 1
+    report = workbench.validate(spec)
+    assert report.errors == [] and report.warnings == [] and report.exit_code == 0
+    (note,) = [p for p in report.notes if p.check == "no_dates"]
+    assert note.severity == "note"
+    for words in ("time to close", "stage conversion", "cohorts", "forecasts", "only outcomes and attributes"):
+        assert words in note.message
+
+
+def test_dated_dataset_has_no_dateless_note():
+    """A dataset with dates gets no `no_dates` note and `has_dates` is True."""
+    assert "no_dates" not in workbench.validate(spec_of("clean")).checks()
+    assert load_quietly("clean").has_dates
+
+
+def test_dateless_outcome_is_still_required_and_checked(tmp_path):
+    """Without dates an unknown outcome is still an error, a missing one still excluded, and no date check runs."""
+    report = workbench.validate(_survey(tmp_path, csv_text=SURVEY.replace("5,Loss", "5,Maybe")))
+    assert [p.check for p in report.errors] == ["unknown_outcome"]
+    assert report.errors[0].rows == (6,) and report.errors[0].values == ("Maybe",)
+    report = workbench.validate(_survey(tmp_path, csv_text=SURVEY.replace("5,Loss", "5,")))
+    assert [(p.check, p.rows) for p in report.warnings] == [("missing_outcome", (6,))]
+    no_outcome = (SURVEY_YAML.replace("deal_id: Opportunity, outcome: Result, ", "deal_id: Opportunity, ")
+                  .replace("  values: {outcome: {Won: won, Loss: lost, Pending: open}}\n", ""))
+    report = workbench.validate(_survey(tmp_path, no_outcome, SURVEY.replace("Result", "Answer")))
+    assert [(p.check, p.column) for p in report.errors] == [("missing_column", "outcome")]
+    dated_checks = {"missing_created_at", "outcome_without_close_date", "open_with_close_date",
+                    "closed_before_created", "after_as_of"}
+    assert not dated_checks & workbench.validate(_survey(tmp_path)).checks()
+
+
+def test_dateless_as_of_given_in_the_yaml_is_kept(tmp_path):
+    """`as_of:` in dataset.yaml is the dataset's `as_of` even without deal dates."""
+    ds = workbench.load_dataset(_survey(tmp_path, 'as_of: "2024-06-30"\n' + SURVEY_YAML))
+    assert ds.as_of == pd.Timestamp("2024-06-30") and not ds.has_dates
+    assert "as of 2024-06-30, without deal dates" in repr(ds)
+
+
+def test_dateless_filter_works_and_cut_says_there_are_no_dates(tmp_path):
+    """`filter` restricts a dateless dataset as any other; `cut` raises a WorkbenchError: no dates to cut at."""
+    ds = workbench.load_dataset(_survey(tmp_path))
+    north = ds.filter({"Region": "North"})
+    assert list(north.deals["deal_id"]) == ["1", "3", "5"] and not north.has_dates
+    with pytest.raises(WorkbenchError, match=r"no dates.*Try 1\) map `created_at` and `closed_at`"):
+        ds.cut("2024-01-01")
+
+
+def test_dateless_stage_history_keeps_its_own_dates(tmp_path):
+    """Stage history beside a dateless deals table loads with its own dates; `as_of` stays NaT (none given)."""
+    spec = _survey(tmp_path, "stages: [Lead]\nwon_stages: [Won]\nlost_stages: [Lost]\n" + SURVEY_YAML
+                   + "stage_history: {source: history.csv}\n")
+    (tmp_path / "history.csv").write_text("deal_id,stage,entered_at\n1,Lead,2024-01-03\n1,Won,2024-02-03\n"
+                                          "2,Lead,2024-01-05\n4,Lead,2024-03-01\n")
+    report = workbench.validate(spec)
+    assert report.errors == [] and report.warnings == []
+    ds = workbench.load_dataset(spec)
+    assert list(ds.stage_history["entered_at"].dt.strftime("%Y-%m-%d")) == [
+        "2024-01-03", "2024-02-03", "2024-01-05", "2024-03-01"]
+    assert pd.isna(ds.as_of) and not ds.has_dates
+
+
+CLOSED = ["Closed", "2024-01-02", "2024-01-03", "2024-01-04", "", "2024-01-05"]  # header, then per deal
+
+
+@pytest.mark.parametrize("mapped, missing", [("created_at: {constant: '2000-01-01'}", "closed_at"),
+                                             ("closed_at: Closed", "created_at")])
+def test_one_date_without_the_other_is_an_error_with_the_dateless_fix(tmp_path, mapped, missing):
+    """Mapping one date and not the other stays an error naming the missing column; a fix says both may go."""
+    text = SURVEY_YAML.replace("amount: Deal Value}", f"amount: Deal Value, {mapped}}}")
+    csv_text = "".join(f"{line},{closed}\n" for line, closed in zip(SURVEY.splitlines(), CLOSED))
+    report = workbench.validate(_survey(tmp_path, text, csv_text))
+    (error,) = report.errors
+    assert (error.check, error.column) == ("missing_column", missing)
+    assert error.message == f"required column `{missing}` is missing."
+    assert "3) leave out" in error.fix and "dateless, drivers-only deals table" in error.fix
+    assert "no_dates" not in report.checks()
+
+
+def test_clear_when_open_on_a_dateless_table_names_the_missing_column(tmp_path):
+    """`derive: {closed_at: clear_when_open}` without a `closed_at` is an error, not a half-made date pair."""
+    spec = _survey(tmp_path, SURVEY_YAML + "  derive: {closed_at: clear_when_open}\n")
+    (error,) = workbench.validate(spec).errors
+    assert (error.check, error.column) == ("missing_column", "closed_at") and "clear_when_open" in error.message

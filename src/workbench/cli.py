@@ -43,14 +43,19 @@ def _run(args) -> int:
         return 130
     for note in result.notes:
         print(f"note: {note}")
-    counts = {s: sum(r["status"] == s for r in result.segments) for s in ("ok", "too_small", "failed")}
-    print(f"{len(result.segments)} segment reports ({counts['ok']} ok, {counts['too_small']} too small, "
-          f"{counts['failed']} failed) in {result.output}")
+    counts = {s: sum(r["status"] == s for r in result.segments) for s in ("ok", "partial", "too_small", "failed")}
+    print(f"{len(result.segments)} segment reports ({counts['ok']} complete, {counts['partial']} partial, "
+          f"{counts['too_small']} too small, {counts['failed']} failed) in {result.output}")
     print(f"index: {result.output / 'index.html'}")
+    if result.partial:
+        print(f"\n{len(result.partial)} partial report(s): every other part of them stands.", file=sys.stderr)
+        for partial in result.partial:
+            print(f"  - {partial}", file=sys.stderr)
     if result.failures:
         print(f"\n{len(result.failures)} failure(s):", file=sys.stderr)
         for failure in result.failures:
             print(f"  - {failure}", file=sys.stderr)
+    if result.failures or result.partial:
         print("Rerun only these with `--only-failed`.", file=sys.stderr)
     return result.exit_code
 
@@ -71,9 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_sample)
 
     p = sub.add_parser("run", help="one report per segment from a parameter file (params/*.yaml); "
-                                   "exit 0 all ok, 1 some failed, 2 nothing ran")
+                                   "exit 0 all complete, 1 some failed, 2 nothing ran, 3 some partial")
     p.add_argument("params", help="path to a run specification, e.g. params/demo.yaml")
-    p.add_argument("--only-failed", action="store_true", help="rerun only the jobs that failed in the previous run")
+    p.add_argument("--only-failed", action="store_true",
+                   help="rerun only the failed and partial jobs of the previous run")
     p.add_argument("--workers", type=int, default=None, help="local worker processes (default: the file's "
                                                              "`workers`, else the number of cores)")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where jobs run (default: local)")

@@ -7,7 +7,9 @@ read the same outcome on the same deals, the *mature cohort*: deals created at l
 so deals still open do not bias the rate: an open deal old enough to be in the cohort
 has simply not won in time. (Dropping open deals, or counting them as lost, would bias
 the comparison of segments that close at different speeds.) ``mature_days=None`` uses
-every deal's final outcome instead, which is right only when no deal is open.
+every deal's final outcome instead, which is right only when no deal is open. A
+dateless dataset (`Dataset.has_dates` False) has no horizon to judge by: its cohort is
+every closed deal by final outcome, and its open deals are left out.
 
 - `mature_cohort`: the deals and the 0/1 outcome both views use; `cohort_note` says
   in a sentence which deals they are.
@@ -54,9 +56,27 @@ def mature_cohort(dataset: Dataset, mature_days: int | None = 365) -> pd.DataFra
     Deals created at least ``mature_days`` before ``as_of`` form the cohort; a deal
     won later than ``mature_days`` after creation, lost, or still open counts as not
     won. ``mature_days=None`` takes every deal and its final outcome, and is refused
-    when some deal is still open.
+    when some deal is still open. On a dateless dataset ``mature_days`` does not apply:
+    the cohort is every won or lost deal, by final outcome, and open deals are left out
+    (`cohort_note` counts them), since when they will close, and how, is unknown.
+
+    Raises
+    ------
+    WorkbenchError
+        Deals are still open with ``mature_days=None`` (dated data), or the cohort is
+        empty or holds a single outcome.
     """
     deals = dataset.deals
+    if not dataset.has_dates:
+        closed = deals[deals["outcome"].isin(["won", "lost"])]
+        cohort = closed.assign(won=closed["outcome"].eq("won").to_numpy())
+        if cohort.empty or cohort["won"].nunique() < 2:
+            what = "no deal" if cohort.empty else ("only won deals" if cohort["won"].all() else "no won deal")
+            raise WorkbenchError(f"The data have no dates, so the cohort is every closed deal, and it has {what}: "
+                                 "there is nothing to compare. "
+                                 + fixes("check the `outcome` mapping under `values:` in dataset.yaml",
+                                         "choose a segment with both won and lost deals"))
+        return cohort.reset_index(drop=True)
     if mature_days is None:
         still_open = int(deals["outcome"].eq("open").sum())
         if still_open:
@@ -80,6 +100,12 @@ def mature_cohort(dataset: Dataset, mature_days: int | None = 365) -> pd.DataFra
 def cohort_note(dataset: Dataset, cohort: pd.DataFrame, mature_days: int | None) -> str:
     """One sentence for the notes: which deals the cohort holds and how many of them won."""
     won = int(cohort["won"].sum())
+    if not dataset.has_dates:
+        still_open = int(dataset.deals["outcome"].eq("open").sum())
+        left_out = (f"; the {still_open} open deal{'s are' if still_open != 1 else ' is'} left out because "
+                    f"{'their' if still_open != 1 else 'its'} outcome is not known yet" if still_open else "")
+        return (f"The data have no dates, so the cohort is every closed deal ({len(cohort)}){left_out}: "
+                f"{won} ({won / len(cohort):.0%}) won.")
     if mature_days is None:
         return f"All {len(cohort)} deals (none open), by final outcome: {won} ({won / len(cohort):.0%}) won."
     return (f"{len(cohort)} deals created at least {mature_days} days before {dataset.as_of.date()}: "

@@ -225,7 +225,13 @@ def compare_segments(dataset: Dataset, by: str, *, min_deals: int = 30, correcti
 
 @dataclass(frozen=True)
 class SpeedDrivers:
-    """Cause-specific Cox model for time to an outcome, and its PH check."""
+    """Cause-specific Cox model for time to an outcome, and its PH check.
+
+    ``method`` is ``cox`` (maximum partial likelihood) or ``firth`` (Firth's penalized
+    partial likelihood, after a level without events or a fit that ran off);
+    ``notes`` say in plain words what was folded, left out or refitted, and why.
+    ``fit`` is the `workbench.coxph.CoxResult` (None when there was nothing to fit).
+    """
 
     table: pd.DataFrame
     ph_test: pd.DataFrame
@@ -233,6 +239,8 @@ class SpeedDrivers:
     cause: str
     reference_levels: dict
     excluded: int
+    notes: list[str] = field(default_factory=list)
+    method: str = "cox"
 
     def violations(self, alpha: float = 0.01) -> list[str]:
         """Plain-language notes for covariates whose effect changes over time."""
@@ -242,44 +250,234 @@ class SpeedDrivers:
                 for row in bad.itertuples()]
 
     def _repr_html_(self) -> str:
-        return tables.to_html(self.table, index=False)
+        notes = "".join(f"<li>{n}</li>" for n in self.notes)
+        return (f"<ul>{notes}</ul>" if notes else "") + tables.to_html(self.table, index=False)
 
 
-def design_matrix(frame: pd.DataFrame, covariates: Sequence[str]) -> tuple[pd.DataFrame, dict]:
-    """Dummy-code categorical covariates (reference: the most common level) and scale
-    numeric ones per sensible unit: ``amount`` per doubling (log2), others as given."""
-    parts, references = [], {}
+#: Firth fits on at most this many design cells (deals x columns) get profile intervals for
+#: every coefficient (a few seconds); larger ones only for the coefficients that needed it.
+PROFILE_CELLS = 500_000
+TABLE_COLUMNS = ["covariate", "coef", "se", "hazard_ratio", "ci_low", "ci_high", "z", "p_value"]
+
+
+@dataclass
+class _CoxDesign:
+    X: pd.DataFrame
+    references: dict
+    notes: list[str]
+    labels: dict[str, pd.Series]            # categorical covariate -> its (folded) levels
+    columns: dict[str, tuple[str, str]]     # dummy column -> (covariate, level)
+
+
+def _cox_design(frame: pd.DataFrame, covariates: Sequence[str], min_level: int) -> _CoxDesign:
+    """`design_matrix`, with the notes on what was folded or left out and the levels behind the dummies."""
+    from .cohort import as_labels, fold_rare, other_label
+
+    parts, references, notes, labels, columns = [], {}, [], {}, {}
     for name in covariates:
         col = frame[name]
         if pd.api.types.is_numeric_dtype(col):
             if name == "amount":
-                parts.append(np.log2(col.clip(lower=1)).rename("amount (per doubling)"))
+                values = np.log2(col.clip(lower=1)).rename("amount (per doubling)")
             else:
-                parts.append(col.astype(float).rename(name))
-        else:
-            reference = col.value_counts().index[0]
-            references[name] = reference
-            dummies = pd.get_dummies(col, prefix=name, prefix_sep="=", dtype=float)
-            parts.append(dummies.drop(columns=f"{name}={reference}"))
-    return pd.concat(parts, axis=1), references
+                values = col.astype(float).rename(name)
+            if values.nunique() < 2:
+                notes.append(f"`{name}` has the same value on every deal here, so it cannot explain anything: "
+                             "left out of the model.")
+                continue
+            parts.append(values)
+            continue
+        categorical = isinstance(col.dtype, pd.CategoricalDtype)
+        # Plain text labels: a categorical's unused categories would count as (empty) levels.
+        levels, rare = fold_rare(as_labels(col.astype(object) if categorical else col), min_level)
+        if rare:
+            notes.append(f"`{name}`: {len(rare)} levels with fewer than {min_level} deals are folded into "
+                         f"`{other_label(min_level)}`: {', '.join(rare[:5])}{'...' if len(rare) > 5 else ''}.")
+        sizes = levels.value_counts()
+        if len(sizes) < 2:
+            only = f" ({sizes.index[0]!r})" if len(sizes) else ""
+            notes.append(f"`{name}` has a single level here{only}, so it cannot explain anything: left out of "
+                         "the model.")
+            continue
+        reference = sizes.index[0]  # the most common level
+        references[name] = reference
+        labels[name] = levels
+        # Sorted, as pd.get_dummies orders text; a categorical column keeps its category order.
+        order = sorted(sizes.index)
+        if categorical:
+            known = list(as_labels(pd.Series(col.cat.categories)))
+            order = [v for v in known if v in sizes.index] + [v for v in order if v not in known]
+        for level in order:
+            if level != reference:
+                column = f"{name}={level}"
+                parts.append((levels == level).astype(float).rename(column))
+                columns[column] = (name, level)
+    X = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=frame.index)
+    return _CoxDesign(X=X, references=references, notes=notes, labels=labels, columns=columns)
+
+
+def design_matrix(frame: pd.DataFrame, covariates: Sequence[str], *, min_level: int = 30
+                  ) -> tuple[pd.DataFrame, dict]:
+    """Dummy-code categorical covariates (reference: the most common level) and scale
+    numeric ones per sensible unit: ``amount`` per doubling (log2), others as given.
+
+    Levels with fewer than ``min_level`` deals are folded into ``other (<min_level
+    deals)`` (as `workbench.drivers` does); a covariate left with a single level, or
+    a number with a single value, is left out (`speed_drivers` says so in its notes).
+    """
+    design = _cox_design(frame, covariates, min_level)
+    return design.X, design.references
 
 
 def speed_drivers(dataset: Dataset, covariates: Sequence[str], *, cause: str = "won",
-                  alpha: float = 0.05) -> SpeedDrivers:
+                  alpha: float = 0.05, min_level: int = 30) -> SpeedDrivers:
     """What speeds deals up: a cause-specific Cox model for time to ``cause``.
 
     Deals closed the other way are censored at their close (cause-specific hazard).
     Rows with a missing covariate are excluded and counted, never dropped silently.
+
+    Parameters
+    ----------
+    min_level : int
+        Levels of a categorical covariate with fewer deals are folded into
+        ``other (<min_level deals)``.
+
+    Notes
+    -----
+    Real data break the textbook fit; each case is handled and said in ``notes``:
+
+    - a covariate with a single level (after folding) or a single value is left out;
+    - a column that carries no information of its own (a combination of the others,
+      or a level whose deals all closed before the first event) is left out;
+    - a level (or the reference level) without any deal reaching ``cause``, a
+      coefficient that runs off, or a fit that does not converge (monotone
+      likelihood) makes the model refit with Firth's penalized partial likelihood
+      (`workbench.coxph`), with a `workbench.drivers.SeparationWarning` (the logistic
+      model's); ``method`` is then ``firth``.
+      Its intervals and p-values are profile penalized likelihood ones (as R's
+      ``coxphf``) for every coefficient when the design has at most `PROFILE_CELLS`
+      cells, else for the affected coefficients only and Wald (penalized fit) for the
+      others;
+    - no deal reaching ``cause``, or no covariate left: an empty table and a
+      `SmallSampleWarning`.
+
+    The table never holds a hazard ratio or bound that is 0, infinite or missing:
+    a row that still had one would be left out and named in ``notes``.
     """
-    from .coxph import fit_cox
+    from .coxph import fit_cox, information_rank
+    from .drivers import SeparationWarning
 
     frame = durations(dataset)
     complete = frame[list(covariates)].notna().all(axis=1)
     excluded = int((~complete).sum())
     frame = frame[complete]
-    X, references = design_matrix(frame, covariates)
-    fit = fit_cox(frame["days"].to_numpy(), (frame["event"] == cause).to_numpy(), X.to_numpy(),
-                  names=list(X.columns))
+    design = _cox_design(frame, covariates, min_level)
+    X, notes, references = design.X, design.notes, design.references
+    days, event = frame["days"].to_numpy(), (frame["event"] == cause).to_numpy()
+    done = dict(cause=cause, excluded=excluded, notes=notes)
+    if event.any() and X.shape[1]:
+        redundant = list(X.columns[information_rank(days, event, X.to_numpy())])
+        notes += _redundant_notes(redundant, design, cause)
+        X = X.drop(columns=redundant)
+        references = {k: v for k, v in references.items()
+                      if any(design.columns.get(c, ("",))[0] == k for c in X.columns)}
+    if not event.any() or X.shape[1] == 0:
+        notes.append(f"No deal was {cause} in this data, so there is nothing to model." if not event.any() else
+                     "No covariate is left to model (see the notes above).")
+        warnings.warn(notes[-1], SmallSampleWarning, stacklevel=2)
+        return _empty_drivers(reference_levels={}, **done)
+    names, values = list(X.columns), X.to_numpy()
+
+    # A level without events has an infinite maximum-likelihood coefficient: go straight to Firth.
+    flagged, reasons = [], []
+    for name, levels in design.labels.items():
+        if name not in references:
+            continue
+        hits = pd.Series(event, index=levels.index).groupby(levels.to_numpy()).sum()
+        for level in hits.index[hits.to_numpy() == 0]:
+            own = [c for c in names if design.columns.get(c) == (name, level)]
+            if level == references[name]:
+                own = [c for c in names if design.columns.get(c, ("",))[0] == name]
+                reasons.append(f"No deal with {name} = {level} (the reference level) was {cause} in this data, so "
+                               "the model was refitted with Firth's penalized likelihood, which keeps the other "
+                               f"levels' hazard ratios finite; read them as 'much higher', not as exact figures.")
+            elif own:
+                reasons.append(f"No deal with {name} = {level} was {cause} in this data, so the model was refitted "
+                               "with Firth's penalized likelihood, which keeps its hazard ratio finite; read it as "
+                               "'much lower', not as an exact figure.")
+            flagged += [c for c in own if c not in flagged]
+    fit = None
+    if not reasons:
+        fit = fit_cox(days, event, values, names=names)
+        runaway = fit.runaway()
+        if runaway:
+            flagged = runaway
+            reasons.append(f"The hazard ratio of {', '.join(runaway)} ran off towards 0 or infinity in the "
+                           "ordinary fit (a monotone likelihood: the deals reaching the outcome all sit at one end "
+                           "of the covariate), so the model was refitted with Firth's penalized likelihood, which "
+                           "keeps it finite; read it as 'much lower' or 'much higher', not as an exact figure.")
+        elif not fit.converged:
+            flagged = names
+            reasons.append(f"The ordinary fit did not converge in {fit.iterations} iterations, so the model was "
+                           "refitted with Firth's penalized likelihood.")
+    method = "cox"
+    if reasons:
+        method = "firth"
+        profile = None if values.size <= PROFILE_CELLS else flagged
+        fit = fit_cox(days, event, values, names=names, firth=True, profile=profile)
+        notes += reasons
+        warnings.warn(" ".join(reasons), SeparationWarning, stacklevel=2)
+        if not fit.converged:
+            notes.append(f"Firth's fit stopped after {fit.iterations} iterations without converging: treat its "
+                         "estimates as rough.")
     table = fit.summary(alpha).sort_values("p_value", ignore_index=True)
-    return SpeedDrivers(table=table, ph_test=fit.proportional_hazards_test(), fit=fit, cause=cause,
-                        reference_levels=references, excluded=excluded)
+    if method == "firth":
+        notes.append(_interval_note(fit))
+    ratios = table[["hazard_ratio", "ci_low", "ci_high"]].to_numpy(float)
+    bad = (~(np.isfinite(ratios) & (ratios > 0)).all(axis=1)
+           | ~np.isfinite(table[["coef", "se", "p_value"]].to_numpy(float)).all(axis=1))
+    if bad.any():  # a last guard: the table never shows a ratio of 0 or an interval of [0, inf]
+        notes.append(f"No finite estimate for {', '.join(table.loc[bad, 'covariate'])}: left out of the table.")
+        table = table[~bad].reset_index(drop=True)
+    return SpeedDrivers(table=table, ph_test=fit.proportional_hazards_test(), fit=fit, reference_levels=references,
+                        method=method, **done)
+
+
+def _redundant_notes(redundant: list[str], design: _CoxDesign, cause: str) -> list[str]:
+    """One note per covariate with columns the model cannot estimate."""
+    why = (f"(a combination of the other covariates, or no deal of it still open when a deal was {cause}), so the "
+           "model cannot estimate it")
+    by_covariate: dict[str, list[str]] = {}
+    for column in redundant:
+        name, level = design.columns.get(column, (column, None))
+        by_covariate.setdefault(name, []).append(level)
+    notes = []
+    for name, levels in by_covariate.items():
+        if levels[0] is None or len(levels) == sum(c[0] == name for c in design.columns.values()):
+            notes.append(f"`{name}` carries no information of its own here {why}: left out of the model.")
+        else:
+            notes.append(f"`{name}` = {', '.join(levels)}: no information of {'its' if len(levels) == 1 else 'their'}"
+                         f" own here {why}; left out, so those deals count with {name} = "
+                         f"{design.references[name]!r}.")
+    return notes
+
+
+def _interval_note(fit) -> str:
+    """Which intervals and p-values a Firth fit's table shows."""
+    profiled = list(fit.profiled)
+    fallback = list(fit.profile.wald_fallback) if fit.profile is not None else []
+    if len(profiled) == len(fit.names):
+        text = ("Intervals and p-values come from the profile penalized likelihood (as R's coxphf), which suits "
+                "the lopsided likelihood of the affected levels better than the usual plus-or-minus two standard "
+                "errors.")
+    else:
+        text = (f"Intervals and p-values of {', '.join(profiled)} come from the profile penalized likelihood (as "
+                "R's coxphf); the others, well informed in this large sample, are Wald ones from the penalized fit.")
+    if fallback:
+        text += f" For {', '.join(fallback)} the profile did not close, so the Wald interval is shown."
+    return text
+
+
+def _empty_drivers(**kwargs) -> SpeedDrivers:
+    return SpeedDrivers(table=pd.DataFrame(columns=TABLE_COLUMNS),
+                        ph_test=pd.DataFrame(columns=["covariate", "statistic", "p_value"]), fit=None, **kwargs)

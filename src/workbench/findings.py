@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .groups import OVERALL
+from .timeunits import DAYS, TimeUnit
 
 ALPHA = 0.05
 #: Most driver sentences to write (the forest plot shows the rest).
@@ -62,7 +63,12 @@ def p_value(p: float) -> str:
 
 
 def ratio(x: float) -> str:
-    """A multiplier: two decimals below 1, one up to 10, none above (0.38, 1.8, 12)."""
+    """A multiplier: two decimals below 1, one up to 10, none above (0.38, 1.8, 12); ``<0.01`` and
+    ``>999`` at the extremes (a penalized fit's ratio of a level without events)."""
+    if x < 0.005:
+        return "<0.01"
+    if x >= 999.5:
+        return ">999"
     return f"{x:.2f}" if x < 1 else f"{x:.1f}" if x < 10 else f"{x:.0f}"
 
 
@@ -79,18 +85,26 @@ def level(alpha: float) -> str:
     return f"{100 * (1 - alpha):g}% CI"
 
 
-def _interval(low: float, high: float, unit: str = "") -> str:
+def _interval(low: float, high: float, unit: TimeUnit = DAYS) -> str:
+    """``81-88`` (in ``unit``), or ``81 to not yet reached``."""
     if not np.isfinite(high):
-        return f"{days(low)}{unit} to not yet reached"
-    return f"{days(low)}-{days(high)}{unit}"
+        return f"{unit.number(low)} to not yet reached"
+    return f"{unit.number(low)}-{unit.number(high)}"
 
 
 # --- data -----------------------------------------------------------------------------
 
 def data_findings(dataset) -> Findings:
-    """How many deals, their outcomes, and what was excluded while loading."""
+    """How many deals, their outcomes, and what was excluded while loading.
+
+    A dateless dataset has no "as of" (unless dataset.yaml gives one); its first sentence
+    says that only outcomes and attributes can be analysed.
+    """
     c = dataset.counts()
-    out = Findings([f"The data hold {c['deals']:,} deals as of {dataset.as_of.date()}: {c['won']:,} won, "
+    when = "" if pd.isna(dataset.as_of) else f" as of {dataset.as_of.date()}"
+    if len(dataset.deals) and not dataset.has_dates:
+        when += " without dates (only their outcomes and attributes can be analysed)"
+    out = Findings([f"The data hold {c['deals']:,} deals{when}: {c['won']:,} won, "
                     f"{c['lost']:,} lost and {c['open']:,} still open."])
     exclusions = dataset.exclusions
     total = int(exclusions["rows"].sum()) if len(exclusions) else 0
@@ -107,18 +121,19 @@ def data_findings(dataset) -> Findings:
 
 # --- cycle times ------------------------------------------------------------------------
 
-def time_to_close_findings(cycle_times) -> Findings:
-    """Median and quartiles of days to close (won or lost) for all deals, and the open share."""
+def time_to_close_findings(cycle_times, *, unit: TimeUnit = DAYS) -> Findings:
+    """Median and quartiles of the time to close (won or lost) for all deals, and the open share;
+    durations in ``unit`` (`workbench.timeunits`: days, or hours for processes that take hours)."""
     fit = cycle_times.fits[OVERALL]
     ci = level(cycle_times.alpha)
     median, q25, q75 = fit.median(), fit.quantile(0.25), fit.quantile(0.75)
     out = Findings()
     if np.isfinite(median["estimate"]):
-        out.append(f"Half of all deals close (won or lost) within {days(median['estimate'])} days "
-                   f"({ci} {_interval(median['lower'], median['upper'])}).")
-        quarter = f"A quarter close within {days(q25['estimate'])} days"
+        out.append(f"Half of all deals close (won or lost) within {unit(median['estimate'])} "
+                   f"({ci} {_interval(median['lower'], median['upper'], unit)}).")
+        quarter = f"A quarter close within {unit(q25['estimate'])}"
         if np.isfinite(q75["estimate"]):
-            out.append(f"{quarter}, three quarters within {days(q75['estimate'])} days.")
+            out.append(f"{quarter}, three quarters within {unit(q75['estimate'])}.")
         else:
             out.append(f"{quarter}; fewer than three quarters have closed by the last observed day.")
     else:
@@ -132,13 +147,13 @@ def time_to_close_findings(cycle_times) -> Findings:
     return out
 
 
-def outcome_findings(cycle_times, *, horizon: float | None = None) -> Findings:
+def outcome_findings(cycle_times, *, horizon: float | None = None, unit: TimeUnit = DAYS) -> Findings:
     """Won, lost and still open at the horizon, for all deals (competing outcomes)."""
     h = float(cycle_times.horizon if horizon is None else horizon)
     fit = cycle_times.fits[OVERALL]
     won, lost, still = fit.cif("won", h)[0], fit.cif("lost", h)[0], fit.survival(h)[0]
     low, high = (v[0] for v in fit.cif_ci("won", h))
-    sentence = (f"Within {h:g} days of creation, {percent(won)} of deals are won "
+    sentence = (f"Within {unit(h)} of creation, {percent(won)} of deals are won "
                 f"({level(cycle_times.alpha)} {percent(low).rstrip('%')}-{percent(high)}) and {percent(lost)} are lost")
     sentence += f"; {percent(still)} are still open." if still > 0 else "."
     return Findings([sentence])
@@ -160,7 +175,7 @@ def _not_shown(p: float) -> str:
 
 
 def segment_findings(cycle_times, comparison: pd.DataFrame | None = None, *, horizon: float | None = None,
-                     alpha: float = ALPHA) -> Findings:
+                     alpha: float = ALPHA, unit: TimeUnit = DAYS) -> Findings:
     """Which segments win more often, and which close faster, worded by significance.
 
     Parameters
@@ -182,12 +197,12 @@ def segment_findings(cycle_times, comparison: pd.DataFrame | None = None, *, hor
     best, worst = max(won, key=won.get), min(won, key=won.get)
     p = _pair_p(comparison, "won", best, worst)
     if p < alpha and won[worst] > 0:
-        out.append(f"{best} deals win {ratio(won[best] / won[worst])}x as often within {h:g} days as {worst} "
+        out.append(f"{best} deals win {ratio(won[best] / won[worst])}x as often within {unit(h)} as {worst} "
                    f"deals ({percent(won[best])} vs {percent(won[worst])}; corrected {p_value(p)}).")
     elif won[best] == won[worst]:
-        out.append(f"Within {h:g} days, {percent(won[best])} of deals are won in every `{cycle_times.by}`.")
+        out.append(f"Within {unit(h)}, {percent(won[best])} of deals are won in every `{cycle_times.by}`.")
     else:
-        out.append(f"Within {h:g} days, {percent(won[best])} of {best} deals and {percent(won[worst])} of "
+        out.append(f"Within {unit(h)}, {percent(won[best])} of {best} deals and {percent(won[worst])} of "
                    f"{worst} deals are won{_not_shown(p)}.")
 
     if comparison is not None:
@@ -207,14 +222,14 @@ def segment_findings(cycle_times, comparison: pd.DataFrame | None = None, *, hor
         p = _pair_p(comparison, "close", fast, slow)
         ci = level(cycle_times.alpha)
         if f["estimate"] == s["estimate"]:
-            out.append(f"Half of the deals close within {days(f['estimate'])} days in every `{cycle_times.by}`.")
+            out.append(f"Half of the deals close within {unit(f['estimate'])} in every `{cycle_times.by}`.")
         elif p < alpha:
-            out.append(f"{fast} deals close fastest: half within {days(f['estimate'])} days "
-                       f"({ci} {_interval(f['lower'], f['upper'])}), against {days(s['estimate'])} days "
-                       f"({_interval(s['lower'], s['upper'])}) for {slow} deals (corrected {p_value(p)}).")
+            out.append(f"{fast} deals close fastest: half within {unit(f['estimate'])} "
+                       f"({ci} {_interval(f['lower'], f['upper'], unit)}), against {unit(s['estimate'])} "
+                       f"({_interval(s['lower'], s['upper'], unit)}) for {slow} deals (corrected {p_value(p)}).")
         else:
-            out.append(f"Half of {fast} deals close within {days(f['estimate'])} days and half of {slow} deals "
-                       f"within {days(s['estimate'])} days{_not_shown(p)}.")
+            out.append(f"Half of {fast} deals close within {unit(f['estimate'])} and half of {slow} deals "
+                       f"within {unit(s['estimate'])}{_not_shown(p)}.")
     not_reached = sorted(set(medians) - set(finite))
     if not_reached:
         out.append(f"Fewer than half of the deals have closed so far in: {', '.join(not_reached)}; "
@@ -296,7 +311,7 @@ def cycle_findings(cycle_times, comparison: pd.DataFrame | None = None, drivers=
 
 # --- time in stage --------------------------------------------------------------------------
 
-def dwell_findings(stage_dwell) -> Findings:
+def dwell_findings(stage_dwell, *, unit: TimeUnit = DAYS) -> Findings:
     """Longest and shortest median stay in an open stage (all deals), and who is still in one."""
     table = stage_dwell.table[stage_dwell.table["segment"] == OVERALL]
     ci = level(stage_dwell.alpha)
@@ -306,19 +321,19 @@ def dwell_findings(stage_dwell) -> Findings:
         long = rated.loc[rated["median_days"].idxmax()]
         short = rated.loc[rated["median_days"].idxmin()]
         if long["median_days"] == short["median_days"]:
-            out.append(f"Deals spend a median of {days(long['median_days'])} days in every stage.")
+            out.append(f"Deals spend a median of {unit(long['median_days'])} in every stage.")
         elif long["median_low"] > short["median_high"]:
-            out.append(f"Deals stay longest in {long['stage']} (median {days(long['median_days'])} days, {ci} "
-                       f"{_interval(long['median_low'], long['median_high'])}) and shortest in {short['stage']} "
-                       f"({days(short['median_days'])} days, {_interval(short['median_low'], short['median_high'])}).")
+            out.append(f"Deals stay longest in {long['stage']} (median {unit(long['median_days'])}, {ci} "
+                       f"{_interval(long['median_low'], long['median_high'], unit)}) and shortest in {short['stage']} "
+                       f"({unit(short['median_days'])}, {_interval(short['median_low'], short['median_high'], unit)}).")
         else:
-            out.append(f"Median days in stage range from {days(short['median_days'])} ({short['stage']}) to "
-                       f"{days(long['median_days'])} ({long['stage']}), but their {ci}s overlap, so the stages "
+            out.append(f"Median {unit.name} in stage range from {unit.number(short['median_days'])} ({short['stage']}) "
+                       f"to {unit.number(long['median_days'])} ({long['stage']}), but their {ci}s overlap, so the stages "
                        "may not really differ.")
     elif len(rated) == 1:
         row = rated.iloc[0]
-        out.append(f"Deals spend a median of {days(row['median_days'])} days in {row['stage']} ({ci} "
-                   f"{_interval(row['median_low'], row['median_high'])}).")
+        out.append(f"Deals spend a median of {unit(row['median_days'])} in {row['stage']} ({ci} "
+                   f"{_interval(row['median_low'], row['median_high'], unit)}).")
     missing = table.loc[~np.isfinite(table["median_days"].astype(float)), "stage"].tolist()
     if missing:
         out.append(f"No median for {', '.join(missing)}: too few deals entered, or fewer than half have left.")
@@ -331,31 +346,30 @@ def dwell_findings(stage_dwell) -> Findings:
 
 # --- forecast -----------------------------------------------------------------------------------
 
-def forecast_findings(forecast, backtest=None) -> Findings:
+def forecast_findings(forecast, backtest=None, *, unit: TimeUnit = DAYS) -> Findings:
     """Expected wins (and amount) of the open pipeline, and how the backtest went."""
     totals = forecast.totals().set_index("quantity")
-    window = f"{forecast.window:g}"
     conf = f"{100 * (1 - forecast.alpha):g}%"
     wins = totals.loc["wins"]
     out = Findings([f"Of the {len(forecast.deals):,} open deals, about {wins['expected']:,.0f} are expected to be "
-                    f"won within the next {window} days ({conf} interval {wins['low']:,.0f}-{wins['high']:,.0f}; it "
+                    f"won within the next {unit(forecast.window)} ({conf} interval {wins['low']:,.0f}-{wins['high']:,.0f}; it "
                     "takes each deal's probability as known, so it understates the uncertainty)."])
     if "amount" in totals.index and totals.loc["amount", "deals"] > 0:
         money = totals.loc["amount"]
         out.append(f"Their expected won amount is {amount(money['expected'])} ({amount(money['low'])}-"
                    f"{amount(money['high'])}), from the {int(money['deals']):,} open deals with an amount.")
     if backtest is not None:
-        out.extend(backtest_findings(backtest, alpha=forecast.alpha))
+        out.extend(backtest_findings(backtest, alpha=forecast.alpha, unit=unit))
     return out
 
 
-def backtest_findings(backtest, *, alpha: float = ALPHA) -> Findings:
+def backtest_findings(backtest, *, alpha: float = ALPHA, unit: TimeUnit = DAYS) -> Findings:
     """Expected against actual wins of the replayed forecast, and its calibration in words."""
     expected, actual = float(backtest.expected_wins), int(backtest.actual_wins)
     cut = getattr(backtest, "cut_at", None)
     when = f"Made at {cut.date()} with the data as they were then, the" if cut is not None else "The"
     window = getattr(backtest, "window", None)
-    within = f" within {window:g} days" if window else ""
+    within = f" within {unit(window)}" if window else ""
     sentence = f"{when} forecast expected {expected:,.0f} wins{within}; {actual:,} happened"
     sd = getattr(backtest, "wins_sd", None)
     if sd is not None and sd > 0:

@@ -491,11 +491,13 @@ class ConversionComparison:
     alpha: float
     correction: str
 
-    def findings(self, alpha: float | None = None, *, limit: int | None = 8):
+    def findings(self, alpha: float | None = None, *, limit: int | None = 8, unit=None):
         """Sentences for the differences with adjusted p below ``alpha`` (the ``limit`` largest;
-        None: all), then a count of the rest."""
+        None: all), then a count of the rest; the window in ``unit`` (days by default)."""
         from .findings import Findings, p_value, percent
+        from .timeunits import DAYS
 
+        unit = unit or DAYS
         alpha = self.alpha if alpha is None else alpha
         out = Findings()
         hits = self.table[self.table["p_adjusted"] < alpha]
@@ -504,7 +506,7 @@ class ConversionComparison:
         for row in shown.itertuples():
             direction = "lower" if row.difference < 0 else "higher"
             out.append(f"{row.segment} converts {row.transition} {abs(row.difference) * 100:.0f} points {direction} "
-                       f"than the rest within {self.window_days:g} days ({percent(row.conversion)} vs "
+                       f"than the rest within {unit(self.window_days)} ({percent(row.conversion)} vs "
                        f"{percent(row.rest_conversion)}; adjusted {p_value(row.p_adjusted)}).")
         if len(shown) < len(hits):
             out.append(f"{len(hits) - len(shown)} more differences are statistically significant "

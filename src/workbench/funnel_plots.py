@@ -20,6 +20,7 @@ from .groups import OVERALL
 from .history import LOST, WON
 from .paths import CONTINUES, STAYS
 from .plots import OUTCOME_COLORS, PALETTE, error_lengths, theme
+from .timeunits import DAYS, TimeUnit
 from .transitions import KINDS
 
 #: Colour of each kind of move (won and lost as in every other figure).
@@ -55,7 +56,8 @@ def _pct(x: float) -> str:
     return "n/a" if not np.isfinite(x) else f"{100 * x:.0f}%"
 
 
-def funnel_chart(funnel, *, segment: str = OVERALL, windowed: bool = True, ax: Axes | None = None) -> Axes:
+def funnel_chart(funnel, *, segment: str = OVERALL, windowed: bool = True, unit: TimeUnit = DAYS,
+                 ax: Axes | None = None) -> Axes:
     """The funnel: one centred bar per stage, as wide as the deals that reached it.
 
     Between two bars, the eventual conversion to the next stage (censoring-aware) and
@@ -69,6 +71,8 @@ def funnel_chart(funnel, *, segment: str = OVERALL, windowed: bool = True, ax: A
         `workbench.funnel.funnel` (or its ``table``).
     segment : str
         Which segment of the table to draw.
+    unit : TimeUnit
+        How the window is written (days, or hours for processes that take hours).
 
     Returns
     -------
@@ -93,7 +97,7 @@ def funnel_chart(funnel, *, segment: str = OVERALL, windowed: bool = True, ax: A
             nxt = str(row["transition"]).split("->")[-1] if pd.notna(row.get("transition")) else ""
             note = f"{_pct(row['conversion'])} " + ("won" if nxt == WON else f"move on to {nxt} or beyond")
             if windowed and "windowed" in row and np.isfinite(row["windowed"]) and window:
-                note += f" ({_pct(row['windowed'])} within {window:g} days)"
+                note += f" ({_pct(row['windowed'])} within {unit(window)})"
             note += f"; {_pct(row['drop_off'])} lost"
             ax.text(0, y[i] - 0.8, note, ha="center", va="center", fontsize="x-small", color="0.15")
         ax.set_xlim(-top * 0.55, top * 0.85)
@@ -277,7 +281,7 @@ def _kind(a: str, b: str, states: list[str]) -> str:
     return "advance" if j == i + 1 else "skip" if j > i else "back" if j < i else "re-enter"
 
 
-def cohort_heatmap(cohorts, *, value: str = "conversion", ax: Axes | None = None) -> Axes:
+def cohort_heatmap(cohorts, *, value: str = "conversion", unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
     """Conversion per creation cohort (rows) and transition (columns).
 
     Cohorts younger than ``mature_days`` are hatched: their conversion is only what has
@@ -306,7 +310,7 @@ def cohort_heatmap(cohorts, *, value: str = "conversion", ax: Axes | None = None
         ax.tick_params(axis="y", rotation=0, labelsize="x-small")
         days = getattr(cohorts, "mature_days", None)
         if days is not None and not mature.all():
-            ax.set_title(f"Hatched: created less than {days:g} days before the cut-off (conversion so far)",
+            ax.set_title(f"Hatched: created less than {unit(days)} before the cut-off (conversion so far)",
                          loc="left", fontsize="x-small")
     return ax
 

@@ -92,7 +92,8 @@ def _execute_once(input_path, output_path, parameters, cwd, timeout) -> tuple[st
 def execute_job(job: dict) -> dict:
     """Execute one (segment, notebook) job (`execute_notebook`); never raises.
 
-    Returns status, error, attempts (and ``retried_after`` after a kernel failure) and timing.
+    Returns status, error, attempts (and ``retried_after`` after a kernel failure), timing, and
+    ``sections``: how many of the notebook's sections rendered, did not apply, or failed (by title).
     """
     start = time.time()
     done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
@@ -103,9 +104,20 @@ def execute_job(job: dict) -> dict:
     record = {"status": done.status, "error": redact(done.error) if done.error else None,
               "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
               "attempts": done.attempts, **timing}
+    if out.exists():
+        record["sections"] = _section_counts(out)
     if done.retried_after:
         record["retried_after"] = redact(done.retried_after)
     return record
+
+
+def _section_counts(path: Path) -> dict:
+    from .sections.records import read_records
+
+    records = read_records(path)
+    return {"ok": sum(r["status"] == "ok" for r in records),
+            "not_applicable": sum(r["status"] == "not_applicable" for r in records),
+            "failed": [r["title"] for r in records if r["status"] == "failed"]}
 
 
 def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
@@ -144,27 +156,47 @@ def _only_imports(source: str) -> bool:
 
 
 def finish_segment(task: dict) -> dict:
-    """Summary, report and publication of one segment's folder; never raises."""
+    """Summary, report and publication of one segment's folder; never raises.
+
+    Nothing is recomputed: `summary.json`, the report's findings and the segment's status
+    (``ok``, ``partial`` with ``reasons``, or ``failed``) come from the records the notebooks'
+    sections left in their outputs (`workbench.sections.records`).
+    """
     from .report import render_report
-    from .summary import build_summary, key_findings, quality_note
+    from .sections import records as section_records
+    from .summary import quality_note
 
     tmp, final = Path(task["tmp"]), Path(task["final"])
-    out = {"status": "ok", "error": None}
+    out = {"status": "ok", "error": None, "reasons": [], "not_applicable": []}
     tick = time.perf_counter()
     try:
         if task["too_small"]:
             summary = task["summary"]
             found = list(summary["warnings"])
+            rendered = []
         else:
-            dataset = store.load_slice(task["slice"])
-            summary = build_summary(dataset, task["filter"], horizon=task["horizon"], days=task["days"])
-            found = key_findings(dataset, horizon=task["horizon"])
+            records, errors = [], dict(task.get("job_errors") or {})
+            rendered = [name for name in task["notebooks"] if (tmp / name).exists()]
+            for name in task["notebooks"]:
+                if name not in rendered:
+                    errors.setdefault(name, "the notebook was not written")
+                    continue
+                records += section_records.read_records(tmp / name)
+                stopped = section_records.notebook_error(tmp / name)
+                if stopped:
+                    errors.setdefault(name, stopped)
+            errors = {name: redact(error) for name, error in errors.items()}
+            summary = section_records.build_summary(task["filter"], records, notebooks=rendered, counts=task["counts"],
+                                                    excluded=task["excluded_rows"], notebook_errors=errors)
+            found = section_records.key_findings(records)
+            status, reasons = section_records.segment_status(records, errors, rendered)
+            out.update(status=status, reasons=reasons, not_applicable=section_records.not_applicable(records))
         (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
         out["headline"] = {**summary["counts"], "win_probability": summary["win_probability"],
                            "median_days_to_close": summary["median_days_to_close"]}
         out["summary_seconds"] = time.perf_counter() - tick
         tick = time.perf_counter()
-        render_report([tmp / name for name in task["notebooks"] if (tmp / name).exists()], tmp / "report.html",
+        render_report([tmp / name for name in rendered], tmp / "report.html",
                       title=task["title"], client=task["client"], branding=task["branding"],
                       segment_label=task["label"], quality_note=quality_note(summary), findings=found)
         out["report_seconds"] = time.perf_counter() - tick
@@ -174,6 +206,7 @@ def finish_segment(task: dict) -> dict:
         if path.is_file():
             redact_file(path)
     out["error"] = redact(out["error"]) if out["error"] else None
+    out["reasons"] = [redact(r) for r in out["reasons"]]
     store.publish(tmp, final)
     return out
 

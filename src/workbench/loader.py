@@ -3,6 +3,10 @@
 `load_dataset` raises `DataValidationError` when the data has errors and warns
 (`DataQualityWarning`) when rows were excluded; `validate` only reports.
 `from_frames` runs the same checks on canonical frames built in Python.
+
+A deals table that maps neither ``created_at`` nor ``closed_at`` loads as *dateless*
+(a drivers-only table): both columns are all NaT, no date check runs, ``as_of`` is NaT
+unless given, and the report carries a ``no_dates`` note.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import warnings
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import mapping, validate as checks
@@ -213,6 +218,13 @@ def _derive(deals: pd.DataFrame, history, spec: DatasetSpec, report, label) -> p
             days = pd.to_numeric(deals[rule.add_days], errors="coerce")
             deals[column] = deals[rule.to] + pd.to_timedelta(days, unit="D")
         elif rule == "clear_when_open":
+            if column not in deals:
+                # Clearing would invent the column, and a half-made date pair hides a dateless table.
+                check.error("missing_column", f"`derive: {column}: clear_when_open` clears `{column}`, which "
+                            "deals lack.", fixes(f"map `{column}` under `columns:` first",
+                                                 "remove the rule if the export has no dates (a dateless, "
+                                                 "drivers-only table)"), column=column)
+                continue
             deals.loc[deals["outcome"].eq("open"), column] = pd.NaT
         elif rule == "final_stage":
             if history is None:
@@ -244,12 +256,20 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
     if not usable["deals"]:
         return None
     deals = tables["deals"].copy()
-    for optional, default in (("amount", float("nan")), ("owner", None), ("account_id", None)):
+    dated = not checks.is_dateless(deals)
+    if not dated:
+        deals = checks.add_missing_dates(deals)
+    for optional, dtype in (("amount", float), ("owner", object), ("account_id", object)):
         if optional not in deals:
-            deals[optional] = default
+            # NaN, as `mapping.clean_text` leaves a missing text cell from every source, so that a
+            # slice written to Parquet and read back holds the same values (`workbench.store`).
+            deals[optional] = pd.Series(np.nan, index=deals.index, dtype=dtype)
     if as_of is None:
-        as_of = checks.default_as_of(tables)
-    deals = checks.check_deals(deals, checkers["deals"], as_of)
+        # Without deal dates there is no cut-off to infer: the latest stage entry or touchpoint
+        # would be one the deals never had.
+        as_of = checks.default_as_of(tables) if dated else pd.NaT
+    cutoff = None if pd.isna(as_of) else as_of
+    deals = checks.check_deals(deals, checkers["deals"], cutoff, dated=dated)
     history = tables.get("stage_history")
     if history is not None and not usable["stage_history"]:
         history = None
@@ -257,13 +277,15 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                                 "entered_at": pd.Series(dtype="datetime64[ns]"), ROW: pd.Series(dtype=int)})
     elif stages:
-        history = checks.check_history(history, deals, stages + won + lost, checkers["stage_history"], as_of)
+        history = checks.check_history(history, deals, stages + won + lost, checkers["stage_history"], cutoff)
     related = {}
     for table in OPTIONAL_TABLES:
         if table in tables and usable[table]:
-            related[table] = checks.check_related(tables[table], table, deals, checkers[table], as_of)
+            related[table] = checks.check_related(tables[table], table, deals, checkers[table], cutoff)
     if report.errors:
         return None
+    if not dated:
+        checks.dateless_note(checkers["deals"])
     attributes = [c for c in deals.columns if c not in DEAL_COLUMNS and c != ROW]
     checks.profile_notes(deals, history, checkers["deals"], attributes)
     drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731

@@ -4,6 +4,8 @@ Tables and their columns (extra columns on `deals` are segment attributes):
 
 - ``deals``: ``deal_id``, ``created_at``, ``closed_at`` (NaT while open),
   ``outcome`` (``won``, ``lost``, ``open``), ``amount``, ``owner``, ``account_id``, ...
+  A *dateless* (drivers-only) deals table maps neither date: both columns are all NaT,
+  `Dataset.has_dates` is False, and only outcomes and attributes can be analysed.
 - ``stage_history``: ``deal_id``, ``stage``, ``entered_at``; one row per entry into
   a stage, repeats allowed.
 - optional ``accounts`` (``account_id`` + firmographics), ``contacts`` (``contact_id``,
@@ -25,6 +27,8 @@ OUTCOMES = ("won", "lost", "open")
 
 DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome", "amount", "owner", "account_id")
 REQUIRED_DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome")
+#: The deal dates: a deals table may leave out both (a dateless, drivers-only table), not one.
+DEAL_DATE_COLUMNS = ("created_at", "closed_at")
 HISTORY_COLUMNS = ("deal_id", "stage", "entered_at")
 ACCOUNT_COLUMNS = ("account_id",)
 CONTACT_COLUMNS = ("contact_id", "account_id", "deal_id", "role", "persona")
@@ -68,7 +72,8 @@ class Dataset:
     won_stages, lost_stages : tuple of str
         Stage names that mean the deal was won or lost.
     as_of : Timestamp
-        Observation cut-off: open deals are censored here.
+        Observation cut-off: open deals are censored here. NaT when the deals have no
+        dates (see `has_dates`) and dataset.yaml gives no ``as_of:``.
     accounts, contacts, touchpoints : DataFrame or None
         Optional tables.
     report : ValidationReport
@@ -93,6 +98,15 @@ class Dataset:
     def stage_order(self) -> tuple[str, ...]:
         """Open stages, then won stages, then lost stages."""
         return self.stages + self.won_stages + self.lost_stages
+
+    @property
+    def has_dates(self) -> bool:
+        """Whether any deal has a creation date; False for a dateless, drivers-only table.
+
+        Without dates only outcomes and attributes can be analysed: no time to close,
+        stage conversion, mature cohort, cut-off or forecast.
+        """
+        return bool(self.deals["created_at"].notna().any())
 
     @property
     def attributes(self) -> list[str]:
@@ -163,7 +177,20 @@ class Dataset:
 
         Deals created after ``as_of`` disappear, deals closed after it are open again,
         and stage entries and touchpoints after it are dropped. Used for backtests.
+
+        Raises
+        ------
+        WorkbenchError
+            ``as_of`` is after the data's cut-off, or the deals have no dates to cut at.
         """
+        # No deals (an empty segment) says nothing about dates: cutting it is harmless.
+        if len(self.deals) and not self.has_dates:
+            raise WorkbenchError(
+                f"Cannot cut {self.name!r} at {as_of}: its deals have no dates (a drivers-only table), so there "
+                "is no earlier state to go back to. "
+                + fixes("map `created_at` and `closed_at` onto deals in dataset.yaml",
+                        "analyse outcomes and attributes only, without a cut-off")
+            )
         as_of = pd.Timestamp(as_of)
         if as_of > self.as_of:
             raise WorkbenchError(
@@ -194,8 +221,11 @@ class Dataset:
 
     def __repr__(self) -> str:
         c = self.counts()
+        when = "" if pd.isna(self.as_of) else f" as of {self.as_of.date()}"
+        if len(self.deals) and not self.has_dates:
+            when += ", without deal dates"
         return (f"<Dataset {self.name!r}: {c['deals']} deals ({c['won']} won, {c['lost']} lost, "
-                f"{c['open']} open) as of {self.as_of.date()}, {len(self.stage_history)} stage entries>")
+                f"{c['open']} open){when}, {len(self.stage_history)} stage entries>")
 
     def _repr_html_(self) -> str:
         scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""

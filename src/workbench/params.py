@@ -10,7 +10,7 @@ Example::
 
     dataset: ../examples/sample/dataset.yaml   # relative to this file; or `sample`
     split: {by: [persona]}                      # or {filters: {Big EMEA: {region: EMEA, product: [...]}}}
-    notebooks: [notebooks/cycle_time.ipynb]     # relative to the project
+    notebooks: [cycle_time, stage_conversion]   # shipped notebooks by name; or paths relative to the project
     parameters: {horizon: 365, segment_by: channel}
     min_deals_per_segment: 200
     output: output/by_persona                   # relative to the project
@@ -33,10 +33,12 @@ import nbformat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .exceptions import CredentialsError, SpecError, fixes
+from .resources import notebooks_dir
 from .yamlio import read_yaml_mapping
 
 SAMPLE = "sample"
-DEFAULT_NOTEBOOKS = ("notebooks/cycle_time.ipynb",)
+#: Every shipped notebook, in report order.
+DEFAULT_NOTEBOOKS = ("cycle_time", "stage_conversion", "win_loss_drivers", "customer_profile", "journey_grid")
 #: The parameter the runner sets itself: the segment's slice of the data.
 DATASET_PARAMETER = "dataset_path"
 #: Names that look like they hold a credential (matched anywhere in a key, any case).
@@ -146,20 +148,12 @@ class RunParams:
 
     @property
     def notebooks(self) -> list[Path]:
-        return [(self.project / n).resolve() for n in self.spec.notebooks]
+        return [resolve_notebook(n, self.project) for n in self.spec.notebooks]
 
     @property
     def output(self) -> Path:
         return (self.project / self.spec.output).resolve()
 
-    @property
-    def horizon(self) -> float:
-        """The notebooks' ``horizon`` parameter if given, else 365 days (also used in `summary.json`)."""
-        return self.spec.parameters.get("horizon", 365)
-
-    @property
-    def days(self) -> tuple:
-        return tuple(self.spec.parameters.get("days", (30, 90, 180, 365)))
 
 
 def load_params(path: str | Path) -> RunParams:
@@ -189,6 +183,22 @@ def load_params(path: str | Path) -> RunParams:
     if problems:
         raise SpecError(f"`{path}` has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
     return params
+
+
+def resolve_notebook(name: str, project: Path) -> Path:
+    """A shipped notebook by its name (``cycle_time``), or a notebook file relative to ``project``.
+
+    A name without a folder and without ``.ipynb`` is a shipped notebook, found wherever the
+    run specification lives; anything else is a path.
+    """
+    if "/" not in name and "\\" not in name and not name.endswith(".ipynb"):
+        return notebooks_dir() / f"{name}.ipynb"
+    return (project / name).resolve()
+
+
+def shipped_notebooks() -> list[str]:
+    """Names of the notebooks that ship with the workbench."""
+    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb"))
 
 
 def _project_root(path: Path) -> Path:
@@ -292,6 +302,10 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
     """
     path = Path(path)
     if not path.exists():
+        if path.parent == notebooks_dir():
+            raise SpecError(f"there is no shipped notebook `{path.stem}`. "
+                            + fixes(f"use one of {shipped_notebooks()}",
+                                    "give your own notebook as a path ending in `.ipynb` (relative to the project)"))
         raise SpecError(f"notebook `{path}` does not exist. " + fixes("check `notebooks:` (relative to the project)"))
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]

@@ -268,7 +268,10 @@ def hazard_ratios(speed_drivers, *, alpha: float = 0.05, ax: Axes | None = None)
 
     A hazard ratio above 1 means deals with that value reach the outcome
     (``speed_drivers.cause``) faster. Points with ``p_value < alpha`` are coloured;
-    the others are grey. Rows keep the order of ``speed_drivers.table``.
+    the others are grey. Rows keep the order of ``speed_drivers.table``. A row
+    whose ratio or bound is missing, infinite or not above 0 cannot sit on a log axis:
+    it is left out and named in a note above the axes; with nothing left to draw the
+    axes say "No estimates to show".
 
     Returns
     -------
@@ -289,6 +292,8 @@ def odds_ratios(win_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> 
 
     An odds ratio above 1 means deals with that level (against the reference level, or
     per unit for numbers) are more likely to be won. Coloured where ``p_value < alpha``.
+    Rows without a finite, positive ratio and bounds are left out and named, as in
+    `hazard_ratios`.
     """
     table = win_drivers.table
     references = getattr(win_drivers, "reference_levels", {}) or {}
@@ -298,12 +303,36 @@ def odds_ratios(win_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> 
                    "Odds ratio of winning (log scale; > 1: wins more often)", alpha=alpha, ax=ax)
 
 
+def _drawable_ratios(ratio, low, high) -> np.ndarray:
+    """Rows a log-scale forest plot can draw: ratio and both bounds finite and above 0."""
+    values = np.column_stack([np.asarray(v, dtype=float) for v in (ratio, low, high)])
+    with np.errstate(invalid="ignore"):
+        return np.isfinite(values).all(axis=1) & (values > 0).all(axis=1)
+
+
 def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax: Axes | None) -> Axes:
     ratio, low, high = (np.asarray(v, dtype=float) for v in (ratio, low, high))
+    keep = _drawable_ratios(ratio, low, high)
+    left_out = [label for label, ok in zip(labels, keep) if not ok]
+    ratio, low, high = ratio[keep], low[keep], high[keep]
+    labels = [label for label, ok in zip(labels, keep) if ok]
     y = np.arange(len(ratio))[::-1]
-    significant = (np.asarray(p_value, dtype=float) < alpha)
+    with np.errstate(invalid="ignore"):
+        significant = (np.asarray(p_value, dtype=float)[keep] < alpha)
     with theme():
         ax = _axes(ax)
+        if left_out:
+            shown = "; ".join(left_out[:5]) + (f"; and {len(left_out) - 5} more" if len(left_out) > 5 else "")
+            ax.annotate(f"Not shown (no finite estimate): {shown}", xy=(0, 1), xycoords="axes fraction",
+                        xytext=(0, 4), textcoords="offset points", ha="left", va="bottom", fontsize="x-small",
+                        color="0.35", wrap=True)
+        ax.set_xlabel(xlabel)
+        if not len(ratio):
+            ax.text(0.5, 0.5, "No estimates to show", transform=ax.transAxes, ha="center", va="center",
+                    color="0.35")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            return ax
         color = np.where(significant[:, None], np.array([sns.color_palette(PALETTE)[0]]),
                          np.array([(0.6, 0.6, 0.6)]))
         ax.axvline(1.0, color="0.3", lw=1, ls="--", zorder=1)
@@ -311,7 +340,7 @@ def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax:
         ax.scatter(ratio, y, c=color, s=36, zorder=3)
         ax.set_xscale("log")
         # Room around the widest interval, and 1 always in view.
-        ax.set_xlim(min(float(np.nanmin(low)) / 1.15, 1 / 1.25), max(float(np.nanmax(high)) * 1.15, 1.25))
+        ax.set_xlim(min(float(np.min(low)) / 1.15, 1 / 1.25), max(float(np.max(high)) * 1.15, 1.25))
         lo_x, hi_x = ax.get_xlim()
         ax.xaxis.set_major_locator(FixedLocator([v for v in NICE_RATIOS if lo_x <= v <= hi_x]))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
@@ -320,7 +349,6 @@ def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax:
         ax.yaxis.set_minor_locator(NullLocator())
         ax.grid(axis="y", visible=False)
         ax.set_ylim(-0.7, len(ratio) - 0.3)
-        ax.set_xlabel(xlabel)
     return ax
 
 

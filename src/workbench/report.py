@@ -3,7 +3,6 @@ index page of a run (`write_index`)."""
 from __future__ import annotations
 
 import datetime as dt
-import html
 import numbers
 import os
 import re
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .exceptions import SpecError, WorkbenchError, fixes
+from .markup import inline_markdown
 from .problems import MAX_SHOWN
 from .resources import templates_dir
 
@@ -30,7 +30,7 @@ REMOVED_OUTPUT_TAGS = ("remove-output",)
 #: Branding keys and their defaults.
 BRANDING = {"primary_color": "#1f4e79", "logo_text": ""}
 #: The statuses of `write_index` entries, as the index names them.
-STATUSES = {"ok": "Complete", "failed": "Failed", "too_small": "Too few deals"}
+STATUSES = {"ok": "Complete", "partial": "Partial", "failed": "Failed", "too_small": "Too few deals"}
 #: Output types that need code running in a browser (widgets, JavaScript, plotting libraries).
 INTERACTIVE_MIMES = ("application/vnd.jupyter.widget-view+json", "application/javascript",
                      "application/vnd.plotly.", "application/vnd.bokehjs", "application/vnd.vega")
@@ -41,18 +41,18 @@ DAY_WORDS = ("day", "days")
 MONEY_WORDS = ("value", "amount", "revenue", "pipeline")
 TOC_DEPTH = 3
 FAILED_SECTION = ("**This section could not be produced.** The analysis behind it stopped before it "
-                  "finished, so its tables and figures are left out rather than shown incomplete. "
-                  "The other sections are not affected.")
+                  "showed anything. The other sections are not affected.")
+STOPPED_SECTION = ("**The rest of this section could not be produced.** The analysis behind it stopped here, so "
+                   "what follows is left out rather than shown incomplete; everything above it stands, and the "
+                   "other sections are not affected.")
+#: Sections every notebook opens with; a report shows the data once, in its first section.
+SHOWN_ONCE = ("overview",)
 NO_STATIC_VERSION = "*This interactive output has no static version, so the report leaves it out.*"
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
 
 _HEADING = re.compile(r"^ {0,3}(?P<hashes>#{1,6})[ \t]+(?P<text>.*?)(?:[ \t]+#+)?[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})")
-_CODE_SPAN = re.compile(r"(`[^`]+`)")
-_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
-_STRONG = re.compile(r"\*\*(.+?)\*\*")
-_EMPHASIS = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
 _SCRIPT = re.compile(r"<script\b", re.IGNORECASE)
 
 
@@ -149,6 +149,7 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
         rows.append({
             "label": str(entry["label"]), "segment": str(entry["segment"]), "status": entry["status"],
             "status_text": STATUSES[entry["status"]],
+            "reasons": [_short(r) for r in entry.get("reasons") or []][:MAX_SHOWN],
             "href": entry["href"] if (run_dir / entry["href"]).is_file() else None,
             "cells": [_headline_cell(k, headline, entry["status"]) for k in columns],
         })
@@ -156,7 +157,7 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_template_dir())),
                              undefined=jinja2.StrictUndefined, autoescape=False)
-    env.filters["inline_markdown"] = _inline_markdown
+    env.filters["inline_markdown"] = inline_markdown
     page = env.get_template("run_index.html.j2").render(
         title=title, client=client, brand=brand, date=_long_date(generated_on or dt.date.today()),
         columns=[k.replace("_", " ").capitalize() for k in columns], rows=rows,
@@ -221,6 +222,12 @@ def _headline_cell(key: str, headline: dict, status: str) -> str:
     return format_headline(key, headline[key])
 
 
+def _short(reason: str, limit: int = 160) -> str:
+    """A reason as the index lists it: one line, cut at ``limit`` characters."""
+    text = " ".join(str(reason).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _template_dir() -> Path:
     folder = TEMPLATES / REPORT_TEMPLATE
     if not (folder / "index.html.j2").is_file():
@@ -250,33 +257,72 @@ def _exporter():
     # Registered after nbconvert's own, so they see the cells TagRemovePreprocessor kept.
     exporter.register_preprocessor(_client_outputs, enabled=True)
     exporter.register_preprocessor(_table_of_contents, enabled=True)
-    exporter.register_filter("inline_markdown", _inline_markdown)
+    exporter.register_filter("inline_markdown", inline_markdown)
     return exporter
 
 
 def _combine(paths: list[Path], title: str):
-    """One notebook holding every notebook's cells; a failed one reduced to its heading and a note."""
+    """One notebook holding every notebook's cells, the data overview shown once.
+
+    A notebook that stopped keeps its cells up to the one that raised, followed by a note that
+    the rest could not be produced (only the note when nothing came before it).
+    """
     import nbformat
+
+    from .sections.base import RECORD_KEY
 
     combined = nbformat.v4.new_notebook()
     combined.metadata["title"] = title
+    shown = set()
     for i, path in enumerate(paths, 1):
         if not path.is_file():
             raise WorkbenchError(f"Cannot render the report: notebook `{path}` does not exist. "
                                  + fixes("pass the executed notebooks papermill wrote (its output paths)."))
         nb = nbformat.read(path, as_version=4)
         heading = _section_heading(nb)
-        if _failed(nb):
-            cells = [nbformat.v4.new_markdown_cell(f"# {heading or _title_from(path)}"),
-                     nbformat.v4.new_markdown_cell(FAILED_SECTION, metadata={"tags": ["wb-section-failed"]})]
-        else:
-            cells = list(nb.cells)
-            if heading is None:
-                cells.insert(0, nbformat.v4.new_markdown_cell(f"# {_title_from(path)}"))
-        for j, cell in enumerate(cells):
+        cells = list(nb.cells)
+        stop = _first_failed_cell(nb)
+        if stop is not None:
+            kept = cells[:stop]
+            ran = any(c.cell_type == "code" and c.get("outputs") and not _tagged(c) for c in kept)
+            note = STOPPED_SECTION if ran else FAILED_SECTION
+            cells = (kept if ran else [c for c in kept if c.cell_type == "markdown" and not _tagged(c)][:1])
+            cells.append(nbformat.v4.new_markdown_cell(note, metadata={"tags": ["wb-section-failed"]}))
+        if heading is None or not any(c.cell_type == "markdown" and not _tagged(c) for c in cells):
+            cells.insert(0, nbformat.v4.new_markdown_cell(f"# {heading or _title_from(path)}"))
+        kept_cells = []
+        for cell in cells:
+            keys = {o.get("metadata", {}).get(RECORD_KEY, {}).get("key") for o in cell.get("outputs", [])}
+            once = keys & set(SHOWN_ONCE)
+            if once & shown:
+                continue
+            shown |= once
+            kept_cells.append(cell)
+        for j, cell in enumerate(kept_cells):
             cell["id"] = f"s{i}-c{j}"  # unique across notebooks, and the same on every run
             combined.cells.append(cell)
     return combined
+
+
+def _tagged(cell) -> bool:
+    """A cell the report removes whole (parameters, remove-cell...)."""
+    return bool(set(cell.metadata.get("tags", [])) & set(REMOVED_CELL_TAGS))
+
+
+def _first_failed_cell(nb) -> int | None:
+    """Index of the cell where the notebook stopped (an error output, or papermill's mark); None if it ran through."""
+    if not _failed(nb):
+        return None
+    for n, cell in enumerate(nb.cells):
+        if cell.metadata.get("papermill", {}).get("exception"):
+            return n
+        if any(o.output_type == "error" and not (o.ename == "SystemExit" and o.evalue in ("", "0"))
+               for o in cell.get("outputs", [])):
+            return n
+    # Papermill marked the run failed without an error cell (a timeout, a dead kernel): cut after the
+    # last cell that finished.
+    finished = [n for n, c in enumerate(nb.cells) if c.metadata.get("papermill", {}).get("status") == "completed"]
+    return finished[-1] + 1 if finished else 0
 
 
 def _failed(nb) -> bool:
@@ -380,18 +426,6 @@ def _table_of_contents(nb, resources):
     return nb, resources
 
 
-def _inline_markdown(text: str) -> str:
-    """Escaped HTML of one line of markdown: code spans, bold and italics kept, links reduced to their text."""
-    parts = []
-    for i, part in enumerate(_CODE_SPAN.split(str(text))):
-        if i % 2:
-            parts.append(f"<code>{html.escape(part[1:-1])}</code>")
-        else:
-            part = html.escape(_LINK.sub(r"\1", part), quote=False)
-            parts.append(_EMPHASIS.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", part)))
-    return "".join(parts)
-
-
 def _branding(branding: dict | None) -> dict:
     """Validated branding, with the text colour that reads on the primary colour."""
     import matplotlib.colors as mcolors
@@ -442,7 +476,7 @@ def _check_entries(entries: Sequence[dict]) -> None:
                                                   if len(problems) > MAX_SHOWN else "")
         raise WorkbenchError(f"Cannot write the run index: {shown}. "
                              + fixes("build entries as {'segment', 'label', 'href': 'segments/<slug>/report.html', "
-                                     "'status': 'ok'|'failed'|'too_small', 'headline': {...}}."))
+                                     "'status': 'ok'|'partial'|'failed'|'too_small', 'headline': {...}}."))
 
 
 def _long_date(day: dt.date) -> str:

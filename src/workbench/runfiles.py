@@ -41,7 +41,8 @@ def write_run_file(output, params, inputs, kernel, executor, workers, scheduler,
                            "scheduler": scheduler},
               "versions": _versions(), "started_at": started.isoformat(),
               "finished_at": datetime.now(timezone.utc).isoformat(), "timing": timing, "notes": result.notes,
-              "status": "failed" if result.failures else "ok", "failures": result.failures,
+              "status": "failed" if result.failures else "partial" if result.partial else "ok",
+              "failures": result.failures, "partial": result.partial,
               "segments": result.segments, "jobs": result.jobs}
     tmp = output / f".{RUN_FILE}.tmp-{os.getpid()}"
     tmp.write_text(redact(json.dumps(record, indent=2, allow_nan=False, default=str)) + "\n")

@@ -40,6 +40,7 @@ from .jobs import KERNEL, execute_job, finish_segment, redact, redact_file
 from .params import DATASET_PARAMETER, RunParams, load_params, parameters_for
 from .runfiles import LOCK_FILE, RUN_FILE, Lock, previous_run, remove_leftovers, sha256, write_run_file
 from .segments import Segment, plan_segments
+from .summary import excluded_rows, too_small_summary
 
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
 LOG_FILE = "logs/workers.log"
@@ -55,10 +56,12 @@ class RunResult:
     jobs: list[dict]
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.failures else 0
+        """0: every report complete; 1: some segment (or the index) failed; 3: none failed, some partial."""
+        return 1 if self.failures else 3 if self.partial else 0
 
 
 # --- checks before any kernel starts ---------------------------------------------------------
@@ -168,7 +171,8 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
               f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
               for j in jobs if j.get("retried_after")]
-    failures = _failures(records, jobs)
+    failures = _failures(records)
+    partial = [f"segments/{r['slug']}: " + "; ".join(r["reasons"]) for r in records if r["status"] == "partial"]
     tick = time.perf_counter()
     try:
         _write_index(params, output, records)
@@ -178,7 +182,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     timing["total_seconds"] = time.perf_counter() - t0
     timing["per_report"] = _report_timing(records, jobs)
     result = RunResult(output=output, segments=records, jobs=[_public_job(j) for j in jobs], failures=failures,
-                       notes=notes)
+                       notes=notes, partial=partial)
     write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
     return result
 
@@ -224,6 +228,8 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
             job.update(result)
             left[plan["segment"].slug] -= 1
             if not left[plan["segment"].slug]:
+                plan["finish"]["job_errors"] = {Path(j["output"]).name: j.get("error") or "failed"
+                                                for j in plan["jobs"] if j["status"] != "ok"}
                 finishes.append((finish_segment, plan["finish"], ("finish", plan)))
         else:
             item["result"] = result
@@ -263,29 +269,27 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
         for rel, path in zip(spec.notebooks, params.notebooks)]
     before = {j["id"]: j for j in previous["jobs"]} if previous else {}
     seg_before = next((s for s in previous["segments"] if s["slug"] == segment.slug), None) if previous else None
-    reused = (seg_before is not None and seg_before["status"] != "failed" and (final / "report.html").exists()
-              and all(before.get(j["id"], {}).get("status") == "ok" for j in jobs))
+    reused = (seg_before is not None and seg_before["status"] not in ("failed", "partial")
+              and (final / "report.html").exists() and all(_done(before.get(j["id"])) for j in jobs))
     if reused:
         for job in jobs:
             job.update({k: v for k, v in before[job["id"]].items() if k not in ("input", "output", "cwd")},
                        reused=True)
         pending = []
     else:
-        pending = [j for j in jobs if before.get(j["id"], {}).get("status") != "ok" or not (final / Path(
-            j["output"]).name).exists()]
+        pending = [j for j in jobs if not _done(before.get(j["id"])) or not (final / Path(j["output"]).name).exists()]
         for job in jobs:
             if job not in pending:
                 job.update({k: v for k, v in before[job["id"]].items() if k not in ("input", "output", "cwd")},
                            reused=True)
     finish = {"slug": segment.slug, "key": segment.key, "label": segment.label, "filter": segment.filter,
               "tmp": str(tmp), "final": str(final), "slice": None if too_small else str(slice_dir),
-              "notebooks": [Path(j["output"]).name for j in jobs], "horizon": params.horizon, "days": params.days,
-              "title": spec.title, "client": spec.client, "branding": spec.branding.model_dump(),
-              "too_small": too_small}
+              "notebooks": [Path(j["output"]).name for j in jobs],
+              "counts": part.counts(), "excluded_rows": excluded_rows(dataset), "title": spec.title,
+              "client": spec.client,
+              "branding": spec.branding.model_dump(), "too_small": too_small}
     if too_small:
-        from .summary import too_small_summary
-
-        finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment, days=params.days)
+        finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment)
     return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
             "finish": finish, "reused": reused, "fingerprint": store.fingerprint(part), "previous": seg_before,
             "result": None}
@@ -321,23 +325,29 @@ def _segment_record(plan: dict, output: Path) -> dict:
         return {**plan["previous"], **record, "reused": True}
     result = plan["result"] or {"status": "failed", "error": "the segment was never finished"}
     failed_jobs = [j["id"] for j in plan["jobs"] if j["status"] != "ok"]
-    status = "failed" if failed_jobs or result["status"] != "ok" else "too_small" if plan["too_small"] else "ok"
-    return {**record, "status": status, "error": result.get("error"), "failed_jobs": failed_jobs,
+    status = "too_small" if plan["too_small"] and result["status"] == "ok" else result["status"]
+    reasons = result.get("reasons") or ([result["error"]] if result.get("error") else [])
+    return {**record, "status": status, "error": result.get("error"), "reasons": reasons,
+            "not_applicable": result.get("not_applicable", []), "failed_jobs": failed_jobs,
             "headline": result.get("headline", {}), "summary_seconds": result.get("summary_seconds"),
             "report_seconds": result.get("report_seconds"), "reused": False}
 
 
-def _failures(records: list[dict], jobs: list[dict]) -> list[str]:
-    out = [f"segments/{j['slug']}/{Path(j['output']).name}: {j.get('error')}" for j in jobs if j["status"] != "ok"]
-    out += [f"segments/{r['slug']}: {r['error']}" for r in records if r["status"] == "failed" and r.get("error")]
-    return out
+def _done(job: dict | None) -> bool:
+    """A previous job that need not run again: it finished and none of its sections failed."""
+    return bool(job) and job.get("status") == "ok" and not (job.get("sections") or {}).get("failed")
+
+
+def _failures(records: list[dict]) -> list[str]:
+    return [f"segments/{r['slug']}: " + "; ".join(r["reasons"] or [r.get("error") or "failed"])
+            for r in records if r["status"] == "failed"]
 
 
 def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
     from .report import write_index
 
     entries = [{"segment": r["segment"], "label": r["label"], "href": r["href"], "status": r["status"],
-                "headline": r.get("headline", {})} for r in records]
+                "headline": r.get("headline", {}), "reasons": r.get("reasons", [])} for r in records]
     write_index(output, entries, title=params.spec.title, client=params.spec.client,
                 branding=params.spec.branding.model_dump())
 
@@ -345,7 +355,7 @@ def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
 def _public_job(job: dict) -> dict:
     keep = ("id", "segment", "slug", "notebook", "status", "error", "attempts", "retried_after", "reused",
             "worker", "duration_seconds", "kernel_start_seconds", "import_seconds", "analysis_seconds",
-            "teardown_seconds", "parameters")
+            "teardown_seconds", "parameters", "sections")
     out = {k: job[k] for k in keep if k in job}
     out["output"] = f"segments/{job['slug']}/{Path(job['output']).name}"
     return out

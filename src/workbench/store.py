@@ -9,6 +9,10 @@ segment's rows.
 
 ``quality.json`` keeps the problems' messages and counts but never their row numbers
 or offending values: those can name deals of other segments.
+
+A dateless dataset (`Dataset.has_dates` False) is written without its all-empty
+``created_at`` and ``closed_at`` columns and without ``as_of`` unless it has one, so
+that it reloads as dateless too.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import pandas as pd
 import yaml
 
 from .exceptions import DataQualityWarning, SpecError, WorkbenchError, fixes
-from .model import TABLES, Dataset
+from .model import DEAL_DATE_COLUMNS, TABLES, Dataset
 from .problems import Problem, ValidationReport
 
 SPEC_FILE = "dataset.yaml"
@@ -47,6 +51,8 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
     tmp.mkdir()
     spec = {"name": dataset.name, "as_of": _iso(dataset.as_of), "dates": "iso", "stages": list(dataset.stages),
             "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
+    if spec["as_of"] is None:
+        del spec["as_of"]  # a dateless dataset without a cut-off: the reload infers none either
     for table in TABLES:
         frame = getattr(dataset, table)
         if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):
@@ -54,6 +60,9 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
         if table == "stage_history" and not dataset.stages:
             raise WorkbenchError("The dataset has stage history but no `stages`, which a dataset.yaml cannot "
                                  "describe. " + fixes("declare the open stages"))
+        if table == "deals" and _dateless(dataset):
+            # Written, the empty date columns would read as mapped dates that every deal lacks.
+            frame = frame.drop(columns=list(DEAL_DATE_COLUMNS))
         frame.to_parquet(tmp / f"{table}.parquet", index=False)
         spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
     spec["quality"] = QUALITY_FILE
@@ -63,7 +72,16 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
     return folder / SPEC_FILE
 
 
-def _iso(timestamp: pd.Timestamp) -> str:
+def _dateless(dataset: Dataset) -> bool:
+    """Deals without any date. An empty slice of dated deals counts too: it reloads as an empty
+    table, an error either way."""
+    return not dataset.deals[list(DEAL_DATE_COLUMNS)].notna().any().any()
+
+
+def _iso(timestamp: pd.Timestamp | None) -> str | None:
+    """ISO text of a timestamp (a date alone at midnight); None for NaT (a dateless dataset)."""
+    if timestamp is None or pd.isna(timestamp):
+        return None
     timestamp = pd.Timestamp(timestamp)
     return timestamp.date().isoformat() if timestamp == timestamp.normalize() else timestamp.isoformat()
 
@@ -121,7 +139,8 @@ def publish(tmp: Path, final: Path) -> None:
 
 
 def fingerprint(dataset: Dataset) -> str:
-    """sha256 of the data: every table's columns, dtypes and values, the stages and ``as_of``.
+    """sha256 of the data: every table's columns, dtypes and values, the stages and ``as_of``
+    (null when NaT, as for a dateless dataset).
 
     Independent of file formats and row storage, so a slice and its reload agree.
     """

@@ -10,23 +10,64 @@ import pandas as pd
 
 from .checks import Checker
 from .exceptions import fixes
-from .model import OUTCOMES, REQUIRED_COLUMNS
+from .model import DEAL_DATE_COLUMNS, OUTCOMES, REQUIRED_COLUMNS
 from .readers import ROW
 from .problems import ValidationReport
 
 
+def is_dateless(deals: pd.DataFrame) -> bool:
+    """Whether a mapped deals table leaves out both `created_at` and `closed_at`: a drivers-only
+    table (one row per deal with its outcome and attributes, e.g. a win/loss survey)."""
+    return not any(c in deals.columns for c in DEAL_DATE_COLUMNS)
+
+
 def require_columns(frame: pd.DataFrame, table: str, check: Checker) -> bool:
-    """Record an error for each required canonical column the table lacks."""
-    missing = [c for c in REQUIRED_COLUMNS[table] if c not in frame.columns]
+    """Record an error for each required canonical column the table lacks.
+
+    Deals may leave out both dates (`is_dateless`), not only one of them: one date
+    without the other is a mapping mistake, not a drivers-only table.
+    """
+    required = REQUIRED_COLUMNS[table]
+    if table == "deals" and is_dateless(frame):
+        required = tuple(c for c in required if c not in DEAL_DATE_COLUMNS)
+    missing = [c for c in required if c not in frame.columns]
     for column in missing:
         present = sorted(c for c in frame.columns if c != ROW)
-        check.error("missing_column", f"required column `{column}` is missing.",
-                    fixes(f"map a source column onto it under `columns: {{{column}: <source column>}}`",
-                          f"the table has {present[:12]}"), column=column)
+        steps = [f"map a source column onto it under `columns: {{{column}: <source column>}}`",
+                 f"the table has {present[:12]}"]
+        if table == "deals" and column in DEAL_DATE_COLUMNS:
+            other = next(c for c in DEAL_DATE_COLUMNS if c != column)
+            steps.append(f"leave out `{other}` too if the export has no dates: a dateless, drivers-only deals "
+                         "table (outcomes and attributes only) needs neither `created_at` nor `closed_at`")
+        check.error("missing_column", f"required column `{column}` is missing.", fixes(*steps), column=column)
     return not missing
 
 
-def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
+def add_missing_dates(deals: pd.DataFrame) -> pd.DataFrame:
+    """A dateless deals table with both date columns, all NaT, right after `deal_id` (where the
+    canonical order has them), so that every analysis finds the columns it names."""
+    deals = deals.copy()
+    at = deals.columns.get_loc("deal_id") + 1 if "deal_id" in deals else 0
+    for offset, column in enumerate(DEAL_DATE_COLUMNS):
+        deals.insert(at + offset, column, pd.Series(pd.NaT, index=deals.index, dtype="datetime64[ns]"))
+    return deals
+
+
+def dateless_note(check: Checker) -> None:
+    """The one note a dateless dataset gets: what its analyses can and cannot say."""
+    check.note("no_dates", "the deals have no dates (neither `created_at` nor `closed_at` is mapped), so time to "
+               "close, stage conversion, cohorts and forecasts will not apply; only outcomes and attributes "
+               "can be analysed.",
+               fixes("map `created_at` and `closed_at` under `columns:` if the export has them"))
+
+
+def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None, *,
+                dated: bool = True) -> pd.DataFrame:
+    """Exclude (and record) the deals that cannot be analysed; record errors that stop the load.
+
+    ``dated=False`` (a dateless table, `is_dateless`) runs no date check: no deal can
+    have a date, so none is missing one.
+    """
     if deals.empty:
         check.error("empty_table", "the deals table has no rows.", fixes("check the source and its filter"))
         return deals
@@ -34,7 +75,7 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
                           fixes("fill the id in the source", "map another column onto `deal_id`"),
                           column="deal_id")
     deals = _duplicate_ids(deals, check)
-    if not check.unusable("created_at"):
+    if dated and not check.unusable("created_at"):
         deals = check.exclude(deals, deals["created_at"].isna(), "missing_created_at",
                               "deals have no creation date.", fixes(f"fill `{check.name('created_at')}` in the source"),
                               column="created_at")
@@ -53,6 +94,18 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
     deals = check.exclude(deals, deals["outcome"].isna(), "missing_outcome", "deals have no outcome.",
                           fixes("fill the outcome", "derive it in dataset.yaml (see the README's `derive:`)"),
                           column="outcome")
+    if dated:
+        deals = _check_close_dates(deals, check, as_of)
+    if "amount" in deals:
+        deals = check.exclude(deals, deals["amount"] < 0, "negative_amount",
+                              f"deals have a negative `{check.name('amount')}`.",
+                              fixes("correct the amounts", "map credit notes out of the deals table"),
+                              column="amount")
+    return pd.concat([deals, flagged]) if len(flagged) else deals
+
+
+def _check_close_dates(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
+    """Close dates against outcomes and creation dates, and both dates against the cut-off."""
     closed_name = check.name("closed_at")
     if not check.unusable("closed_at"):
         closed = deals["outcome"].isin(["won", "lost"])
@@ -81,12 +134,7 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None)
                               f"deals close after the cut-off `as_of` {as_of.date()}.",
                               fixes("move `as_of` later", "use Dataset.cut() to look at an earlier date on purpose"),
                               column="closed_at")
-    if "amount" in deals:
-        deals = check.exclude(deals, deals["amount"] < 0, "negative_amount",
-                              f"deals have a negative `{check.name('amount')}`.",
-                              fixes("correct the amounts", "map credit notes out of the deals table"),
-                              column="amount")
-    return pd.concat([deals, flagged]) if len(flagged) else deals
+    return deals
 
 
 def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
@@ -203,5 +251,5 @@ def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
     return max(latest) if latest else None
 
 
-__all__ = ["ValidationReport", "require_columns", "check_deals", "check_history", "check_related",
-           "profile_notes", "default_as_of"]
+__all__ = ["ValidationReport", "is_dateless", "require_columns", "add_missing_dates", "dateless_note", "check_deals",
+           "check_history", "check_related", "profile_notes", "default_as_of"]

@@ -1,0 +1,27 @@
+"""Text that reaches HTML: CRM values are data, never markup.
+
+`inline_markdown` turns one line of the light Markdown the workbench writes (code spans,
+bold, italics) into HTML with everything else escaped, so a stage, persona or channel
+named ``<img src=x onerror=...>`` shows as text.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+_CODE_SPAN = re.compile(r"(`[^`]+`)")
+_LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
+_STRONG = re.compile(r"\*\*(.+?)\*\*")
+_EMPHASIS = re.compile(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+
+
+def inline_markdown(text: str) -> str:
+    """Escaped HTML of one line of markdown: code spans, bold and italics kept, links reduced to their text."""
+    parts = []
+    for i, part in enumerate(_CODE_SPAN.split(str(text))):
+        if i % 2:
+            parts.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            part = html.escape(_LINK.sub(r"\1", part), quote=False)
+            parts.append(_EMPHASIS.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", part)))
+    return "".join(parts)

@@ -1,0 +1,16 @@
+"""Report sections: what each notebook shows, computed by the package, one subsection at a time.
+
+A notebook is a parameters cell, `open_dataset`, `choose_settings`, then one call per
+subsection (``cycle_time.time_to_close(settings)``) whose `Section` displays itself. A
+section the data cannot support says so in one sentence; one that fails says so too, and
+the rest of the notebook goes on (`workbench.sections.base`).
+
+Modules: `base` (the mechanism), `needs` (what the data must have), `settings` (parameters
+chosen from the data), `common` (the data and the settings used), one module per notebook,
+and `records` (what the runner reads back from executed notebooks).
+"""
+from .base import Section, section
+from .common import open_dataset, overview, settings_used
+from .settings import Settings, choose_settings
+
+__all__ = ["Section", "section", "open_dataset", "overview", "settings_used", "Settings", "choose_settings"]

@@ -1,0 +1,132 @@
+"""The sections of `notebooks/win_loss_drivers.ipynb`: win rates one attribute at a time, the
+mature-cohort logistic model, and the reasons deals are lost and won."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .. import plots
+from ..findings import level, p_value, percent, ratio
+from . import needs
+from .base import Section, section
+from .common import WIDE, new_axes, require_columns
+
+#: Attributes whose win rates are shown level by level (the most significant first).
+SHOWN_ATTRIBUTES = 3
+MAX_DRIVER_SENTENCES = 4
+
+
+@section("One attribute at a time", needs=(needs.won_deals,))
+def win_rates(out: Section, settings, min_level: int = 30):
+    """Per attribute, a chi-square (or Fisher) test of the win rate, corrected; the top ones level by level."""
+    from ..winrates import univariate_drivers
+
+    result = univariate_drivers(settings.dataset, mature_days=settings.mature_days, min_level=min_level)
+    table = result.table
+    out.text("The win rate of each level against the overall rate (lift), with chi-square or Fisher tests corrected "
+             "for testing many attributes.")
+    significant = table[table["p_adjusted"] < 0.05]
+    said = [f"Win rates differ by {', '.join(f'`{c}`' for c in significant['column'])} (corrected p < 0.05)."
+            if len(significant) else "No attribute's win rates differ significantly (corrected p >= 0.05)."]
+    out.sentences(said)
+    out.table(table.rename(columns={"column": "Attribute", "levels": "Levels", "n": "Deals", "test": "Test",
+                                    "statistic": "Statistic", "df": "df", "p_value": "p",
+                                    "p_adjusted": "Corrected p"}))
+    for column in list(significant["column"])[:SHOWN_ATTRIBUTES]:
+        rates = result.rates[column].table
+        out.table(rates.rename(columns={"level": column, "n": "Deals", "won": "Won", "win_rate": "Win rate",
+                                        "ci_low": "95% CI low", "ci_high": "95% CI high", "lift": "Lift"}),
+                  caption=f"Win rate by `{column}`:")
+    out.notes.extend(result.notes)
+    return result
+
+
+def driver_sentences(drivers, alpha: float = 0.05) -> list[str]:
+    """The strongest significant effects of the logistic model, in words."""
+    table = drivers.table
+    real = table[table["p_value"] < alpha]
+    out = []
+    for row in real.head(MAX_DRIVER_SENTENCES).itertuples():
+        odds = f"odds ratio {ratio(row.odds_ratio)}, {level(alpha)} {ratio(row.ci_low)}-{ratio(row.ci_high)}"
+        if row.feature in drivers.reference_levels:
+            more = "more" if row.odds_ratio > 1 else "less"
+            out.append(f"Deals with {row.feature} {row.level} win {more} often than those with "
+                       f"{drivers.reference_levels[row.feature]}, other things equal ({odds}; {p_value(row.p_value)}).")
+        else:
+            out.append(f"Each step {row.level} of {row.feature} multiplies the odds of winning by "
+                       f"{ratio(row.odds_ratio)} ({odds}; {p_value(row.p_value)}).")
+    if not out:
+        out.append(f"No attribute changes the odds of winning significantly (p < {alpha:g}) once the others are "
+                   "taken into account.")
+    return out
+
+
+@section("All attributes together", needs=(needs.won_deals,))
+def model(out: Section, settings, min_level: int = 30):
+    """The mature-cohort logistic model: odds ratios, held-out columns, AUC and calibration."""
+    from ..drivers import win_drivers
+
+    columns = settings.driver_columns
+    if columns:
+        require_columns(settings.dataset, columns, "driver_columns")
+    drivers = win_drivers(settings.dataset, list(columns) if columns else None, mature_days=settings.mature_days,
+                          min_level=min_level)
+    out.text("Odds ratios from a logistic regression: above 1, deals with that level win more often than deals at "
+             "the reference level, other things equal. Grey intervals are not significant. Columns measured during "
+             "the sale leak the outcome and are held out.")
+    out.figure(plots.odds_ratios(drivers, ax=new_axes(WIDE)),
+               alt="Odds ratios of winning with 95% confidence intervals, one row per attribute level.")
+    out.sentences(driver_sentences(drivers), key=True)
+    out.table(drivers.table[["feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value", "n"]].rename(
+        columns={"feature": "Attribute", "level": "Level", "odds_ratio": "Odds ratio", "ci_low": "95% CI low",
+                 "ci_high": "95% CI high", "p_value": "p", "n": "Deals"}))
+    if drivers.held_out:
+        out.table(pd.DataFrame({"Column": list(drivers.held_out), "Why it is held out": list(drivers.held_out.values())}),
+                  caption="Columns considered and held out:")
+    out.text(f"How far to trust the model: a cross-validated AUC of {drivers.cv_auc:.2f} (0.5 is a coin flip, 1 a "
+             "perfect ranking of won above other deals), and predicted against observed win rates by decile:")
+    out.table(drivers.calibration.rename(columns={"decile": "Decile", "n": "Deals", "mean_predicted": "Predicted",
+                                                  "observed_rate": "Observed", "ci_low": "95% CI low",
+                                                  "ci_high": "95% CI high"}))
+    out.notes.extend(n for n in drivers.notes if "held out" not in n)
+    columns = ("feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value")
+    out.record(drivers=[{c: row[c] for c in columns} for row in drivers.table[list(columns)].to_dict("records")],
+               drivers_cohort={"mature_days": settings.mature_days, "deals": drivers.n, "won": drivers.won,
+                               "method": drivers.method, "cv_auc": drivers.cv_auc})
+    return drivers
+
+
+def _pareto(out: Section, settings, column: str, outcome: str):
+    from ..reasons import reason_pareto
+
+    overall = reason_pareto(settings.dataset, column)
+    table = overall.table
+    top = table.iloc[0] if len(table) else None
+    if top is not None:
+        out.sentences([f"The most common {column.replace('_', ' ')} is “{top['reason']}”: {percent(top['share'])} "
+                       f"of the {outcome} deals ({int(top['count']):,} of {int(top['deals']):,})."], key=True)
+    names = {"reason": "Reason", "count": "Deals", "share": "Share", "cumulative_share": "Cumulative share",
+             "deals": "Of", "stage": "Stage"}
+    out.table(table.rename(columns=names))
+    if needs.stage_history(settings).ok:
+        by_stage = reason_pareto(settings.dataset, column, by="stage")
+        out.table(by_stage.table.rename(columns=names), caption="By the stage the deal was in when it closed:")
+    out.notes.extend(overall.notes)
+    return overall
+
+
+@section("Why deals are lost", needs=(needs.lost_deals, needs.loss_reasons))
+def loss_reasons(out: Section, settings):
+    """Loss reasons ranked, overall and by the stage the deal was lost in."""
+    out.text("Loss reasons ranked, overall and by the stage the deal was lost in. Lost deals without a reason count "
+             "as “(missing)”, so the shares add up to all lost deals.")
+    return _pareto(out, settings, "loss_reason", "lost")
+
+
+@section("Why deals are won", needs=(needs.won_deals, needs.column("win_reason", "win reasons",
+                                                                  "map the export's win-reason column as "
+                                                                  "`win_reason` under `deals: columns:` in "
+                                                                  "dataset.yaml.")))
+def win_reasons(out: Section, settings):
+    """Win reasons ranked, overall and by the stage."""
+    out.text("Win reasons ranked. Won deals without a reason count as “(missing)”.")
+    return _pareto(out, settings, "win_reason", "won")

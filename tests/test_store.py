@@ -1,0 +1,97 @@
+"""`workbench.store`: a dataset written as Parquet with its dataset.yaml reloads unchanged (the run gives each
+segment's kernel such a slice), dated or dateless."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from pandas.testing import assert_frame_equal
+
+import workbench
+from workbench import store
+from workbench.exceptions import DataQualityWarning
+
+CLEAN = Path(__file__).resolve().parent / "data" / "broken" / "clean" / "dataset.yaml"
+SURVEY = ("Opportunity,Result,Deal Value,Region,Industry\n"
+          "1,Won,1200,North,Retail\n2,Loss,800,South,Retail\n3,Won,300,North,Banking\n"
+          "4,Pending,50,South,Banking\n5,Loss,-80,North,Retail\n6,Won,90,South,Retail\n")
+
+
+def _survey(folder: Path, extra: str = "") -> workbench.Dataset:
+    """A dateless win/loss export (one negative amount, excluded with a warning), loaded."""
+    folder.mkdir()
+    (folder / "deals.csv").write_text(SURVEY)
+    (folder / "dataset.yaml").write_text(
+        f"name: survey\n{extra}deals:\n  source: deals.csv\n"
+        "  columns: {deal_id: Opportunity, outcome: Result, amount: Deal Value}\n"
+        "  values: {outcome: {Won: won, Loss: lost, Pending: open}}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return workbench.load_dataset(folder / "dataset.yaml")
+
+
+def _assert_same(back: workbench.Dataset, original: workbench.Dataset) -> None:
+    for table in ("deals", "stage_history", "accounts", "contacts", "touchpoints"):
+        got, want = getattr(back, table), getattr(original, table)
+        assert (got is None) == (want is None), table
+        if want is not None:
+            assert_frame_equal(got, want)
+    assert (back.stages, back.won_stages, back.lost_stages) == (original.stages, original.won_stages,
+                                                                 original.lost_stages)
+    assert store.fingerprint(back) == store.fingerprint(original)
+
+
+def test_dated_slice_round_trips(tmp_path):
+    """A dated segment's slice reloads with equal frames, the same `as_of` and the same fingerprint."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        part = workbench.load_dataset(CLEAN).filter({"region": "North"})
+    store.save_dataset(part, tmp_path / "slice")
+    back = store.load_slice(tmp_path / "slice")
+    _assert_same(back, part)
+    assert back.as_of == part.as_of == pd.Timestamp("2024-12-31") and back.has_dates
+
+
+def test_dateless_slice_round_trips_with_equal_frames(tmp_path):
+    """A dateless slice reloads dateless: equal frames (NaT dates included), NaT `as_of`, same fingerprint,
+    and the whole load's report (its `no_dates` note and exclusion counts)."""
+    whole = _survey(tmp_path / "source")
+    part = whole.filter({"Region": "North"})
+    spec_path = store.save_dataset(part, tmp_path / "slice")
+    back = store.load_slice(tmp_path / "slice")
+    _assert_same(back, part)
+    assert pd.isna(back.as_of) and not back.has_dates
+    assert back.deals["created_at"].dtype == back.deals["closed_at"].dtype == "datetime64[ns]"
+    assert "as_of" not in yaml.safe_load(spec_path.read_text())
+    assert "no_dates" in back.report.checks() and back.report.excluded_rows() == 1 == whole.report.excluded_rows()
+    # The empty dates are not written: read back as columns, they would be dates every deal lacks.
+    written = pd.read_parquet(tmp_path / "slice" / "deals.parquet")
+    assert not {"created_at", "closed_at"} & set(written.columns)
+
+
+def test_dateless_slice_keeps_a_given_as_of(tmp_path):
+    """A dateless dataset with `as_of:` in its yaml keeps that cut-off through the slice."""
+    whole = _survey(tmp_path / "source", 'as_of: "2024-06-30"\n')
+    store.save_dataset(whole, tmp_path / "slice")
+    back = store.load_slice(tmp_path / "slice")
+    _assert_same(back, whole)
+    assert back.as_of == pd.Timestamp("2024-06-30") and not back.has_dates
+
+
+def test_fingerprint_tells_a_dateless_dataset_from_its_dated_cut_off(tmp_path):
+    """`as_of` is part of the fingerprint: the same dateless deals with and without a cut-off differ."""
+    plain = _survey(tmp_path / "plain")
+    dated = _survey(tmp_path / "dated", 'as_of: "2024-06-30"\n')
+    assert store.fingerprint(plain) != store.fingerprint(dated)
+    assert store.fingerprint(plain) == store.fingerprint(_survey(tmp_path / "again"))
+
+
+@pytest.mark.parametrize("segment", [{"Region": "South"}, {"Industry": "Banking"}])
+def test_every_dateless_segment_round_trips(tmp_path, segment):
+    """Each segment of a dateless dataset, as the run writes it, reloads equal."""
+    part = _survey(tmp_path / "source").filter(segment)
+    store.save_dataset(part, tmp_path / "slice")
+    _assert_same(store.load_slice(tmp_path / "slice"), part)

@@ -164,7 +164,7 @@ stage_history:
 """, applications=applications, events=log)
 
 
-def level_without_wins(folder: Path, n_deals: int = 700) -> Path:
+def level_without_wins(folder: Path, n_deals: int = 1_500) -> Path:
     """The sample with every Partner deal in EMEA lost: in the EMEA segment one channel never wins."""
     sample = _sample(n_deals, "shape-no-wins")
     deals = sample.deals.copy()

@@ -28,6 +28,7 @@ import pandas as pd
 
 from .exceptions import WorkbenchError, fixes
 from .model import Dataset
+from .timeunits import span
 
 #: Column names containing one of these words are held out by default: they are
 #: measured during the sale or at its close, so they leak the outcome.
@@ -90,7 +91,7 @@ def mature_cohort(dataset: Dataset, mature_days: int | None = 365) -> pd.DataFra
         cohort = cohort.assign(won=(cohort["outcome"].eq("won") & in_time).to_numpy())
     if cohort.empty or cohort["won"].nunique() < 2:
         what = "no deal" if cohort.empty else ("only won deals" if cohort["won"].all() else "no won deal")
-        since = "" if mature_days is None else f" created {mature_days}+ days before {dataset.as_of.date()}"
+        since = "" if mature_days is None else f" created {span(mature_days)} or more before {dataset.as_of.date()}"
         raise WorkbenchError(f"The cohort of deals{since} has {what}: there is nothing to compare. "
                              + fixes("lower `mature_days`",
                                      "pass `mature_days=None` when the data has no open deals"))
@@ -108,8 +109,9 @@ def cohort_note(dataset: Dataset, cohort: pd.DataFrame, mature_days: int | None)
                 f"{won} ({won / len(cohort):.0%}) won.")
     if mature_days is None:
         return f"All {len(cohort)} deals (none open), by final outcome: {won} ({won / len(cohort):.0%}) won."
-    return (f"{len(cohort)} deals created at least {mature_days} days before {dataset.as_of.date()}: "
-            f"{won} ({won / len(cohort):.0%}) won within {mature_days} days of creation.")
+    horizon = span(mature_days)
+    return (f"{len(cohort)} deals created at least {horizon} before {dataset.as_of.date()}: "
+            f"{won} ({won / len(cohort):.0%}) won within {horizon} of creation.")
 
 
 # ------------------------------------------------------------------------------ columns

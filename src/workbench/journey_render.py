@@ -17,7 +17,8 @@ from scipy.stats import norm
 from statsmodels.stats.multitest import multipletests
 
 from . import tables
-from .findings import days, p_value, percent
+from .findings import p_value, percent
+from .timeunits import span
 from .groups import OVERALL
 from .journey import Journey, Persona
 from .journey_facts import JourneyFacts
@@ -40,7 +41,7 @@ def _days_text(row: dict) -> str:
     still = f"{row['still_in']:,} still in it"
     if not np.isfinite(row["median_days"]):
         return f"median: {NO_ESTIMATE} or fewer than half have left\n{still}"
-    return f"median {days(row['median_days'])} days ({days(row['median_low'])}–{days(row['median_high'])})\n{still}"
+    return f"median {span(row['median_days'])} ({span(row['median_low'])}–{span(row['median_high'])})\n{still}"
 
 
 def _shares(top: pd.DataFrame) -> str:
@@ -116,9 +117,9 @@ def _thoughts(facts: JourneyFacts, persona: str, stage: str) -> str:
     medians = rows["median_days"].to_numpy(float)
     if np.isfinite(row["median_days"]) and np.isfinite(medians).sum() > 1:
         if row["median_days"] >= np.nanmax(medians):
-            parts.append(f"Takes its time: the longest stage (median {days(row['median_days'])} days).")
+            parts.append(f"Takes its time: the longest stage (median {span(row['median_days'])}).")
         elif row["median_days"] <= np.nanmin(medians):
-            parts.append(f"Moves quickly: the shortest stage (median {days(row['median_days'])} days).")
+            parts.append(f"Moves quickly: the shortest stage (median {span(row['median_days'])}).")
     if np.isfinite(row["drop_off"]):
         lost = row["drop_off"]
         worst = np.nanmax(rows["drop_off"].to_numpy(float))
@@ -285,8 +286,8 @@ class PersonaComparison:
                            f"{p_value(r.p_adjusted)} after correction).")
             if r.days_differ:
                 word = "longer" if r.median_a > r.median_b else "shorter"
-                out.append(f"{self.a} spends {word} in {r.stage}: median {days(r.median_a)} vs "
-                           f"{days(r.median_b)} days.")
+                out.append(f"{self.a} spends {word} in {r.stage}: median {span(r.median_a)} vs "
+                           f"{span(r.median_b)}.")
         return out or [f"No stage differs between {self.a} and {self.b} beyond chance (level {self.alpha:g})."]
 
     def _repr_html_(self) -> str:

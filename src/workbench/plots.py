@@ -19,10 +19,12 @@ import numpy as np
 import seaborn as sns
 from cycler import cycler
 from matplotlib.axes import Axes
-from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
+from matplotlib.ticker import (FixedLocator, FuncFormatter, MultipleLocator, NullFormatter, NullLocator,
+                               PercentFormatter)
 
 from .groups import OVERALL
 from .survival import CompetingRisks
+from .timeunits import DAYS, TimeUnit
 
 STYLE = "whitegrid"
 CONTEXT = "notebook"
@@ -87,6 +89,20 @@ def _axes(ax: Axes | None) -> Axes:
     return plt.gca() if ax is None else ax
 
 
+#: Steps between time ticks when a time axis reads in hours.
+HOUR_STEPS = (1, 2, 3, 4, 6, 8, 12, 24, 48, 72)
+
+
+def _time_axis(axis, until: float, unit: TimeUnit) -> None:
+    """Ticks of a time axis (its data in days) read in ``unit``: at whole hours when in hours."""
+    if unit.per_day == 1:
+        return
+    span = until * unit.per_day
+    step = next((h for h in HOUR_STEPS if span / h <= 8), HOUR_STEPS[-1])
+    axis.set_major_locator(MultipleLocator(step / unit.per_day))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x * unit.per_day:g}"))
+
+
 def _pick(fits: dict[str, CompetingRisks], segments: Sequence[str] | None) -> dict[str, CompetingRisks]:
     if segments is None:
         return fits
@@ -144,7 +160,7 @@ def _at_risk_table(ax: Axes, fits: dict[str, CompetingRisks], ticks: np.ndarray)
 
 
 def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_risk: bool = True,
-                    max_days: float | None = None, ax: Axes | None = None) -> Axes:
+                    max_days: float | None = None, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
     """Share of deals closed (won or lost) over time: 1 - Kaplan-Meier, per segment.
 
     Parameters
@@ -157,6 +173,8 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
         Print, under the x-axis, how many deals were still open and observed at each tick.
     max_days : float, optional
         Right end of the x-axis (default: ``cycle_times.horizon``).
+    unit : TimeUnit
+        How the time axis reads (`workbench.timeunits`: days, or hours); the data stay in days.
     ax : matplotlib Axes, optional
         Draw here instead of the current axes.
 
@@ -171,7 +189,8 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
         ax = _axes(ax)
         _curves(ax, fits, ("survival", "survival_lower", "survival_upper"), flip=True, until=until,
                 legend="lower right")
-        ax.set_xlabel(cycle_times.clock)
+        _time_axis(ax.xaxis, until, unit)
+        ax.set_xlabel(unit.label(cycle_times.clock))
         ax.set_ylabel("Share of deals closed (won or lost)")
         if at_risk:
             ticks = np.array([t for t in ax.get_xticks() if 0 <= t <= until])
@@ -181,7 +200,7 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
 
 
 def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[str] | None = None,
-                         max_days: float | None = None, ax: Axes | None = None) -> Axes:
+                         max_days: float | None = None, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
     """Share of deals closed as ``cause`` by each day (Aalen-Johansen), per segment, with CI bands.
 
     The other outcome competes: a lost deal can no longer be won, and open deals
@@ -201,13 +220,14 @@ def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[
         ax = _axes(ax)
         _curves(ax, fits, (f"{cause}_cif", f"{cause}_lower", f"{cause}_upper"), flip=False, until=until,
                 legend="upper left")
-        ax.set_xlabel(cycle_times.clock)
+        _time_axis(ax.xaxis, until, unit)
+        ax.set_xlabel(unit.label(cycle_times.clock))
         ax.set_ylabel(f"Share of deals {cause} (cumulative incidence)")
     return ax
 
 
 def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float | None = None,
-                  ax: Axes | None = None) -> Axes:
+                  unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
     """Where deals stand on each day: won, still open, lost, stacked to 100%.
 
     Won and lost are the Aalen-Johansen cumulative incidences, open is the
@@ -246,7 +266,8 @@ def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float
         ax.set_xlim(0, until)
         ax.set_ylim(0, 1)
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-        ax.set_xlabel(clock)
+        _time_axis(ax.xaxis, until, unit)
+        ax.set_xlabel(unit.label(clock))
         ax.set_ylabel("Share of deals")
         if title:
             ax.set_title(title, loc="left")
@@ -352,7 +373,7 @@ def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax:
     return ax
 
 
-def dwell_bars(stage_dwell, *, ax: Axes | None = None) -> Axes:
+def dwell_bars(stage_dwell, *, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
     """Median days in each open stage with its confidence interval, one bar colour per segment.
 
     Stages with too few entries have no bar; an interval with no upper end (fewer
@@ -384,7 +405,8 @@ def dwell_bars(stage_dwell, *, ax: Axes | None = None) -> Axes:
         ax.set_xticks(np.arange(len(stages)), stages)
         ax.grid(axis="x", visible=False)
         ax.set_xlabel("Stage")
-        ax.set_ylabel("Median days in stage (first visit)")
+        _time_axis(ax.yaxis, ax.get_ylim()[1], unit)
+        ax.set_ylabel(unit.label("Median days in stage (first visit)"))
         if len(segments) > 1:
             ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     return ax

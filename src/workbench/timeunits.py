@@ -86,3 +86,11 @@ def ladder_between(low: float, high: float) -> list[float]:
     """Round durations from ``low`` to ``high``, both included when round."""
     return [step for step in LADDER if low - 1e-9 <= step <= high + 1e-9]
 
+
+
+def span(days: float) -> str:
+    """One duration given in days, in the unit that reads best on its own: ``365 days``, ``1 day``,
+    ``6 hours`` (hours below a day, or for a fraction of a day under `HOURS_BELOW` days)."""
+    if days is None or not np.isfinite(days):
+        return "not reached"
+    return (HOURS if days < 1 or (days < HOURS_BELOW and days != round(days)) else DAYS)(days)

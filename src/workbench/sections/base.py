@@ -102,14 +102,17 @@ class Section:
                 self.findings.extend(sentences)
 
     def table(self, frame, *, caption: str = "") -> None:
-        """A table, formatted as every table of the reports (`workbench.tables`)."""
+        """A table, formatted as every table of the reports (`workbench.tables`); an infinite value (a
+        bound never reached) shows as an empty cell, which the caption explains."""
+        import numpy as np
+
         from .. import tables
 
         if isinstance(frame, tables.Table):
             frame = frame.frame
         if caption:
             self.text(caption)
-        self.outputs.append(("html", tables.to_html(frame)))
+        self.outputs.append(("html", tables.to_html(frame.replace([np.inf, -np.inf], np.nan))))
 
     def html(self, markup: str) -> None:
         """HTML the package built itself (a journey grid), already escaped where it holds data."""

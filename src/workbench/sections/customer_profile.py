@@ -56,7 +56,7 @@ def fit_score_backtest(out: Section, settings):
     """Scored at an earlier cut-off: did high-score deals win more often afterwards?"""
     from ..profile import fit_score_backtest as replay
 
-    mature = settings.mature_days
+    mature = settings.mature_days or settings.horizon  # every deal closed: judge the backtest at the horizon
     cut = settings.dataset.as_of - pd.Timedelta(days=mature)
     result = replay(settings.dataset, cut, mature_days=mature)
     out.text(f"The score fitted on the data as they were {settings.unit(mature)} before the cut-off, applied to the "

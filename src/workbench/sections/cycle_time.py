@@ -19,11 +19,11 @@ def time_to_close(out: Section, settings):
     unit = settings.unit
     cycles = cycle_times(settings.dataset, by=settings.segment_by, horizon=settings.horizon,
                          min_deals=settings.min_deals)
-    out.text("The share of deals closed, won or lost, by each day since creation (one minus Kaplan-Meier), with "
+    out.text("The share of deals closed, won or lost, over the time since creation (one minus Kaplan-Meier), with "
              "95% confidence bands. Deals still open count for as long as they have been watched. The numbers "
              "under the axis are the deals still open and observed then: where they are few, the curve is "
              "uncertain.")
-    out.figure(plots.survival_curves(cycles, ax=new_axes(WIDE)),
+    out.figure(plots.survival_curves(cycles, unit=unit, ax=new_axes(WIDE)),
                alt="Share of deals closed over time since creation, per segment, with confidence bands.")
     table = cycles.summary(settings.days)
     shown = pd.DataFrame({
@@ -46,12 +46,13 @@ def time_to_close(out: Section, settings):
 def competing_outcomes(out: Section, settings, cycles):
     """Cumulative incidence of winning per segment, and where all deals stand over time."""
     h = settings.horizon
-    out.text("The share of deals won by each day (Aalen-Johansen cumulative incidence). A lost deal can no longer "
+    out.text("The share of deals won over the time since creation (Aalen-Johansen cumulative incidence). A lost deal "
+             "can no longer "
              "be won: treating lost deals as if they might still win would overstate this share.")
-    out.figure(plots.cumulative_incidence(cycles, cause="won", ax=new_axes(WIDE)),
+    out.figure(plots.cumulative_incidence(cycles, cause="won", unit=settings.unit, ax=new_axes(WIDE)),
                alt="Share of deals won over time since creation, per segment, with confidence bands.")
-    out.text("Where all deals stand on each day: won, still open or lost. The three add up to 100%.")
-    out.figure(plots.outcome_areas(cycles, ax=new_axes(WIDE)),
+    out.text("Where all deals stand at each point in time: won, still open or lost. The three add up to 100%.")
+    out.figure(plots.outcome_areas(cycles, unit=settings.unit, ax=new_axes(WIDE)),
                alt="Stacked shares of deals won, still open and lost over time since creation.")
     out.sentences(findings.outcome_findings(cycles, unit=settings.unit), key=True)
     fit = cycles.fits[OVERALL]
@@ -129,8 +130,8 @@ def time_in_stage(out: Section, settings):
     dwell = stage_dwell(settings.dataset, by=settings.segment_by, min_deals=settings.min_deals)
     out.text("Median time of the first visit to each open stage, with 95% confidence intervals. Deals still in a "
              "stage count up to the cut-off (Kaplan-Meier), so long visits still running are not left out.")
-    out.figure(plots.dwell_bars(dwell, ax=new_axes(WIDE)),
-               alt="Median days in each open stage, per segment, with 95% confidence intervals.")
+    out.figure(plots.dwell_bars(dwell, unit=settings.unit, ax=new_axes(WIDE)),
+               alt=f"Median {settings.unit.name} in each open stage, per segment, with 95% confidence intervals.")
     out.sentences(findings.dwell_findings(dwell, unit=settings.unit))
     out.record(median_days_in_stage=dwell.medians())
     return dwell

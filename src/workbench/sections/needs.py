@@ -84,7 +84,7 @@ def open_deals(settings) -> Need:
     """At least one deal still open at the cut-off."""
     if settings.dataset.deals["outcome"].eq("open").any():
         return Need(True)
-    return Need(False, "No deal is still open at the cut-off, so there is no open pipeline to forecast.")
+    return Need(False, "No deal is still open at the cut-off, so there is no open pipeline to score or forecast.")
 
 
 @label("`stages:` and a stage history")

@@ -102,7 +102,7 @@ def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED,
                                                   touch_window_days, half_life_days))
     h = _horizon(dataset, closed, horizon if horizon is not UNUSED else 0, unit, said,
                  quiet=horizon is UNUSED) if needs_horizon else None
-    if horizon is not UNUSED:
+    if needs_horizon:
         values["horizon"] = h
     if days is not UNUSED and h is not None:
         values["days"] = _days(days, h, unit, said)
@@ -224,9 +224,13 @@ def _mature_days(dataset, given, horizon, unit, said) -> float | None:
         said.append("The data have no dates, so the win/loss comparisons use every closed deal; deals still open "
                     "are left out.")
         return None
+    deals = dataset.deals
+    if not deals["outcome"].eq("open").any():
+        said.append("Every deal here is closed, so the win/loss comparisons use every deal's final outcome "
+                    "(set `mature_days` to judge deals by a fixed horizon instead).")
+        return None
     if horizon is None:
         return None
-    deals = dataset.deals
     age = (dataset.as_of - deals["created_at"]) / pd.Timedelta(days=1)
     took = (deals["closed_at"] - deals["created_at"]) / pd.Timedelta(days=1)
     for candidate in [horizon] + [d for d in reversed(_ladder_below(horizon))]:
@@ -268,7 +272,7 @@ def _backtest_cut(dataset, given, window, said) -> pd.Timestamp | None:
 
 def _speed_covariates(dataset, given, segment_by, said) -> tuple:
     if given:
-        said.append(f"Speed model: {_names(given)} (`speed_covariates`).")
+        said.append(f"Speed model covariates: {_names(given)} (`speed_covariates`).")
         return tuple(given)
     from ..cohort import candidate_columns
 
@@ -277,6 +281,6 @@ def _speed_covariates(dataset, given, segment_by, said) -> tuple:
     ordered = [c for c in dict.fromkeys(([segment_by] if segment_by in short else []) + short)]
     picked = ordered[:3] + (["amount"] if "amount" in chosen else [])
     if picked:
-        said.append(f"Speed model: {_names(picked)}, the comparison column, up to two more short deal attributes "
-                    "and the amount (set `speed_covariates` to choose).")
+        said.append(f"Speed model covariates: {_names(picked)} (chosen from the data: the comparison column, up to "
+                    "two more deal attributes with few levels, and the amount; set `speed_covariates` to choose).")
     return tuple(picked)

@@ -1,0 +1,216 @@
+"""Every shape of real export gives a whole report through `workbench run`, with all five notebooks.
+
+Each test builds a small export of one shape (tests/shapes.py), runs `workbench run` on it with no
+parameters (everything chosen from the data) and the five shipped notebooks, and checks that
+every segment is complete or partial with named reasons, never failed; that sections missing
+their data say so and name the dataset.yaml key; and that summary.json says what the report says.
+The two real datasets in ../shared/data run through their examples.
+"""
+import html
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+import shapes
+from workbench.cli import main
+from workbench.findings import percent
+from workbench.tables import format_number
+from workbench.timeunits import DAYS, HOURS
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+pytestmark = pytest.mark.slow
+
+
+def _run(folder: Path, dataset: Path, capsys, **spec) -> tuple[int, dict, str]:
+    """`workbench run` with every shipped notebook and no parameters; (exit code, run.json, stderr)."""
+    path = folder / "run.yaml"
+    path.write_text(yaml.safe_dump({"dataset": str(dataset), "output": str(folder / "out"), "workers": 2,
+                                    "title": "Shapes", "client": "Tests", "min_deals_per_segment": 50, **spec}))
+    code = main(["run", str(path)])
+    err = capsys.readouterr().err
+    return code, json.loads((folder / "out" / "run.json").read_text()), err
+
+
+def _segment(folder: Path, slug: str = "overall") -> tuple[dict, str]:
+    """(summary.json, report.html as text) of one segment."""
+    out = folder / "out" / "segments" / slug
+    return json.loads((out / "summary.json").read_text()), (out / "report.html").read_text()
+
+
+def _sections(summary: dict) -> dict:
+    return {(s["notebook"], s["title"]): s for s in summary["sections"]}
+
+
+def _check_whole(run: dict) -> None:
+    """Every segment complete or partial with reasons, never failed; every job ran the notebook through."""
+    for segment in run["segments"]:
+        assert segment["status"] in ("ok", "partial", "too_small"), segment
+        if segment["status"] == "partial":
+            assert segment["reasons"], segment
+    assert all(job["status"] == "ok" for job in run["jobs"]), [j for j in run["jobs"] if j["status"] != "ok"]
+    assert {Path(j["notebook"]).stem for j in run["jobs"]} == {
+        "cycle_time", "stage_conversion", "win_loss_drivers", "customer_profile", "journey_grid"}
+
+
+def _check_no_leftovers(report: str) -> None:
+    """What a client reads holds no traceback, repr or notebook instruction."""
+    for absent in ("Traceback", "Error:", "<workbench.", "<Section", "Run top to bottom", "nan%", ">inf<",
+                   "0 days (95% CI 0-0)"):
+        assert absent not in report, absent
+    assert not re.search(r"(?<![\d.,])(0|1) days", report), re.search(r".{80}(?<![\d.,])(0|1) days", report)
+
+
+def test_an_opportunities_export_without_stage_history_or_reasons(tmp_path, capsys):
+    """The most common CRM export: cycle times, drivers and profile render; the stage sections, the journey and
+    loss reasons say what is missing and the dataset.yaml key that adds it."""
+    code, run, _ = _run(tmp_path, shapes.opportunities_without_history(tmp_path / "data"), capsys)
+    _check_whole(run)
+    assert code == 0 and run["segments"][0]["status"] == "ok"
+    summary, report = _segment(tmp_path)
+    sections = _sections(summary)
+    for title in ("Time to close", "Won and lost as competing outcomes", "Segment comparison", "Drivers of speed",
+                  "Open-pipeline forecast"):
+        assert sections[("cycle_time", title)]["status"] == "ok", title
+    assert sections[("win_loss_drivers", "All attributes together")]["status"] == "ok"
+    for key in [("stage_conversion", "The funnel"), ("cycle_time", "Time in stage"), ("journey_grid", "The journey")]:
+        assert sections[key]["status"] == "not_applicable" and "`stage_history:`" in sections[key]["reason"]
+    assert "`loss_reason`" in sections[("win_loss_drivers", "Why deals are lost")]["reason"]
+    assert "`touchpoints:`" in sections[("customer_profile", "Touchpoints")]["reason"]
+    assert html.escape("`stage_history:`").replace("`", "") in report.replace("<code>", "").replace("</code>", "")
+    _check_no_leftovers(report)
+
+
+def test_a_stage_history_without_reasons_or_other_tables(tmp_path, capsys):
+    """Stage sections render; reasons, roles and touchpoints say they need data the export lacks."""
+    code, run, _ = _run(tmp_path, shapes.history_without_reasons(tmp_path / "data"), capsys)
+    _check_whole(run)
+    assert code == 0
+    summary, report = _segment(tmp_path)
+    sections = _sections(summary)
+    assert all(s["status"] == "ok" for (nb, _), s in sections.items() if nb == "stage_conversion")
+    assert summary["stage_conversion"] and summary["median_days_in_stage"]
+    assert sections[("win_loss_drivers", "Why deals are lost")]["status"] == "not_applicable"
+    assert "`contacts:`" in sections[("customer_profile", "Buying roles")]["reason"]
+    _check_no_leftovers(report)
+
+
+def test_a_drivers_only_table_without_dates(tmp_path, capsys):
+    """Without any date, win rates, the logistic model and loss reasons render (every closed deal is the
+    cohort); everything that needs time says it needs `created_at` and `closed_at`."""
+    code, run, _ = _run(tmp_path, shapes.drivers_only(tmp_path / "data"), capsys)
+    _check_whole(run)
+    assert code == 0
+    summary, report = _segment(tmp_path)
+    sections = _sections(summary)
+    for title in ("One attribute at a time", "All attributes together", "Why deals are lost"):
+        assert sections[("win_loss_drivers", title)]["status"] == "ok", title
+    assert summary["drivers"] and summary["drivers_cohort"]["deals"] == summary["counts"]["deals"]
+    timed = [s for (nb, _), s in sections.items() if nb in ("cycle_time", "stage_conversion", "journey_grid")]
+    assert timed and all(s["status"] == "not_applicable" and "`created_at`" in s["reason"] for s in timed)
+    assert summary["as_of"] is None and summary["win_probability"] is None
+    assert "without dates" in report
+    _check_no_leftovers(report)
+
+
+def test_a_process_log_with_loops_same_time_events_and_durations_of_hours(tmp_path, capsys):
+    """A loan-application log: every notebook renders; durations read in hours; the level that never wins
+    (Education) gets a finite, penalized hazard ratio and a note instead of [0, inf]."""
+    code, run, _ = _run(tmp_path, shapes.process_log(tmp_path / "data"), capsys)
+    _check_whole(run)
+    assert code == 0
+    summary, report = _segment(tmp_path)
+    sections = _sections(summary)
+    for notebook in ("cycle_time", "stage_conversion"):
+        assert all(s["status"] == "ok" for (nb, _), s in sections.items() if nb == notebook), notebook
+    assert summary["settings"]["cycle_time"]["time_unit"] == "hours" and summary["horizon_days"] <= 3
+    assert f"within {HOURS(summary['median_days_to_close'])} (95% CI" in report
+    assert "Hours since created" not in report  # figures are images; their alt text and the tables carry words
+    assert "(hours)" in report
+    assert any("loan_goal = Education" in w and "Firth" in w for w in summary["warnings"])
+    same_time = "same-time" in report or "two stages at one timestamp" in report.lower() or "Same" in report
+    assert same_time
+    _check_no_leftovers(report)
+
+
+def test_a_level_without_wins_in_one_segment(tmp_path, capsys):
+    """In EMEA no Partner deal wins: the speed model refits with Firth (a note says so), its table and the
+    figure hold only finite ratios, and the segment is complete."""
+    code, run, _ = _run(tmp_path, shapes.level_without_wins(tmp_path / "data"), capsys,
+                        split={"filters": {"EMEA": {"region": "EMEA"}}},
+                        parameters={"speed_covariates": ["channel", "persona", "amount"]})
+    _check_whole(run)
+    assert code == 0 and [s["status"] for s in run["segments"]] == ["ok", "ok"]
+    summary, report = _segment(tmp_path, "emea")
+    assert _sections(summary)[("cycle_time", "Drivers of speed")]["status"] == "ok"
+    assert any("channel = Partner" in w and "Firth" in w for w in summary["warnings"])
+    assert "channel = Partner" in report
+    _check_no_leftovers(report)
+
+
+def _table_rows(report: str) -> list[list[str]]:
+    """Every table row of the report, as cell texts."""
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", report, re.S)]
+
+
+def _summary_is_the_report(summary: dict, report: str) -> None:
+    """Each summary.json figure is the figure the report shows for the segment."""
+    c = summary["counts"]
+    assert f"The data hold {c['deals']:,} deals" in report
+    assert f"{c['won']:,} won, {c['lost']:,} lost and {c['open']:,} still open" in report
+    h = summary["horizon_days"]
+    assert f"Within {DAYS(h)} of creation, {percent(summary['win_probability'])} of deals are won" in report
+    assert f"Half of all deals close (won or lost) within {DAYS(summary['median_days_to_close'])}" in report
+    rows = _table_rows(report)
+    overall = [r for r in rows if r and r[0] == "All deals"]
+    for day, value in summary["cif_won"].items():
+        assert any(format_number(value) in r for r in overall), (day, value)
+    for transition, value in summary["stage_conversion"].items():
+        assert any(r[:2] == ["All deals", transition] and r[4] == format_number(value) for r in rows), transition
+    for driver in summary["drivers"]:
+        assert any(r[:2] == [driver["feature"], driver["level"]] and r[2] == format_number(driver["odds_ratio"])
+                   for r in rows), driver
+    excluded = summary["excluded_rows"]["count"]
+    assert ("No rows were excluded" in report) == (excluded == 0)
+
+
+def test_a_persona_split_with_no_parameters(tmp_path, capsys):
+    """The most natural split: one report per persona and one for all deals, no parameters. Every segment is
+    complete; inside a persona segment segments are compared by another column; summary.json says what the
+    report says."""
+    code, run, err = _run(tmp_path, shapes.full_sample(tmp_path / "data"), capsys, split={"by": ["persona"]},
+                          min_deals_per_segment=190)
+    _check_whole(run)
+    ran = [s for s in run["segments"] if s["status"] != "too_small"]
+    assert code == 0 and len(ran) >= 3 and all(s["status"] == "ok" for s in ran), err
+    for segment in ran:
+        summary, report = _segment(tmp_path, segment["slug"])
+        chosen = summary["settings"]["cycle_time"]["segment_by"]
+        assert chosen == ("persona" if segment["slug"] == "overall" else "channel"), segment["slug"]
+        assert all(s["status"] != "failed" for s in summary["sections"])
+        _summary_is_the_report(summary, report)
+        _check_no_leftovers(report)
+
+
+@pytest.mark.parametrize("example", ["olist", "ibm-win-loss"])
+def test_the_real_datasets_give_whole_reports(example, tmp_path, capsys):
+    """The two real exports (neither has a stage history) run with all five notebooks through their examples:
+    complete, with the stage sections saying a stage history is missing."""
+    data = {"olist": "olist-marketing-funnel", "ibm-win-loss": "ibm-sales-win-loss"}[example]
+    if not (SHARED / data).exists():
+        pytest.skip(f"../shared/data/{data} is not here")
+    code, run, err = _run(tmp_path, ROOT / "examples" / example / "dataset.yaml", capsys)
+    _check_whole(run)
+    assert code == 0, err
+    summary, report = _segment(tmp_path)
+    sections = _sections(summary)
+    assert sections[("cycle_time", "Time to close")]["status"] == "ok"
+    assert sections[("win_loss_drivers", "All attributes together")]["status"] == "ok"
+    assert sections[("stage_conversion", "The funnel")]["status"] == "not_applicable"
+    assert summary["drivers"] and summary["win_probability"] is not None
+    _check_no_leftovers(report)

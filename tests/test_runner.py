@@ -327,6 +327,34 @@ def test_only_failed_reruns_just_the_failed_jobs(data, tmp_path):
         run(path, only_failed=True, progress=False)
 
 
+def test_a_failed_section_makes_its_segment_partial_and_only_failed_reruns_it(data, tmp_path):
+    """A section that fails leaves the notebook running to its end: the report keeps everything else, the
+    segment is partial with the section named (exit 3), and `--only-failed` reruns that job only."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    (markers / "Procurement").touch()
+    filters = {"Procurement": {"persona": "Procurement"}, "Economic buyer": {"persona": "Economic buyer"}}
+    path = write_params(tmp_path, data[0], ["flaky_section"], overall=False, split={"filters": filters},
+                        parameters={"marker_dir": str(markers)})
+    first = run(path, progress=False)
+    assert first.exit_code == 3 and not first.failures
+    statuses = {s["slug"]: s for s in first.segments}
+    assert statuses["economic-buyer"]["status"] == "ok"
+    partial = statuses["procurement"]
+    assert partial["status"] == "partial"
+    assert partial["reasons"] == ["flaky_section › Flaky part: RuntimeError: marker for Procurement is present"]
+    report = (tmp_path / "out" / "segments" / "procurement" / "report.html").read_text()
+    assert "AFTER-THE-FLAKY-PART" in report and "could not be computed because of an unexpected error" in report
+    assert "marker for Procurement" not in report and "Traceback" not in report
+    index = (tmp_path / "out" / "index.html").read_text()
+    assert "Partial" in index and "Flaky part" in index
+    (markers / "Procurement").unlink()
+    second = run(path, only_failed=True, progress=False)
+    assert second.exit_code == 0 and [s["status"] for s in second.segments] == ["ok", "ok"]
+    jobs = {j["id"]: j for j in second.jobs}
+    assert jobs["economic-buyer/flaky_section"]["reused"] is True and not jobs["procurement/flaky_section"].get("reused")
+
+
 def test_a_kernel_that_dies_is_started_once_more(data, tmp_path):
     """A kernel that dies (as when it loses a port race) gets one more start; a second death fails the job only."""
     markers = tmp_path / "markers"

@@ -1,6 +1,8 @@
 """Sections every notebook opens with: the data (`overview`) and the settings used (`settings_used`)."""
 from __future__ import annotations
 
+import pandas as pd
+
 from .. import findings
 from ..exceptions import SpecError, fixes
 from ..model import Dataset
@@ -41,7 +43,7 @@ def overview(out: Section, settings):
     if dataset.report.scope:
         out.text(f"Excluded rows are counted over {dataset.report.scope}.")
     out.record(counts={k: dataset.counts()[k] for k in ("deals", "won", "lost", "open")},
-               as_of=None if dataset.as_of is None or dataset.as_of != dataset.as_of else str(dataset.as_of.date()),
+               as_of=None if pd.isna(dataset.as_of) else str(dataset.as_of.date()),
                excluded_rows=excluded_rows(dataset))
     return dataset
 

@@ -59,7 +59,7 @@ def _check_whole(run: dict) -> None:
 def _check_no_leftovers(report: str) -> None:
     """What a client reads holds no traceback, repr or notebook instruction."""
     for absent in ("Traceback", "Error:", "<workbench.", "<Section", "Run top to bottom", "nan%", ">inf<",
-                   "0 days (95% CI 0-0)"):
+                   "0 days (95% CI 0-0)", "No description has been provided"):
         assert absent not in report, absent
     assert not re.search(r"(?<![\d.,])(0|1) days", report), re.search(r".{80}(?<![\d.,])(0|1) days", report)
 

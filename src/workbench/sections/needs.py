@@ -52,39 +52,24 @@ def calendar(settings) -> Need:
                        "`deals: columns:`.")
 
 
-@label("closed deals")
-def closed_deals(settings) -> Need:
-    """At least one deal closed (won or lost)."""
-    if settings.dataset.deals["outcome"].isin(("won", "lost")).any():
-        return Need(True)
-    return Need(False, "No deal has closed yet in these data, so there is nothing to measure here.")
+def _outcome(outcomes: tuple[str, ...], text: str, missing: str):
+    """A need for at least one deal with one of ``outcomes``."""
+    @label(text)
+    def need(settings) -> Need:
+        return Need(True) if settings.dataset.deals["outcome"].isin(outcomes).any() else Need(False, missing)
+    need.__name__ = f"{'_'.join(outcomes)}_deals"
+    return need
 
 
-@label("won deals")
-def won_deals(settings) -> Need:
-    """At least one won deal."""
-    if settings.dataset.deals["outcome"].eq("won").any():
-        return Need(True)
-    return Need(False, "No deal was won in these data, so there is nothing to learn here about what wins. "
-                       "If wins exist, check the `outcome` value map under `deals: values:` in dataset.yaml.")
-
-
-@label("lost deals")
-def lost_deals(settings) -> Need:
-    """At least one lost deal."""
-    if settings.dataset.deals["outcome"].eq("lost").any():
-        return Need(True)
-    return Need(False, "No deal was lost in these data (the export may record only wins), so there is nothing "
-                       "to show here. If lost deals exist, map them with the `outcome` value map under "
-                       "`deals: values:` in dataset.yaml.")
-
-
-@label("open deals")
-def open_deals(settings) -> Need:
-    """At least one deal still open at the cut-off."""
-    if settings.dataset.deals["outcome"].eq("open").any():
-        return Need(True)
-    return Need(False, "No deal is still open at the cut-off, so there is no open pipeline to score or forecast.")
+OUTCOME_FIX = "If they exist, check the `outcome` value map under `deals: values:` in dataset.yaml."
+closed_deals = _outcome(("won", "lost"), "closed deals",
+                        "No deal has closed yet in these data, so there is nothing to measure here.")
+won_deals = _outcome(("won",), "won deals", "No deal was won in these data, so there is nothing to learn here "
+                     f"about what wins. {OUTCOME_FIX}")
+lost_deals = _outcome(("lost",), "lost deals", "No deal was lost in these data (the export may record only "
+                      f"wins), so there is nothing to show here. {OUTCOME_FIX}")
+open_deals = _outcome(("open",), "open deals", "No deal is still open at the cut-off, so there is no open "
+                      "pipeline to score or forecast.")
 
 
 @label("`stages:` and a stage history")

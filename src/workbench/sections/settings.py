@@ -36,6 +36,13 @@ MAX_GROUPS = 12
 MIN_COHORT, MIN_COHORT_EVENTS = 50, 10
 #: The share of closed deals the chosen horizon covers.
 HORIZON_QUANTILE = 0.9
+#: Windows chosen as a fraction of the horizon: the name, how many parts, and what the window is for.
+FRACTIONS = {
+    "window_days": (6, "a sixth of the horizon: \"moved on within\" this long"),
+    "forecast_window": (4, "a quarter of the horizon: the open pipeline is forecast this far ahead"),
+    "touch_window_days": (24, "touches this long before a stage advance count as before it"),
+    "half_life_days": (48, "time-decay attribution: a touch this long before the close counts half"),
+}
 
 
 @dataclass(frozen=True)
@@ -108,20 +115,14 @@ def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED,
         values["days"] = _days(days, h, unit, said)
     if mature_days is not UNUSED:
         values["mature_days"] = _mature_days(dataset, mature_days, h, unit, said)
-    if window_days is not UNUSED and h is not None:
-        values["window_days"] = _fraction("window_days", window_days, h, 6, unit, said,
-                                          "a sixth of the horizon: \"moved on within\" this long")
-    if forecast_window is not UNUSED and h is not None:
-        values["forecast_window"] = _fraction("forecast_window", forecast_window, h, 4, unit, said,
-                                              "a quarter of the horizon: the open pipeline is forecast this far ahead")
-        if backtest_cut is not UNUSED:
-            values["backtest_cut"] = _backtest_cut(dataset, backtest_cut, values["forecast_window"], said)
-    if touch_window_days is not UNUSED and h is not None:
-        values["touch_window_days"] = _fraction("touch_window_days", touch_window_days, h, 24, unit, said,
-                                                "touches this long before a stage advance count as before it")
-    if half_life_days is not UNUSED and h is not None:
-        values["half_life_days"] = _fraction("half_life_days", half_life_days, h, 48, unit, said,
-                                             "time-decay attribution: a touch this long before the close counts half")
+    given_fractions = {"window_days": window_days, "forecast_window": forecast_window,
+                       "touch_window_days": touch_window_days, "half_life_days": half_life_days}
+    for name, given in given_fractions.items():
+        if given is not UNUSED and h is not None:
+            parts, why = FRACTIONS[name]
+            values[name] = _fraction(name, given, h, parts, unit, said, why)
+    if backtest_cut is not UNUSED and "forecast_window" in values:
+        values["backtest_cut"] = _backtest_cut(dataset, backtest_cut, values["forecast_window"], said)
     if speed_covariates is not UNUSED:
         values["speed_covariates"] = _speed_covariates(dataset, speed_covariates, values.get("segment_by"), said)
     if driver_columns is not UNUSED:

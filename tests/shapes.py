@@ -8,6 +8,7 @@ one segment. Each function writes into ``folder`` and returns the dataset.yaml p
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 
@@ -188,3 +189,42 @@ def full_sample(folder: Path, n_deals: int = 900) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return _sample(n_deals, "shape-sample").write_csv(folder)
+
+
+#: Text a CRM user can type that a careless report would run or a spreadsheet would compute.
+HOSTILE = ['<img src=x onerror="window.__hit=(window.__hit||0)+1">',
+           '"><svg onload="window.__hit=(window.__hit||0)+1">',
+           '[click](javascript:window.__hit=1)',
+           '=HYPERLINK("http://x.invalid","y")',
+           "=cmd|' /C calc'!A0",
+           "@SUM(1+1)",
+           "{{ 7*7 }} {% if 1 %}x{% endif %}",
+           "$\\frac{1}{2}$ **bold** `code` | pipe"]
+
+
+def hostile(folder: Path, n_deals: int = 600) -> Path:
+    """The sample with hostile text in every text column and label: personas, channels, regions, industries,
+    products, reasons, owners, stages, contact roles, touchpoint channels and kinds."""
+    sample = _sample(n_deals, "shape-hostile")
+    frames = {name: frame.copy() for name, frame in sample.frames().items()}
+
+    def spoil(frame, column):
+        levels = sorted(frame[column].dropna().unique())
+        mapping = {v: f"{HOSTILE[i % len(HOSTILE)]} {v}" if i >= len(HOSTILE) else HOSTILE[i]
+                   for i, v in enumerate(levels)}
+        frame[column] = frame[column].map(mapping)
+
+    for column in ("persona", "channel", "region", "industry", "product", "loss_reason", "win_reason", "owner"):
+        spoil(frames["deals"], column)
+    spoil(frames["accounts"], "industry")
+    spoil(frames["contacts"], "role")
+    spoil(frames["touchpoints"], "channel")
+    spoil(frames["touchpoints"], "kind")
+    stages = {s: f"{s} {HOSTILE[i % len(HOSTILE)]}" for i, s in enumerate(sample.stages)}
+    frames["stage_history"]["stage"] = frames["stage_history"]["stage"].replace(stages)
+    quoted = lambda names: "[" + ", ".join(json.dumps(n) for n in names) + "]"  # noqa: E731 - JSON strings are YAML
+    lines = [f"name: {json.dumps(HOSTILE[0])}", f'as_of: "{sample.as_of.date()}"', "dates: iso",
+             f"stages: {quoted(stages.values())}", f"won_stages: {quoted(sample.won_stages)}",
+             f"lost_stages: {quoted(sample.lost_stages)}"]
+    lines += [f"{name}: {{source: {name}.csv}}" for name in frames]
+    return _write(folder, "\n".join(lines) + "\n", **frames)

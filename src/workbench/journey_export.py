@@ -20,6 +20,7 @@ from .groups import OVERALL
 from .journey import Journey, JourneyError
 from .journey_facts import JourneyFacts
 from .journey_render import grid, to_html, to_markdown
+from .markup import is_formula_like
 
 FORMATS = (".html", ".xlsx", ".png", ".svg", ".md", ".yaml")
 BRAND = "#1f4e79"
@@ -46,7 +47,9 @@ def export(journey: Journey, facts: JourneyFacts, path: str | Path, persona: str
     elif suffix == ".xlsx":
         to_workbook(journey, facts, persona, brand=brand).save(tmp)
     else:
-        with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: searchable, small
+        # SVG text stays text (searchable, small) and is escaped by matplotlib; CRM text with `$` is
+        # never read as mathtext.
+        with matplotlib.rc_context({"svg.fonttype": "none", "text.parse_math": False}):
             figure(journey, facts, persona, brand=brand).savefig(tmp, format=suffix[1:], dpi=150)
     tmp.replace(path)
     return path
@@ -63,29 +66,38 @@ def to_workbook(journey: Journey, facts: JourneyFacts, persona: str | None = Non
     thin = Side(style="thin", color="FFD0D5DD")
     box = Border(left=thin, right=thin, top=thin, bottom=thin)
     wrap = Alignment(wrap_text=True, vertical="top")
-    ws["A1"] = f"{journey.title}: {journey.persona.name}"
+    _text(ws["A1"], f"{journey.title}: {journey.persona.name}")
     ws["A1"].font = Font(bold=True, size=14, color=argb)
-    ws["A2"] = journey.persona.description
+    _text(ws["A2"], journey.persona.description)
     ws["A3"] = f"Data as of {facts.as_of.date()}"
     ws["A3"].font = Font(italic=True, color="FF666666")
     header = 5
     ws.cell(header, 1, "")
     for j, stage in enumerate(journey.stages, start=2):
-        c = ws.cell(header, j, f"{stage.label}\n({', '.join(stage.covers)})")
+        c = _text(ws.cell(header, j), f"{stage.label}\n({', '.join(stage.covers)})")
         c.font, c.fill, c.alignment, c.border = Font(bold=True, color="FFFFFFFF"), _fill(argb), wrap, box
         ws.column_dimensions[c.column_letter].width = 32
     ws.column_dimensions["A"].width = 24
     for i, lane in enumerate(journey.lanes, start=header + 1):
-        c = ws.cell(i, 1, lane.name)
+        c = _text(ws.cell(i, 1), lane.name)
         c.font, c.fill, c.alignment, c.border = Font(bold=True), _fill("FF" + LANE_FILL[1:].upper()), wrap, box
         fill = _fill("FF" + (DATA_FILL if lane.kind == "data" else TEXT_FILL)[1:].upper())
         for j, stage in enumerate(journey.stage_labels(), start=2):
-            c = ws.cell(i, j, cells.loc[lane.name, stage])
+            c = _text(ws.cell(i, j), cells.loc[lane.name, stage])
             c.fill, c.alignment, c.border = fill, wrap, box
         lines = max(len(textwrap.wrap(t, 30)) + t.count("\n") for t in cells.loc[lane.name]) if len(cells.columns) else 1
         ws.row_dimensions[i].height = max(30, 15 * lines)
     ws.freeze_panes = ws.cell(header + 1, 2)
     return wb
+
+
+def _text(cell, value):
+    """Put CRM text into a cell as text: a value typed like ``=2+3`` or ``=cmd|...`` stays a string,
+    never a formula (openpyxl would store it as one)."""
+    cell.value = value
+    if is_formula_like(value):
+        cell.data_type = "s"
+    return cell
 
 
 def _fill(argb: str) -> PatternFill:

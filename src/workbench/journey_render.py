@@ -18,6 +18,7 @@ from statsmodels.stats.multitest import multipletests
 
 from . import tables
 from .findings import p_value, percent
+from .markup import markdown_text
 from .timeunits import span
 from .groups import OVERALL
 from .journey import Journey, Persona
@@ -234,11 +235,11 @@ def to_markdown(journey: Journey, facts: JourneyFacts, persona: str | None = Non
     cells = grid(journey, facts, persona)
 
     def md(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", "<br>") or " "
+        return "<br>".join(markdown_text(line) for line in str(text).split("\n")) or " "
 
-    lines = [f"## {journey.title}: {journey.persona.name}", ""]
+    lines = [f"## {md(journey.title)}: {md(journey.persona.name)}", ""]
     if journey.persona.description:
-        lines += [journey.persona.description, ""]
+        lines += [md(journey.persona.description), ""]
     lines.append(f"_{_deal_count(facts, persona):,} deals, data as of {facts.as_of.date()}._")
     lines += ["", "| | " + " | ".join(md(f"{s.label} ({', '.join(s.covers)})") for s in journey.stages) + " |",
               "|---" * (len(journey.stages) + 1) + "|"]

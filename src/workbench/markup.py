@@ -25,3 +25,20 @@ def inline_markdown(text: str) -> str:
             part = html.escape(_LINK.sub(r"\1", part), quote=False)
             parts.append(_EMPHASIS.sub(r"<em>\1</em>", _STRONG.sub(r"<strong>\1</strong>", part)))
     return "".join(parts)
+
+
+#: Characters with a meaning in Markdown, escaped with a backslash so CRM text stays text.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]{}()#+!|~>-])")
+#: A spreadsheet treats a cell typed with one of these first characters as a formula.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def markdown_text(text) -> str:
+    """CRM text for a Markdown file: HTML escaped and Markdown punctuation backslashed, so that
+    ``<img onerror=...>``, ``[x](javascript:...)`` or ``**bold**`` show as typed."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(str(text), quote=False))
+
+
+def is_formula_like(text) -> bool:
+    """Whether a spreadsheet would read ``text`` as a formula (``=2+3``, ``@SUM(...)``, ``+cmd|...``)."""
+    return isinstance(text, str) and text.startswith(FORMULA_STARTS)

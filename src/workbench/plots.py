@@ -31,7 +31,9 @@ CONTEXT = "notebook"
 FONT_SCALE = 0.9
 PALETTE = "colorblind"
 RC = {"figure.figsize": (7.0, 4.2), "axes.spines.top": False, "axes.spines.right": False,
-      "legend.frameon": False, "savefig.bbox": "tight", "figure.dpi": 100}
+      "legend.frameon": False, "savefig.bbox": "tight", "figure.dpi": 100,
+      # Labels are CRM text: a persona or stage with `$` in it is text, never mathtext.
+      "text.parse_math": False}
 #: Colours that mean the same thing in every figure.
 OUTCOME_COLORS = {"won": sns.color_palette(PALETTE)[2], "lost": sns.color_palette(PALETTE)[3],
                   "open": (0.78, 0.78, 0.78)}

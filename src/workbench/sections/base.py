@@ -238,11 +238,14 @@ def section(title: str, *, needs: Sequence[Callable] = (), builds_on: str | None
 
 
 def _build(out: Section, build, args, kwargs) -> None:
-    """Run one section's computation; on failure, nothing half-made is shown and no figure is left open."""
+    """Run one section's computation in the house figure style (CRM text in figures never read as
+    mathtext); on failure, nothing half-made is shown and no figure is left open."""
     import matplotlib.pyplot as plt
 
+    from ..plots import theme
+
     before = set(plt.get_fignums())
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, theme():
         warnings.simplefilter("always")
         try:
             out.result = build(out, *args, **kwargs)

@@ -447,3 +447,188 @@ def test_dask_needs_a_scheduler_address(data, tmp_path):
     with pytest.raises(WorkbenchError, match=r"needs the scheduler's address"):
         run(path, executor="dask", progress=False)
     assert main(["run", str(path), "--executor", "dask"]) == 2
+
+
+# --- nothing leaked, nothing lost ----------------------------------------------------------------
+
+def test_variables_a_dataset_reads_credentials_from_are_secrets(tmp_path, monkeypatch):
+    """`password_env` and `url_env` anywhere in a dataset.yaml name secrets, whatever the variable is called."""
+    from workbench.params import SECRET_NAMES_VARIABLE, credential_variables, name_secret_variables, secret_values
+
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text("deals: {source: {url: 'postgresql://a@h/db', password_env: DB_PASS, table: deals}}\n"
+                    "stage_history:\n  source: {url_env: CRM_URL, query: SELECT 1}\n")
+    assert credential_variables(spec) == ["CRM_URL", "DB_PASS"]
+    monkeypatch.delenv(SECRET_NAMES_VARIABLE, raising=False)
+    monkeypatch.setenv("DB_PASS", "hunter22")
+    assert "hunter22" not in secret_values()
+    name_secret_variables(["DB_PASS"])
+    assert "hunter22" in secret_values()
+
+
+@pytest.mark.slow
+def test_a_secret_named_by_password_env_reaches_no_output_not_even_the_index(data, tmp_path, monkeypatch):
+    """A password in a variable named by the dataset's `password_env` (not credential-like: `DB_PASS`), leaked
+    by the kernel every way and put in the run's title, is in no file the run writes: notebooks, report,
+    summary, run.json, index."""
+    import workbench.params
+
+    secret = "pw-" + os.urandom(12).hex()
+    monkeypatch.setenv("DB_PASS", secret)
+    monkeypatch.delenv(workbench.params.SECRET_NAMES_VARIABLE, raising=False)
+    monkeypatch.setattr(workbench.params, "credential_variables", lambda path: ["DB_PASS"])
+    path = write_params(tmp_path, data[0], ["reads_secret"], overall=True, title=f"Pipeline for {secret}",
+                        parameters={"variable": "DB_PASS"})
+    run(path, progress=False)
+    written = files(tmp_path / "out")
+    assert {p.name for p in written} >= {"index.html", "run.json", "report.html", "reads_secret.ipynb"}
+    for p in written:
+        assert secret not in p.read_text(errors="replace"), p
+    assert "Pipeline for ***" in (tmp_path / "out" / "index.html").read_text()
+
+
+def test_a_full_disk_never_replaces_a_good_report(data, tmp_path, monkeypatch):
+    """A segment whose report cannot be written (OSError: no space left) is not published: the previous
+    complete folder stays byte for byte, the temporary one is removed, and the run says so."""
+    import errno
+
+    import workbench.report
+    from workbench.jobs import finish_segment
+
+    final, tmp = tmp_path / "segments" / "overall", tmp_path / "segments" / ".overall.tmp-1"
+    final.mkdir(parents=True)
+    (final / "report.html").write_text("<html>the good report</html>")
+    (final / "summary.json").write_text("{}")
+    before = {p.name: p.read_bytes() for p in final.iterdir()}
+    tmp.mkdir()
+
+    def full_disk(*args, **kwargs):
+        (tmp / "report.html").write_text("<html><body>cut off")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(workbench.report, "render_report", full_disk)
+    task = {"tmp": str(tmp), "final": str(final), "too_small": False, "notebooks": [], "filter": {},
+            "counts": data[1].counts(), "excluded_rows": {"count": 0, "by_reason": []}, "title": "t", "client": "c",
+            "branding": {}, "label": "All deals"}
+    out = finish_segment(task)
+    assert out["status"] == "failed" and "No space left on device" in out["error"]
+    assert "the previous report was kept" in out["error"]
+    assert {p.name: p.read_bytes() for p in final.iterdir()} == before and not tmp.exists()
+
+
+def test_a_cut_notebook_or_summary_is_not_a_complete_folder(tmp_path):
+    """`check_complete` refuses a folder whose report is cut off, whose summary is not JSON or whose
+    notebook does not read back."""
+    from workbench.store import check_complete
+
+    (tmp_path / "report.html").write_text("<html><body>all</body></html>\n")
+    (tmp_path / "summary.json").write_text("{}")
+    (tmp_path / "a.ipynb").write_text('{"cells": [')
+    assert check_complete(tmp_path) is None
+    assert "a.ipynb" in check_complete(tmp_path, ["a.ipynb"])
+    (tmp_path / "summary.json").write_text("")
+    assert "summary.json" in check_complete(tmp_path)
+    (tmp_path / "report.html").write_text("<html><body>al")
+    assert "report.html" in check_complete(tmp_path)
+
+
+def test_a_lock_whose_process_id_now_belongs_to_another_program_is_taken_over(tmp_path):
+    """A lock names its process and that process's start time: a live process that started at another time
+    is not the run (ids are reused), so the lock is stale; a live run's lock names the lock file."""
+    from workbench.runfiles import Lock, _started
+
+    lock = tmp_path / ".run.lock"
+    lock.write_text(f"{os.getpid()} {_started(os.getpid()) - 3600}")  # this process, an hour "earlier"
+    with Lock(lock):
+        assert lock.read_text().split()[0] == str(os.getpid())
+    assert not lock.exists()
+    lock.write_text(f"{os.getpid()} {_started(os.getpid())}")
+    with pytest.raises(WorkbenchError, match=rf"its lock file is `{re.escape(str(lock))}`.*delete"):
+        Lock(lock).__enter__()
+
+
+def test_output_is_a_new_empty_or_workbench_folder(data, tmp_path):
+    """`output: ..` (a folder of other files) and `output: /` are refused before anything is written; an empty
+    folder, or one an earlier run made, is used."""
+    from workbench.runfiles import MARKER_FILE, claim_output
+
+    other = tmp_path / "project"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    (other / "segments" / "overall").mkdir(parents=True)
+    for folder in (other, Path("/")):
+        with pytest.raises(SpecError, match="not empty and was not made by a workbench run"):
+            claim_output(folder)
+    assert sorted(p.name for p in other.iterdir()) == ["notes.txt", "segments"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert claim_output(empty) == empty and (empty / MARKER_FILE).exists()
+    (empty / "run.json").write_text("{}")
+    assert claim_output(empty) == empty
+
+
+def test_a_run_that_stops_early_keeps_the_last_log_and_never_writes_through_a_link(data, tmp_path):
+    """logs/workers.log is replaced only by a run that got past loading; a symlink there is replaced, not
+    followed (the file it points to is untouched)."""
+    path = write_params(tmp_path, data[0], ["counts"], overall=True)
+    run(path, progress=False)
+    log = tmp_path / "out" / "logs" / "workers.log"
+    previous = log.read_bytes()
+    bad_data = tmp_path / "bad"
+    bad_data.mkdir()
+    (bad_data / "deals.csv").write_text("deal_id,outcome\nD1,maybe\n")
+    (bad_data / "dataset.yaml").write_text("deals: {source: deals.csv}\n")
+    spec = yaml.safe_load(path.read_text())
+    spec["dataset"] = str(bad_data / "dataset.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(yaml.safe_dump(spec))
+    with pytest.raises(WorkbenchError):  # the data do not load: the workers had started, the log was open
+        run(broken, progress=False)
+    assert log.read_bytes() == previous
+    target = tmp_path / "precious.txt"
+    target.write_text("do not truncate")
+    log.unlink()
+    log.symlink_to(target)
+    run(path, progress=False)
+    assert target.read_text() == "do not truncate" and not log.is_symlink()
+
+
+def test_parameters_naming_missing_columns_stop_the_run_before_any_kernel(data, tmp_path):
+    """An unknown column in `speed_covariates` or `segment_by` is an error naming it (and a close match)
+    before a kernel starts, instead of a KeyError inside every segment."""
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({"dataset": str(data[0]), "output": str(tmp_path / "out"),
+                                    "notebooks": ["cycle_time"],
+                                    "parameters": {"speed_covariates": ["chanel", "amount"], "segment_by": "regoin"}}))
+    with pytest.raises(SpecError) as raised:
+        run(path, progress=False)
+    assert "`parameters.speed_covariates` names `chanel` (did you mean `channel`?)" in str(raised.value)
+    assert "`parameters.segment_by` names `regoin` (did you mean `region`?)" in str(raised.value)
+    assert not (tmp_path / "out" / "segments").exists()
+
+
+@pytest.mark.slow
+def test_sigterm_stops_the_run_like_ctrl_c_and_leaves_nothing_running(data, tmp_path):
+    """SIGTERM to the run alone (as `timeout` or a supervisor sends it): exit 143 with a message, no worker,
+    kernel or resource tracker left, no lock, no temporary folder; the next run completes."""
+    import psutil
+
+    path = write_params(tmp_path, data[0], ["sleeps"], workers=1, parameters={"seconds": 120})
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(path)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    segments = tmp_path / "out" / "segments"
+    deadline = time.monotonic() + 300
+    while not list(segments.glob(".overall.tmp-*/sleep-started")):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.2)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert len(family) >= 2  # the worker and its kernel, at least
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    _, alive = psutil.wait_procs(family, timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
+    assert not (tmp_path / "out" / ".run.lock").exists() and not list(segments.glob(".*"))
+    path.write_text(path.read_text().replace("seconds: 120", "seconds: 0"))
+    assert run(path, progress=False).exit_code == 0

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
@@ -30,17 +31,30 @@ def _sample(args) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (from `timeout`, cron wrappers, supervisors), stopping the run as Ctrl-C does."""
+
+
+def _terminate(signum, frame):
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: the cleanup that follows is not cut short
+    raise Terminated
+
+
 def _run(args) -> int:
     from .runner import run
 
     warnings.simplefilter("ignore", DataQualityWarning)
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run(args.params, only_failed=args.only_failed, workers=args.workers, executor=args.executor,
                      scheduler=args.scheduler)
-    except KeyboardInterrupt:
-        print("workbench run: interrupted. Finished segments are in place; unfinished ones were not written. "
-              "Run the same command again to complete the run.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
+        print(f"workbench run: {how}. Finished segments are in place; unfinished ones were not written, and no "
+              "worker or kernel is left running. Run the same command again to complete the run.", file=sys.stderr)
+        return 143 if isinstance(stop, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for note in result.notes:
         print(f"note: {note}")
     counts = {s: sum(r["status"] == s for r in result.segments) for s in ("ok", "partial", "too_small", "failed")}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -43,16 +44,36 @@ class LocalPool:
         except Exception as exc:  # noqa: BLE001 - a crashed worker fails its job only
             return tag, None, exc
 
-    def close(self):
+    def close(self, interrupted: bool = False):
+        """Wait for the workers to finish; when the run was interrupted, stop their tasks first (each
+        worker stops its notebook and shuts its kernel down, as on Ctrl-C) so that no process is left."""
+        if interrupted:
+            for process in list((self.pool._processes or {}).values()):  # noqa: SLF001 - no public handle
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _stop_once(signum, frame):
+    """A worker's first SIGINT or SIGTERM stops its task (its kernel is shut down on the way out); later
+    ones are ignored, so that the cleanup is not cut short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
 def _init_worker(log: str) -> None:
-    """Send a worker's stderr, inherited by the kernels it starts, to the run's log file, and import
-    what its tasks use once, up front, so that task timings measure the work and not the imports."""
-    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
+    SIGTERM (and on SIGINT unless the run ignores it); and import what its tasks use once, up front, so
+    that task timings measure the work and not the imports."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
     os.dup2(fd, 2)
     os.close(fd)
+    signal.signal(signal.SIGTERM, _stop_once)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop_once)
     import nbconvert  # noqa: F401
     import papermill  # noqa: F401
 
@@ -90,5 +111,5 @@ class DaskPool:
         except Exception as exc:  # noqa: BLE001
             return tag, None, exc
 
-    def close(self):
+    def close(self, interrupted: bool = False):
         self.client.close()

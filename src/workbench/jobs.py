@@ -200,13 +200,23 @@ def finish_segment(task: dict) -> dict:
                       title=task["title"], client=task["client"], branding=task["branding"],
                       segment_label=task["label"], quality_note=quality_note(summary), findings=found)
         out["report_seconds"] = time.perf_counter() - tick
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                redact_file(path)
+        broken = store.check_complete(tmp, rendered)
     except Exception as exc:  # noqa: BLE001 - recorded as this segment's failure
         out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
-    for path in tmp.rglob("*"):
-        if path.is_file():
-            redact_file(path)
+        broken = out["error"]
     out["error"] = redact(out["error"]) if out["error"] else None
     out["reasons"] = [redact(r) for r in out["reasons"]]
+    if broken:
+        # A folder that is not whole (a full disk, a write that failed) never replaces the last good one.
+        kept = final.is_dir()
+        store.discard(tmp)
+        out.update(status="failed", error=redact(f"{broken}; " + ("the previous report was kept" if kept else
+                                                                   "no report was published")))
+        out["reasons"] = [out["error"]]
+        return out
     store.publish(tmp, final)
     return out
 

@@ -44,6 +44,9 @@ DATASET_PARAMETER = "dataset_path"
 #: Names that look like they hold a credential (matched anywhere in a key, any case).
 #: ``pwd`` only after a separator: the shell's PWD and OLDPWD hold the working directory.
 SECRET_NAME = re.compile(r"passw|[_-]pwd|secret|token|credential|api[_-]?key|private[_-]?key|access[_-]?key", re.I)
+#: The environment variable listing further variables whose values are secrets (a dataset.yaml's
+#: `password_env` / `url_env`), inherited by the run's workers and kernels.
+SECRET_NAMES_VARIABLE = "WORKBENCH_SCRUB_VARIABLES"
 #: Types a notebook parameter may declare, by the name used in annotations.
 PARAMETER_TYPES = {"int": int, "float": float, "str": str, "bool": bool, "list": list, "dict": dict}
 
@@ -169,6 +172,9 @@ def load_params(path: str | Path) -> RunParams:
     """
     path = Path(path)
     raw = _dates_as_text(read_yaml_mapping(path, "dataset", "`params/demo.yaml`"))
+    dataset = raw.get("dataset")
+    if isinstance(dataset, str) and dataset != SAMPLE:
+        name_secret_variables(credential_variables(path.parent / dataset))
     check_no_secrets(raw, str(path))
     try:
         spec = RunSpec.model_validate(raw)
@@ -235,14 +241,47 @@ def _pydantic_message(exc: ValidationError, path: Path) -> str:
 # --- secrets -------------------------------------------------------------------------------
 
 def secret_values(min_length: int = 6) -> list[str]:
-    """Values of environment variables whose names look like credentials (longest first),
-    for `workbench.jobs` to scrub from everything a run writes."""
-    values = {v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= min_length}
+    """Values to scrub from everything a run writes (longest first): of environment variables whose
+    names look like credentials, and of those a dataset.yaml reads credentials from (`password_env`,
+    `url_env`, named in `SECRET_NAMES_VARIABLE`; kept from 4 characters), for `workbench.jobs`."""
+    named = {n for n in os.environ.get(SECRET_NAMES_VARIABLE, "").split(",") if n}
+    values = {v for k, v in os.environ.items()
+              if (SECRET_NAME.search(k) and len(v) >= min_length) or (k in named and len(v) >= 4)}
     return sorted(values, key=len, reverse=True)
 
 
+def credential_variables(dataset_yaml: Path) -> list[str]:
+    """Names of the environment variables a dataset.yaml reads credentials from (`password_env`,
+    `url_env`, in any source); none when it cannot be read (loading it will say why)."""
+    try:
+        raw = read_yaml_mapping(Path(dataset_yaml), "deals", "an example in `examples/`")
+    except (SpecError, OSError):
+        return []
+    names = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in ("password_env", "url_env") and isinstance(item, str):
+                    names.append(item)
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(raw)
+    return sorted(set(names))
+
+
+def name_secret_variables(names) -> None:
+    """Treat these environment variables as secrets in this process and the workers and kernels it starts."""
+    known = {n for n in os.environ.get(SECRET_NAMES_VARIABLE, "").split(",") if n}
+    os.environ[SECRET_NAMES_VARIABLE] = ",".join(sorted(known | set(names)))
+
+
 def check_no_secrets(raw: dict, origin: str) -> None:
-    """Refuse keys that look like credentials, and values equal to a secret in the environment.
+    """Refuse keys that look like credentials, and keys or values equal to a secret in the environment
+    (a filter named after a password would be published in the index).
 
     Raises
     ------
@@ -259,6 +298,8 @@ def check_no_secrets(raw: dict, origin: str) -> None:
                 # Under `split`, keys are filter labels and deal columns, not settings.
                 if SECRET_NAME.search(str(k)) and not key_path.startswith("split."):
                     bad_keys.append(key_path)
+                elif str(k) in secrets:
+                    bad_values.append(f"{where or '(top level)'} (a key)")
                 walk(v, key_path)
         elif isinstance(value, list):
             for i, v in enumerate(value):
@@ -390,3 +431,35 @@ def parameters_for(params: RunParams, notebook: Path) -> dict:
     """The run's parameters that ``notebook`` declares (each notebook gets only its own)."""
     declared = notebook_parameters(notebook)
     return {k: v for k, v in params.spec.parameters.items() if k in declared}
+
+
+#: Notebook parameters that name deal columns, checked against the data before any kernel starts.
+COLUMN_PARAMETERS = ("segment_by", "persona_column", "speed_covariates", "driver_columns")
+
+
+def check_columns(params: RunParams, dataset) -> None:
+    """Every deal column a parameter names exists in the data (account columns too, for `driver_columns`).
+
+    Raises
+    ------
+    SpecError
+        Naming each parameter, its unknown columns and the known ones, before any kernel starts.
+    """
+    known = set(dataset.deals.columns)
+    accounts = set(dataset.accounts.columns) if dataset.accounts is not None else set()
+    problems = []
+    for name in COLUMN_PARAMETERS:
+        value = params.spec.parameters.get(name)
+        if not value:
+            continue
+        columns = [value] if isinstance(value, str) else list(value)
+        allowed = known | accounts if name == "driver_columns" else known
+        missing = [c for c in columns if c not in allowed]
+        if missing:
+            close = {c: difflib.get_close_matches(str(c), sorted(allowed), n=1) for c in missing}
+            hints = "; ".join(f"`{c}` (did you mean `{m[0]}`?)" if m else f"`{c}`" for c, m in close.items())
+            problems.append(f"`parameters.{name}` names {hints}, which the deals do not have. Try 1) use "
+                            f"columns the data have: {sorted(c for c in allowed if not str(c).startswith('_'))} "
+                            f"2) leave `{name}` out to choose from the data")
+    if problems:
+        raise SpecError(f"`{params.path}` has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))

@@ -171,7 +171,8 @@ def buying_roles(dataset: Dataset, *, decision_role: str = DECISION_MAKER, alpha
                              f"({len(closed)} closed deals): nothing to compare. "
                              + fixes("check the role's spelling: roles present are "
                                      + ", ".join(map(str, dataset.contacts["role"].dropna().unique()[:5])),
-                                     "pass `decision_role=`"))
+                                     "set `decision_role` (the notebook parameter, or `decision_role=`) to the "
+                                     "role your CRM uses"))
     dm = _rates(closed, ["decision_maker"], alpha).drop(columns="mean_contacts")
     dm = dm.sort_values("decision_maker", ascending=False, ignore_index=True)
     w, wo = dm.iloc[0], dm.iloc[1]

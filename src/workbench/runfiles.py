@@ -16,11 +16,42 @@ from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from .exceptions import WorkbenchError, fixes
+from .exceptions import SpecError, WorkbenchError, fixes
 from .jobs import redact
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".run.lock"
+#: Marks a folder as a workbench run's output: only such a folder, or an empty one, is written to.
+MARKER_FILE = ".workbench-output"
+
+
+def claim_output(output: Path) -> Path:
+    """The run's output folder, created or confirmed as the workbench's own.
+
+    A run writes, replaces and removes files in its folder (segments/, slices/, logs/...), so it
+    only ever uses a folder that is new, empty, or was made by an earlier run (it holds
+    `MARKER_FILE`, or a run.json). ``output: ..`` or ``output: /`` would otherwise replace
+    someone else's files.
+
+    Raises
+    ------
+    SpecError
+        The folder exists, is not empty and is not a workbench output folder (or is not a folder).
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise SpecError(f"`output` is `{output}`, which is a file, not a folder. "
+                        + fixes("choose a new folder for the run's output"))
+    if output.is_dir() and not (output / MARKER_FILE).exists() and not (output / RUN_FILE).exists():
+        if any(output.iterdir()):
+            raise SpecError(f"`output` is `{output}`, a folder that is not empty and was not made by a workbench "
+                            "run; a run replaces and removes files in its output folder, so it only writes to "
+                            "a new or empty folder, or one an earlier run made. "
+                            + fixes("choose a new folder, e.g. `output: output/my_run`",
+                                    f"empty `{output}` first if nothing in it is needed"))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / MARKER_FILE).touch()
+    return output
 KEY_LIBRARIES = ("workbench", "numpy", "pandas", "scipy", "statsmodels", "lifelines", "matplotlib", "pyarrow",
                  "papermill", "nbclient", "nbconvert", "ipykernel", "jupyter_client", "dask", "distributed")
 
@@ -61,6 +92,8 @@ def remove_leftovers(output: Path) -> None:
     """Temporary folders of interrupted runs (this run holds the lock, so none is in use)."""
     for path in output.glob(f".{RUN_FILE}.tmp-*"):
         path.unlink(missing_ok=True)
+    for path in (output / "logs").glob(".*.tmp-*"):
+        path.unlink(missing_ok=True)
     for folder in ("segments", "slices"):
         for path in (output / folder).glob(".*.tmp-*"):
             shutil.rmtree(path, ignore_errors=True)
@@ -73,7 +106,11 @@ def sha256(path: Path) -> str:
 
 
 class Lock:
-    """One run per output folder at a time; a lock left by a dead process is taken over."""
+    """One run per output folder at a time; a lock left by a run that is gone is taken over.
+
+    The lock file holds the run's process id and that process's start time, so a lock whose
+    process id now belongs to another program (ids are reused) is seen to be stale.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -82,16 +119,18 @@ class Lock:
         try:
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            try:
-                pid = int(self.path.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and _alive(pid):
-                raise WorkbenchError(f"Another run (process {pid}) is writing to `{self.path.parent}`. "
-                                     + fixes("wait for it to finish", "use another `output` folder")) from None
+            holder = _holder(self.path)
+            if holder is not None:
+                pid, since = holder
+                raise WorkbenchError(
+                    f"Another run (process {pid}, started {since}) is writing to `{self.path.parent}`: its lock "
+                    f"file is `{self.path}`. "
+                    + fixes("wait for it to finish", "use another `output` folder",
+                            f"if no run is going on (the process is something else now), delete `{self.path}`")
+                ) from None
             self.path.unlink(missing_ok=True)
             fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"{os.getpid()} {_started(os.getpid())}".encode())
         os.close(fd)
         return self
 
@@ -99,11 +138,25 @@ class Lock:
         self.path.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch), or None if there is none."""
+    import psutil
+
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def _holder(path: Path) -> tuple[int, str] | None:
+    """(pid, start time as text) of the live run that holds the lock at ``path``; None for a stale lock."""
+    try:
+        fields = path.read_text().split()
+        pid = int(fields[0])
+        recorded = float(fields[1]) if len(fields) > 1 else None
+    except (OSError, ValueError, IndexError):
+        return None
+    started = _started(pid)
+    if started is None or (recorded is not None and abs(started - recorded) > 1.0):
+        return None  # gone, or its id now belongs to another process
+    return pid, datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -37,8 +37,9 @@ from . import store
 from .exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import DaskPool, LocalPool
 from .jobs import KERNEL, execute_job, finish_segment, redact, redact_file
-from .params import DATASET_PARAMETER, RunParams, load_params, parameters_for
-from .runfiles import LOCK_FILE, RUN_FILE, Lock, previous_run, remove_leftovers, sha256, write_run_file
+from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, parameters_for
+from .runfiles import (LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256,
+                       write_run_file)
 from .segments import Segment, plan_segments
 from .summary import excluded_rows, too_small_summary
 
@@ -118,22 +119,33 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         raise WorkbenchError("`--executor dask` needs the scheduler's address. "
                              + fixes("pass `--scheduler tcp://host:8786`"))
     workers = workers or params.spec.workers or os.cpu_count() or 1
-    output = params.output
-    output.mkdir(parents=True, exist_ok=True)
+    output = claim_output(params.output)
     with Lock(output / LOCK_FILE):
         previous = previous_run(output) if only_failed else None
         remove_leftovers(output)
+        # This run's worker log, moved over logs/workers.log once the run got past loading the data,
+        # so that a run that stops early never wipes the last good run's log.
         log = output / LOG_FILE
         log.parent.mkdir(exist_ok=True)
-        log.write_text("")
+        run_log = log.with_name(f".{log.name}.tmp-{os.getpid()}")
+        run_log.write_text("")
         # Started before the data loads, so that local workers start and import meanwhile.
-        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, log)
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log)
+        interrupted = True
         try:
-            return _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
-                               started, t0)
+            result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
+                                 started, t0)
+            interrupted = False
+            return result
         finally:
-            pool.close()
-            redact_file(log)
+            pool.close(interrupted=interrupted)
+            redact_file(run_log)
+            if run_log.stat().st_size or not log.exists():
+                os.replace(run_log, log)  # replaces a symlink itself, never the file it points to
+            else:
+                run_log.unlink()
+            if interrupted:
+                remove_leftovers(output)  # this run's half-written segment folders and slices
 
 
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0):
@@ -141,6 +153,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     timing = {}
     tick = time.perf_counter()
     dataset, notes = _load(params)
+    check_columns(params, dataset)
     timing["load_seconds"] = time.perf_counter() - tick
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
     notes += split_notes
@@ -176,6 +189,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     tick = time.perf_counter()
     try:
         _write_index(params, output, records)
+        redact_file(output / "index.html")
     except Exception as exc:  # noqa: BLE001 - the run's other outputs stand; the failure is reported
         failures.append(f"index.html: {type(exc).__name__}: {redact(str(exc))}")
     timing["index_seconds"] = time.perf_counter() - tick

@@ -124,11 +124,36 @@ def load_slice(folder: str | Path) -> Dataset:
         return load_dataset(Path(folder) / SPEC_FILE)
 
 
+def check_complete(folder: Path, notebooks=()) -> str | None:
+    """Why ``folder`` is not a complete segment folder (``None`` if it is): its report, its summary and
+    each of ``notebooks`` must be there and read back whole (a full disk leaves them cut or empty)."""
+    import nbformat
+
+    report = folder / "report.html"
+    if not report.is_file() or not report.read_text(errors="replace").rstrip().endswith("</html>"):
+        return "report.html is missing or cut off"
+    try:
+        json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "summary.json is missing or not valid JSON"
+    for name in notebooks:
+        try:
+            nbformat.read(str(folder / name), as_version=4)
+        except Exception:  # noqa: BLE001 - any way of not reading back is a broken file
+            return f"{name} is missing or not a valid notebook"
+    return None
+
+
+def discard(tmp: Path) -> None:
+    """Remove a segment folder that will not be published (the previous one stays in place)."""
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def publish(tmp: Path, final: Path) -> None:
     """Move a completed folder into place: readers see the old folder or the new one, never a partial one.
 
     A directory cannot be renamed over a non-empty one, so the old one is first moved
-    aside and removed after.
+    aside and removed after. Check the folder with `check_complete` first.
     """
     old = final.parent / f".{final.name}.old-{os.getpid()}"
     if final.exists():

@@ -70,11 +70,12 @@ def fit_score_backtest(out: Section, settings):
 @section("Buying roles", needs=(needs.table("contacts"), needs.closed_deals))
 def buying_roles(out: Section, settings):
     """Win rates of closed deals with and without a decision maker; people and roles per deal."""
-    from ..roles import buying_roles as roles
+    from ..roles import DECISION_MAKER, buying_roles as roles
 
-    result = roles(settings.dataset)
-    out.text("Win rates of closed deals with and without a decision maker among the contacts, and how many people "
-             "and roles take part.")
+    role = settings.decision_role or DECISION_MAKER
+    result = roles(settings.dataset, decision_role=role)
+    out.text(f"Win rates of closed deals with and without a decision maker (a contact whose role is "
+             f"“{role}”) among the contacts, and how many people and roles take part.")
     out.sentences([result.statement], key=True)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Win rate of closed deals with and without a decision maker.")
     out.table(result.decision_maker)

@@ -68,6 +68,7 @@ class Settings:
     persona_column: str | None = None
     touch_window_days: float | None = None
     half_life_days: float | None = None
+    decision_role: str | None = None
     explained: tuple = field(default=())
 
     def as_record(self) -> dict:
@@ -94,7 +95,7 @@ UNUSED = _Unset()
 def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED, horizon=UNUSED, days=UNUSED,
                     mature_days=UNUSED, window_days=UNUSED, forecast_window=UNUSED, backtest_cut=UNUSED,
                     speed_covariates=UNUSED, driver_columns=UNUSED, persona_column=UNUSED, touch_window_days=UNUSED,
-                    half_life_days=UNUSED) -> Settings:
+                    half_life_days=UNUSED, decision_role=UNUSED) -> Settings:
     """Resolve a notebook's parameters against ``dataset``: empty values are chosen from the data.
 
     Pass only the parameters the notebook has; ``""``, ``0`` and ``[]`` mean "choose".
@@ -129,6 +130,8 @@ def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED,
         values["driver_columns"] = tuple(driver_columns) or None
         if driver_columns:
             said.append(f"Win drivers: {_names(driver_columns)} (`driver_columns`).")
+    if decision_role is not UNUSED:
+        values["decision_role"] = _decision_role(dataset, decision_role, said)
     if persona_column is not UNUSED:
         values["persona_column"] = persona_column if persona_column in dataset.deals else None
     return Settings(dataset=dataset, explained=tuple(said), **{k: _tidy(v) for k, v in values.items()})
@@ -269,6 +272,23 @@ def _backtest_cut(dataset, given, window, said) -> pd.Timestamp | None:
     if pd.isna(dataset.as_of):
         return None
     return dataset.as_of - pd.Timedelta(days=2 * window)
+
+
+def _decision_role(dataset, given, said) -> str:
+    """The contact role that marks a decision maker: given, or the role whose name says "decision"."""
+    from ..roles import DECISION_MAKER
+
+    if given:
+        said.append(f"Decision makers are contacts with the role `{given}` (`decision_role`).")
+        return given
+    contacts = dataset.contacts
+    roles = [] if contacts is None or "role" not in contacts else list(contacts["role"].dropna().unique())
+    found = [r for r in roles if "decision" in str(r).lower()]
+    chosen = found[0] if found else DECISION_MAKER
+    if found:
+        said.append(f"Decision makers are contacts with the role `{chosen}` (its name says so; set "
+                    "`decision_role` to choose another).")
+    return chosen
 
 
 def _speed_covariates(dataset, given, segment_by, said) -> tuple:

@@ -342,3 +342,15 @@ def test_format_headline_rejects_a_share_above_one():
     """A share given as a percentage (42 for 42%) is an error, not `4200%` in front of a client."""
     with pytest.raises(WorkbenchError, match="between 0 and 1"):
         format_headline("win_probability", 42)
+
+
+@pytest.mark.slow
+def test_a_notebook_cut_off_by_a_timeout_says_the_rest_could_not_be_produced(tmp_path):
+    """A cell that runs past the run's `timeout` leaves no error output of its own: the report still cuts
+    the notebook there and says the rest could not be produced."""
+    sleeps = Path(__file__).resolve().parent / "data" / "notebooks" / "sleeps.ipynb"
+    out = tmp_path / "sleeps.ipynb"
+    done = execute_notebook(sleeps, out, parameters={"seconds": 60}, cwd=tmp_path, timeout=3)
+    assert done.status == "failed" and "Timeout" in (done.error or "")
+    html = render_report([out], tmp_path / "report.html", **OPTIONS).read_text()
+    assert "could not be produced" in html and "Timeout" not in html and "Traceback" not in html

@@ -62,7 +62,28 @@ def execute_notebook(input_path: str | Path, output_path: str | Path, *, paramet
         retried_after = error
     if kernel_failed and attempt > 1:
         error = f"{error} (the kernel failed in all {attempt} attempts)"
+    if error and Path(output_path).exists():
+        _mark_stopped(Path(output_path))
     return Execution("failed" if error else "ok", error, attempt, retried_after)
+
+
+def _mark_stopped(path: Path) -> None:
+    """Mark where a notebook stopped when nothing in it says so (a cell timed out, the kernel died):
+    papermill then leaves every cell "completed" and no error, and the report would show a cut-off
+    notebook as if whole. The last cell that started is marked as the one that failed."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - a notebook that cannot be read is reported as missing later
+        return
+    if any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", [])):
+        return  # a cell's own error marks the place already
+    started = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")]
+    if started:
+        started[-1].metadata.setdefault("papermill", {})["exception"] = True
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, path)
 
 
 def _execute_once(input_path, output_path, parameters, cwd, timeout) -> tuple[str | None, bool]:

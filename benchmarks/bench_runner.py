@@ -1,10 +1,10 @@
-"""`workbench run` throughput: N segments of 2,000 deals, against the ideal.
+"""`workbench run` with all five notebooks: how much of a report's time is its analysis.
 
-The ideal is the time of one report alone x N / workers. One report alone is the
-median over a run of three segments on one worker, one after the other (each
-report's notebook job plus its summary and HTML, as the worker timed them). The
-per-report overhead (kernel start, imports, kernel shutdown, HTML) is reported
-apart from the analysis time, from `run.json`.
+1. One 4,000-deal segment on one worker: the whole run's wall time, the notebooks' own cell time
+   (cells that analyse, not the import cells) and the overhead share; beside it, the same five
+   notebooks executed the library-default way (Papermill, a fresh kernel per notebook) against
+   the runner's way (one warm kernel per segment, `workbench.jobs.execute_group`) on the same slice.
+2. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share.
 
 Run: ``.venv/bin/python benchmarks/bench_runner.py [--segments 40] [--deals 2000] [--workers N]``
 (``--segments 6`` for a quick check; the full run takes several minutes on 2 cores).
@@ -23,20 +23,19 @@ from pathlib import Path
 import yaml
 
 from workbench.exceptions import DataQualityWarning
+from workbench.jobs import execute_group, execute_job
+from workbench.params import DEFAULT_NOTEBOOKS, resolve_notebook
 from workbench.runner import run
 from workbench.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "cycle_time.ipynb"
-PARAMETERS = {"segment_by": "persona", "covariates": ["persona", "channel", "amount"], "horizon": 365}
 
 
 def _params(folder: Path, dataset: Path, split: dict, workers: int) -> Path:
-    spec = {"dataset": str(dataset), "split": split, "overall": False, "notebooks": [str(NOTEBOOK)],
-            "parameters": PARAMETERS, "min_deals_per_segment": 100, "output": str(folder / "out"),
-            "workers": workers, "title": "Runner benchmark"}
-    path = folder / "run.yaml"
+    spec = {"dataset": str(dataset), "split": split, "overall": False, "min_deals_per_segment": 100,
+            "output": str(folder / "out"), "workers": workers, "title": "Runner benchmark"}
     folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "run.yaml"
     path.write_text(yaml.safe_dump(spec))
     return path
 
@@ -45,59 +44,70 @@ def _timed_run(path: Path) -> tuple[float, dict]:
     start = time.perf_counter()
     result = run(path, progress=sys.stderr.isatty())
     wall = time.perf_counter() - start
-    if result.failures:
-        print("  failures:", *result.failures[:5], sep="\n    ")
+    if result.failures or result.partial:
+        print("  not complete:", *(result.failures + result.partial)[:5], sep="\n    ")
     return wall, json.loads((result.output / "run.json").read_text())
 
 
-def _report_seconds(record: dict) -> list[float]:
-    """Worker-side time of each report: its notebook jobs, summary and HTML."""
-    jobs = {}
-    for job in record["jobs"]:
-        jobs[job["slug"]] = jobs.get(job["slug"], 0.0) + job["duration_seconds"]
-    times = [jobs.get(s["slug"], 0.0) + (s["summary_seconds"] or 0) + (s["report_seconds"] or 0)
-             for s in record["segments"]]
-    return times
+def _cells(record: dict) -> float:
+    """The notebooks' own analysis time: every cell that is not only imports, over all jobs."""
+    return sum(job.get("analysis_seconds") or 0.0 for job in record["jobs"])
 
 
-def _breakdown(record: dict) -> None:
+def _share(wall: float, cells: float, workers: int) -> str:
+    overhead = 1 - cells / workers / wall
+    return f"wall {wall:6.1f} s   notebooks' own cells {cells:6.1f} s   overhead {100 * overhead:4.1f}% of the wall time"
+
+
+def _one_segment(tmp: Path) -> None:
+    data = generate(n_deals=4_000, seed="bench-runner-one", truth_deals=1_000)
+    dataset = data.write_csv(tmp / "one-data")
+    wall, record = _timed_run(_one_params(tmp, dataset))
+    print(f"one 4,000-deal segment, five notebooks, one worker: {_share(wall, _cells(record), 1)}")
     t = record["timing"]["per_report"]
-    overhead = t["kernel_start_seconds"] + t["import_seconds"] + t["teardown_seconds"] + t["html_seconds"]
-    print(f"    kernel start {t['kernel_start_seconds']:6.2f} s   imports {t['import_seconds']:6.2f} s   "
-          f"kernel shutdown + save {t['teardown_seconds']:5.2f} s   HTML {t['html_seconds']:5.2f} s"
-          f"   -> overhead {overhead:5.2f} s")
-    print(f"    analysis     {t['analysis_seconds']:6.2f} s   summary.json {t['summary_seconds']:5.2f} s")
+    print(f"    per notebook: kernel start {t['kernel_start_seconds']:.2f} s, imports {t['import_seconds']:.2f} s, "
+          f"analysis {t['analysis_seconds']:.2f} s; HTML {t['html_seconds']:.2f} s; load {record['timing']['load_seconds']:.2f} s")
+    # The same slice, the five notebooks one fresh kernel each (Papermill's default) and in one warm kernel.
+    slice_spec = tmp / "one" / "out" / "slices" / "overall" / "dataset.yaml"
+    for label, warm in (("a fresh kernel per notebook (Papermill's default)", False),
+                        ("one warm kernel per segment (workbench run)", True)):
+        folder = tmp / ("warm" if warm else "fresh")
+        folder.mkdir()
+        jobs = [{"input": str(resolve_notebook(name, ROOT)), "output": str(folder / f"{name}.ipynb"),
+                 "cwd": str(folder), "parameters": {"dataset_path": str(slice_spec)}, "timeout": None,
+                 "notebook": name} for name in DEFAULT_NOTEBOOKS]
+        start = time.perf_counter()
+        records = execute_group({"jobs": jobs}) if warm else [execute_job(job) for job in jobs]
+        took = time.perf_counter() - start
+        cells = sum(r.get("analysis_seconds") or 0.0 for r in records)
+        print(f"    {label:52s} {took:5.1f} s ({cells:4.1f} s of cells, overhead {100 * (1 - cells / took):4.1f}%)")
 
 
-def main(segments: int, deals: int, workers: int) -> dict:
+def _one_params(tmp: Path, dataset: Path) -> Path:
+    spec = {"dataset": str(dataset), "overall": True, "min_deals_per_segment": 100, "workers": 1,
+            "output": str(tmp / "one" / "out"), "title": "Runner benchmark"}
+    (tmp / "one").mkdir(parents=True, exist_ok=True)
+    path = tmp / "one" / "run.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def main(segments: int, deals: int, workers: int) -> None:
     warnings.simplefilter("ignore", DataQualityWarning)
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
         tmp = Path(tmp)
+        _one_segment(tmp)
         data = generate(n_deals=segments * deals, seed="bench-runner", truth_deals=1_000)
         data.deals["bench_segment"] = [f"s{i % segments:02d}" for i in range(len(data.deals))]
         dataset = data.write_csv(tmp / "data")
-        print(f"{segments} segments x {deals:,} deals, {workers} workers, {os.cpu_count()} cores, "
-              f"load average {os.getloadavg()[0]:.1f}; notebook {NOTEBOOK.name}")
-
-        alone = {f"s{i:02d}": {"bench_segment": f"s{i:02d}"} for i in range(min(3, segments))}
-        _, single = _timed_run(_params(tmp / "single", dataset, {"filters": alone}, 1))
-        times = sorted(_report_seconds(single))
-        one = times[len(times) // 2]
-        print(f"one report alone: {one:6.1f} s of worker time (median of {', '.join(f'{t:.1f}' for t in times)} s,"
-              f" one at a time on one worker)")
-        _breakdown(single)
-
         wall, record = _timed_run(_params(tmp / "all", dataset, {"by": ["bench_segment"]}, workers))
-        ideal = one * segments / workers
+        print(f"{segments} segments x {deals:,} deals, five notebooks, {workers} workers: "
+              f"{_share(wall, _cells(record), workers)}")
         t = record["timing"]
-        print(f"whole run:        {wall:6.1f} s (load {t['load_seconds']:.1f} s, slices {t['slices_seconds']:.1f} s, "
-              f"index {t['index_seconds']:.1f} s)")
-        print(f"ideal:            {ideal:6.1f} s = {one:.1f} s x {segments} / {workers}  -> ratio {wall / ideal:.2f} "
-              "(bar: 1.30)")
-        print("per report in the parallel run:")
-        _breakdown(record)
-        print(f"load average at the end {os.getloadavg()[0]:.1f}")
-        return {"wall": wall, "ideal": ideal, "ratio": wall / ideal, "one_report": one}
+        print(f"    load {t['load_seconds']:.1f} s, slices {t['slices_seconds']:.1f} s, index {t['index_seconds']:.1f} s; "
+              f"per report HTML {t['per_report']['html_seconds']:.2f} s")
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

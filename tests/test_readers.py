@@ -246,6 +246,72 @@ def test_latin1_file_is_not_utf8_and_needs_its_encoding(canonical_dir, tmp_path)
     assert "deals_latin1.csv" in str(err.value) and "encoding" in str(err.value)
 
 
+@pytest.mark.parametrize("declared", ["latin-1", "cp1252"])
+def test_byte_order_mark_that_contradicts_the_encoding_is_named(canonical_dir, tmp_path, declared):
+    """A UTF-16 file (byte-order mark) declared as another encoding is a SourceError saying both."""
+    deals, _ = canonical_frames()
+    deals.to_csv(tmp_path / "deals.csv", index=False, encoding="utf-16")
+    spec = write_spec(tmp_path, {"path": "deals.csv", "encoding": declared}, str(canonical_dir / "stage_history.csv"))
+    with pytest.raises(SourceError) as err:
+        workbench.load_dataset(spec)
+    assert "UTF-16 (little-endian) byte-order mark" in str(err.value) and f"`encoding: {declared}`" in str(err.value)
+
+
+def test_utf16_without_a_mark_is_named_and_reads_with_its_encoding(canonical_dir, reference, tmp_path):
+    """UTF-16 text without a byte-order mark is named as such (not sent to latin-1); `encoding: utf-16-le` reads it."""
+    deals, _ = canonical_frames()
+    deals.to_csv(tmp_path / "deals.csv", index=False, encoding="utf-16-le")
+    history = str(canonical_dir / "stage_history.csv")
+    with pytest.raises(SourceError) as err:
+        workbench.load_dataset(write_spec(tmp_path, "deals.csv", history))
+    assert "UTF-16-LE text without a byte-order mark" in str(err.value)
+    assert "Try 1) set `encoding: utf-16-le`" in str(err.value) and "latin" not in str(err.value)
+    got = workbench.load_dataset(write_spec(tmp_path, {"path": "deals.csv", "encoding": "utf-16-le"}, history))
+    assert_same_dataset(got, reference)
+
+
+def test_excel_duplicate_headers_name_both_columns(tmp_path):
+    """Two `amount` headers in an Excel sheet are an error naming both columns, with their letters."""
+    deals, _ = canonical_frames()
+    frame = deals[["deal_id", "created_at", "closed_at", "outcome", "amount"]].assign(list_price=deals["amount"] * 2)
+    frame = frame.rename(columns={"list_price": "amount"})
+    frame.to_excel(tmp_path / "crm.xlsx", sheet_name="Deals", index=False)
+    spec = _sql_spec(tmp_path, {"path": "crm.xlsx", "sheet": "Deals"})
+    (error,) = workbench.validate(spec).errors
+    assert (error.check, error.column) == ("duplicate_header", "amount")
+    assert "in columns 5 (E) and 6 (F)" in error.message
+
+
+TRICKY = {
+    "quoted_line_breaks_crlf": 'id,note,n\r\n1,"a\r\nb",2\r\n\r\n2,"x,""y""",3\r\n   \r\n3,z,4,5\r\n4,w\r\n',
+    "literal_quote_inside_a_cell": 'id,note,n\n1,12" screen,2\n2,"ok",3\n3,5" x,6,7\n4,a\n',
+    "quoted_header_and_last_line_without_end": '"id","note","n"\n"1","a\nb\nc","2"\n"2","x"',
+}
+
+
+@pytest.mark.parametrize("name", TRICKY)
+def test_row_numbers_and_field_counts_follow_the_csv_module(tmp_path, name):
+    """`_row` is the physical line of each record and rows with another field count are exactly those
+    Python's csv module sees, for quoted line breaks, CRLF, blank lines and literal quotes alike."""
+    import csv
+    import io
+
+    from workbench.readers import read_csv_text
+
+    text = TRICKY[name]
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    reader = csv.reader(io.StringIO(text, newline=""))
+    width, done, kept, ragged = len(next(reader)), reader.line_num, [], []
+    for row in reader:
+        if row and any(v.strip() for v in row):
+            (kept if len(row) == width else ragged).append(done + 1)
+        done = reader.line_num
+    frame, issues = read_csv_text(path, ",")
+    assert frame[ROW].tolist() == kept
+    assert [list(i.rows) for i in issues if i.check == "ragged_rows"] == ([ragged] if ragged else [])
+
+
 def test_source_files_are_never_modified(tmp_path):
     """Loading every kind of file source leaves each file byte-identical and adds no file next to them."""
     folder = write_canonical(tmp_path)
@@ -254,11 +320,95 @@ def test_source_files_are_never_modified(tmp_path):
     def snapshot(where):
         return {p.name: sha256(p) for p in where.iterdir() if p.suffix != ".yaml"}
 
+    hostile = [write_spec(folder, source, "stage_history.csv", f"hostile_{i}")
+               for i, source in enumerate(hostile_duckdb_sources(folder))]
     before, static_before = snapshot(folder), snapshot(DATA)
     for spec in sorted(folder.glob("*.yaml")):
-        workbench.load_dataset(spec)
+        if spec in hostile:
+            with pytest.raises(SourceError):
+                workbench.load_dataset(spec)
+        else:
+            workbench.load_dataset(spec)
     assert snapshot(folder) == before
     assert snapshot(DATA) == static_before
+
+
+def hostile_duckdb_sources(folder: Path) -> list[dict]:
+    """DuckDB sources that would write the folder's own `deals.csv` if their SQL ran as written."""
+    target = str(folder / "deals.csv").replace("'", "''")
+    return [
+        {"duckdb": "crm.duckdb", "query": f"COPY deals TO '{target}'"},
+        {"duckdb": "crm.duckdb", "query": f"SELECT * FROM deals; COPY deals TO '{target}'"},
+        {"duckdb": "crm.duckdb", "table": f'deals"; COPY deals TO \'{target}\'; --'},
+        {"duckdb": "crm.duckdb", "table": f'deals" TO \'{target}\' (FORMAT csv); --'},
+        {"duckdb": "crm.duckdb", "query": f"SELECT * FROM read_csv('{target}')"},
+    ]
+
+
+@pytest.mark.parametrize("index, shown", [(0, "a COPY statement"), (1, "2 statements (SELECT, COPY)"),
+                                          (2, "does not exist"), (3, "does not exist"),
+                                          (4, "file system operations are disabled")])
+def test_duckdb_sql_can_only_read(tmp_path, index, shown):
+    """A COPY query, several statements, a crafted `table:` or a query reading another file is a clear
+    SourceError, and every file stays byte for byte as it was."""
+    folder = write_canonical(tmp_path)
+    hashes = {p.name: sha256(p) for p in folder.iterdir()}
+    spec = write_spec(folder, hostile_duckdb_sources(folder)[index], "stage_history.csv", "hostile")
+    with pytest.raises(SourceError) as err:
+        workbench.load_dataset(spec)
+    assert shown in str(err.value) and "crm.duckdb" in str(err.value)
+    assert {p.name: sha256(p) for p in folder.iterdir() if p.name != "hostile.yaml"} == hashes
+
+
+def test_duckdb_table_names_are_quoted_per_part(tmp_path, reference):
+    """`table:` may name `schema.table`, and a quote inside a table name is read as part of the name."""
+    import duckdb
+
+    deals, _ = canonical_frames()
+    with duckdb.connect(str(tmp_path / "crm.duckdb")) as con:
+        con.register("frame", deals)
+        con.execute("CREATE SCHEMA sales")
+        con.execute('CREATE TABLE sales."deals ""2024""" AS SELECT * FROM frame')
+    reference.stage_history.to_csv(tmp_path / "stage_history.csv", index=False)
+    spec = write_spec(tmp_path, {"duckdb": "crm.duckdb", "table": 'sales.deals "2024"'}, "stage_history.csv")
+    assert_same_dataset(workbench.load_dataset(spec), reference)
+
+
+# --------------------------------------------------------------------------- what is not a file
+
+
+@pytest.mark.parametrize("kind, shown", [("fifo", "named pipe"), ("folder", "a folder"), ("device", "a device")])
+def test_source_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path, kind, shown):
+    """A FIFO, a folder or a device named `deals.csv` is a SourceError at once; nothing waits on it."""
+    import os
+    import threading
+
+    target = tmp_path / "deals.csv"
+    if kind == "fifo":
+        os.mkfifo(target)
+    elif kind == "folder":
+        target.mkdir()
+    else:
+        target.symlink_to("/dev/null")
+    deals, history = canonical_frames()
+    history.to_csv(tmp_path / "stage_history.csv", index=False)
+    spec = write_spec(tmp_path, "deals.csv", "stage_history.csv")
+    outcome = {}
+
+    def run():
+        try:
+            workbench.validate(spec)
+        except Exception as exc:  # noqa: BLE001 - the test inspects it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(30)
+    if thread.is_alive() and kind == "fifo":  # let the blocked reader go before failing
+        os.close(os.open(target, os.O_WRONLY | os.O_NONBLOCK))
+    assert not thread.is_alive(), "validate blocked on the source"
+    assert isinstance(outcome.get("error"), SourceError), outcome
+    assert shown in str(outcome["error"]) and "`deals.csv`" in str(outcome["error"])
 
 
 # --------------------------------------------------------------------------- literal "None" / "NA"
@@ -427,6 +577,28 @@ def test_password_as_url_parameter_is_never_shown(tmp_path, monkeypatch, form):
         workbench.load_dataset(_sql_spec(tmp_path, source))
     assert isinstance(err.value, expected)
     assert SECRET not in _shown(err.value)
+
+
+@pytest.mark.parametrize("parameter", ["sslpassword", "passfile", "password", "token", "client_secret"])
+def test_credential_url_parameters_are_refused_without_echoing_them(tmp_path, parameter):
+    """A query parameter named like a credential (`sslpassword`, `token`...) in `url` is refused, never shown."""
+    url = f"postgresql+psycopg2://analyst@127.0.0.1:1/crm?sslmode=prefer&{parameter}={SECRET}"
+    with pytest.raises(CredentialsError) as err:
+        workbench.load_dataset(_sql_spec(tmp_path, {"url": url, "table": "deals"}))
+    assert SECRET not in _shown(err.value)
+    assert f"`{parameter}=`" in str(err.value) and "url_env" in str(err.value)
+
+
+def test_url_query_values_are_never_shown(tmp_path, monkeypatch):
+    """From `url_env` such parameters are allowed, but no query value appears in the error (masked `***`)."""
+    monkeypatch.setenv("WB_TEST_QUERY_URL", f"postgresql+psycopg2://analyst@127.0.0.1:1/crm?sslpassword={SECRET}"
+                                            "&application_name=acme-crm-prod")
+    with pytest.raises(SourceError) as err:
+        workbench.load_dataset(_sql_spec(tmp_path, {"url_env": "WB_TEST_QUERY_URL", "table": "deals"}))
+    assert not isinstance(err.value, CredentialsError)
+    shown = _shown(err.value)
+    assert SECRET not in shown and "acme-crm-prod" not in shown
+    assert "sslpassword=***" in str(err.value)
 
 
 @pytest.mark.parametrize("url", ["postgresql+pg8000://analyst@127.0.0.1:1/crm",

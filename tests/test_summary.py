@@ -104,14 +104,14 @@ def test_median_not_reached_is_null(sample):
 def test_exclusions_of_the_load_are_counted_by_reason(sample):
     """Rows the load excluded appear as a count and per (table, reason), as the dataset reports them."""
     deals = sample.deals.head(300).copy()
-    deals.loc[deals.index[:3], "created_at"] = sample.as_of + pd.Timedelta(days=5)  # after their close
+    deals.loc[deals.index[:3], "created_at"] = sample.as_of + pd.Timedelta(days=5)  # after the cut-off
     ds = _rebuilt(sample, deals)
     summary = _summary(ds)
     by_reason = summary["excluded_rows"]["by_reason"]
     assert summary["excluded_rows"]["count"] == int(ds.exclusions["rows"].sum()) >= 3
     assert by_reason == [{"table": r.table, "check": r.check, "reason": r.reason, "rows": r.rows}
                          for r in ds.exclusions.itertuples()]
-    assert ("deals", "closed_before_created") in {(r["table"], r["check"]) for r in by_reason}
+    assert ("deals", "created_after_as_of") in {(r["table"], r["check"]) for r in by_reason}
     assert "rows of the whole dataset were excluded" in quality_note(summary)
 
 

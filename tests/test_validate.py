@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import math
 import os
 import shutil
 import subprocess
@@ -121,6 +122,28 @@ def not_numbers(folder: str) -> list[int]:
     return lines_where(folder, DEALS, lambda r: bool(r["amount"]) and not is_number(r["amount"]))
 
 
+def not_finite(folder: str) -> list[int]:
+    """Lines whose amount Python reads as a float but not a finite one (`inf`, `-Infinity`)."""
+    return lines_where(folder, DEALS, lambda r: is_number(r["amount"]) and not math.isfinite(float(r["amount"])))
+
+
+def ragged(folder: str, name: str = DEALS) -> list[int]:
+    """Physical lines of the records whose field count differs from the header's (Python's csv module)."""
+    with open(BROKEN / folder / name, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        width, out, done = len(next(reader)), [], 1
+        for row in reader:
+            if row and len(row) != width:
+                out.append(done + 1)
+            done = reader.line_num
+    return out
+
+
+def created_after_as_of(folder: str) -> list[int]:
+    as_of = declared(folder)["as_of"]
+    return lines_where(folder, DEALS, lambda r: r["created_at"] > as_of)
+
+
 def file_hashes() -> dict[str, str]:
     return {str(p.relative_to(BROKEN)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(BROKEN.rglob("*")) if p.is_file()}
@@ -186,7 +209,17 @@ CASES = [
          lambda f: lines_where(f, DEALS, lambda r: float(r["amount"]) < 0)),
     Case("not_a_number_amount", "not_a_number", "warning", "amount", not_numbers, excludes=False),
     Case("empty_deals_table", "empty_table", "error", None),
+    Case("duplicate_headers", "duplicate_header", "error", "amount"),
+    Case("ragged_rows", "ragged_rows", "warning", None, ragged),
+    Case("cut_last_line", "ragged_rows", "warning", None, ragged),
+    Case("infinite_amount", "not_a_number", "warning", "amount", not_finite, excludes=False),
+    Case("history_ids_with_leading_zeros", "unknown_deal", "warning", "deal_id", history_deal_unknown, HISTORY),
+    Case("stage_declared_with_space", "unknown_stage", "warning", "stage", history_stage_unknown, HISTORY),
+    Case("created_after_as_of", "created_after_as_of", "warning", "created_at", created_after_as_of),
 ]
+#: Folders whose source cannot be read as declared: `SourceError` naming the file, before any check.
+SOURCE_ERRORS = {"missing_source_file": "`stage_history_2024.csv`", "not_utf8": "line 5, column `owner`",
+                 "semicolon_delimiter": 'delimiter: ";"', "tab_separated_csv": 'delimiter: "\\t"'}
 BY_FOLDER = {c.folder: c for c in CASES}
 WARNINGS = [c for c in CASES if c.severity == "warning"]
 ERRORS = [c for c in CASES if c.severity == "error"]
@@ -438,7 +471,10 @@ CLI = [(c.folder, 1 if c.severity == "warning" else 2, f"[{c.check}]") for c in 
     ("unparseable_dates_renamed_column", 1, "[unparseable_dates]"),
     ("row_numbers_after_blank_line", 1, "[negative_amount]"),
     ("row_numbers_after_multiline_cell", 1, "[negative_amount]"),
-]
+    ("leading_zeros", 0, "no problems found"),
+    ("utf16_bom", 0, "no problems found"),
+    ("nul_byte", 1, "[nul_bytes]"),
+] + [(folder, 2, shown) for folder, shown in SOURCE_ERRORS.items() if folder != "missing_source_file"]
 
 
 def test_every_folder_has_a_cli_case():
@@ -451,7 +487,7 @@ def test_cli_exit_code(folder, code, shown, capsys):
     """`workbench validate` exits 0 clean, 1 warnings, 2 errors (spec/source errors too), printing the problem."""
     assert main(["validate", str(spec_of(folder))]) == code
     out, err = capsys.readouterr()
-    if folder in ("unknown_yaml_key", "missing_source_file"):
+    if folder == "unknown_yaml_key" or folder in SOURCE_ERRORS:
         assert shown in err and err.startswith("workbench validate: ") and out == ""
     else:
         assert shown in out and err == ""
@@ -650,3 +686,199 @@ def test_clear_when_open_on_a_dateless_table_names_the_missing_column(tmp_path):
     spec = _survey(tmp_path, SURVEY_YAML + "  derive: {closed_at: clear_when_open}\n")
     (error,) = workbench.validate(spec).errors
     assert (error.check, error.column) == ("missing_column", "closed_at") and "clear_when_open" in error.message
+
+
+# --- exports that used to load silently wrong -----------------------------------------------------
+
+def _source_error(folder: str) -> str:
+    with pytest.raises(SourceError) as info:
+        workbench.validate(spec_of(folder))
+    return str(info.value)
+
+
+def test_duplicate_headers_name_the_header_and_both_positions(tmp_path):
+    """Two `amount` headers are an error naming the file, the header and both positions; renaming one clears it."""
+    problem = primary(workbench.validate(spec_of("duplicate_headers")), BY_FOLDER["duplicate_headers"])
+    with open(BROKEN / "duplicate_headers" / DEALS, newline="", encoding="utf-8") as f:
+        header = next(csv.reader(f))
+    positions = [i for i, name in enumerate(header, start=1) if name == "amount"]
+    assert positions == [5, 8]
+    assert "`amount` appears 2 times, in columns 5 and 8" in problem.message
+    assert problem.fix.startswith("Try 1) rename")
+    fixed = _copy(tmp_path, "duplicate_headers")
+    deals = fixed.parent / DEALS
+    deals.write_text(deals.read_text().replace("region,amount", "region,list_price", 1))
+    assert workbench.validate(fixed).exit_code == 0
+
+
+def test_duplicate_deal_id_header_is_an_error_not_a_hidden_column(tmp_path):
+    """A second `deal_id` header where `channel` belongs is an error naming both positions (it used to load clean)."""
+    (tmp_path / "deals.csv").write_text("deal_id,created_at,closed_at,outcome,deal_id\n"
+                                        "D1,2024-01-01,2024-02-01,won,Web\nD2,2024-01-05,,open,Partner\n")
+    (tmp_path / "dataset.yaml").write_text("deals: {source: deals.csv}\n")
+    report = workbench.validate(tmp_path / "dataset.yaml")
+    (error,) = report.errors
+    assert (error.check, error.column, error.source) == ("duplicate_header", "deal_id", "deals.csv")
+    assert "columns 1 and 5" in error.message and report.exit_code == 2
+
+
+def test_ragged_rows_are_all_reported_and_hide_nothing(tmp_path):
+    """Rows with too few or too many fields, in both files, are each reported by line; problems after them still are."""
+    spec = _copy(tmp_path, "ragged_rows")
+    deals = spec.parent / DEALS
+    deals.write_text(deals.read_text().replace("lost,6400,", "lost,-6400,"))
+    history = spec.parent / HISTORY
+    lines = history.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].rstrip("\n") + ",extra\n"        # line 3: four fields
+    lines[-3] = "D10,Qualified\n"                          # two fields
+    lines[-2] = lines[-2].replace("2024-07-15", "2024-07-32")  # an unparseable date after both
+    history.write_text("".join(lines))
+    report = workbench.validate(spec)
+    got = {(p.check, p.table): list(p.rows) for p in report.warnings if p.check != "unknown_deal"}
+    assert got == {("ragged_rows", "deals"): [4, 7, 10], ("ragged_rows", "stage_history"): [3, len(lines) - 2],
+                   ("negative_amount", "deals"): [6], ("unparseable_dates", "stage_history"): [len(lines) - 1]}, \
+        report.to_text()
+    problem = next(p for p in report.warnings if p.check == "ragged_rows" and p.table == "deals")
+    assert "line 4 has 8, line 7 has 6, line 10 has 5" in problem.message
+    assert problem.values[0] == "D03,2024-02-01,,open,23000,Ana,North, East"
+
+
+def test_cut_last_line_says_the_export_looks_cut():
+    """A last line that stops early without a line end is reported as a cut export, with its line."""
+    problem = primary(workbench.validate(spec_of("cut_last_line")), BY_FOLDER["cut_last_line"])
+    assert "The last line (11) ends early" in problem.message and "cut off" in problem.message
+
+
+def test_extra_field_on_the_first_data_row_does_not_shift_the_others(tmp_path):
+    """A first data row with one field too many is left out; it no longer turns the first column into an index."""
+    spec = _copy(tmp_path, "clean")
+    deals = spec.parent / DEALS
+    deals.write_text(deals.read_text().replace(",North\n", ",North,Spare\n", 1))
+    report = workbench.validate(spec)
+    assert [(p.check, list(p.rows)) for p in report.warnings if p.table == "deals"] == [("ragged_rows", [2])]
+    ds = load_quietly_spec(spec)
+    assert list(ds.deals["deal_id"]) == [f"D{i:02d}" for i in range(2, 11)]
+    assert set(ds.deals["outcome"]) == {"won", "lost", "open"}
+
+
+def test_every_row_disagreeing_with_the_header_is_an_error(tmp_path):
+    """When most rows have another field count (a separator ending every line), the table is not mapped: an error."""
+    spec = _copy(tmp_path, "clean")
+    deals = spec.parent / DEALS
+    head, *rows = deals.read_text().splitlines()
+    deals.write_text("\n".join([head] + [r + "," for r in rows]) + "\n")
+    report = workbench.validate(spec)
+    (error,) = report.errors
+    assert (error.check, error.table, error.count) == ("ragged_rows", "deals", 10)
+    assert "the header has 7 fields but 10 of 10 rows" in error.message and "most have 8" in error.message
+    assert report.exit_code == 2
+
+
+def load_quietly_spec(spec: Path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return workbench.load_dataset(spec)
+
+
+def test_leading_zeros_are_kept_in_ids_and_attributes():
+    """`00007` in an attribute and `00001` as a deal id stay text as written; the stage history still matches."""
+    ds = load_quietly("leading_zeros")
+    rows = records("leading_zeros")
+    assert list(ds.deals["zip"]) == [r["zip"] for _, r in rows]
+    assert list(ds.deals["deal_id"]) == [r["deal_id"] for _, r in rows]
+    assert len(ds.stage_history) == len(records("leading_zeros", HISTORY))
+    assert ds.deals["amount"].dtype.kind == "f"  # plain numbers still become numbers
+
+
+def test_nul_byte_is_kept_and_reported_with_line_and_column():
+    """A NUL byte no longer cuts the value (`Ea\\0st` read `Ea`): kept as written, reported by line and column."""
+    report = workbench.validate(spec_of("nul_byte"))
+    (problem,) = report.problems
+    assert (problem.severity, problem.check, problem.column, problem.rows) == ("warning", "nul_bytes", "region", (5,))
+    assert problem.values == ("Ea\x00st",) and problem.excluded == 0
+    ds = workbench.load_dataset(spec_of("nul_byte"))
+    assert ds.deals.set_index("deal_id").loc["D04", "region"] == "Ea\x00st"
+
+
+def test_utf16_file_with_a_byte_order_mark_reads_as_the_clean_one():
+    """A UTF-16 export with its byte-order mark loads exactly as the UTF-8 clean base."""
+    got, want = load_quietly("utf16_bom"), load_quietly("clean")
+    pd.testing.assert_frame_equal(got.deals, want.deals)
+    assert got.report.problems == []
+
+
+def test_not_utf8_names_line_column_bytes_and_the_encoding_to_set(tmp_path):
+    """A byte UTF-8 cannot read is named by line, column and value; setting the suggested `encoding:` reads the file."""
+    message = _source_error("not_utf8")
+    assert "`deals.csv` is not utf-8 text" in message
+    assert "line 5, column `owner`: 0xE9 in `Jos\\xe9` (`José` in cp1252)" in message
+    assert "line 9, column `owner`: 0xEB" in message
+    assert "Try 1) set `encoding: cp1252` on the source" in message
+    fixed = _copy(tmp_path, "not_utf8")
+    _edit(fixed, "source: deals.csv", "source: {path: deals.csv, encoding: cp1252}")
+    assert workbench.validate(fixed).exit_code == 0
+    owners = load_quietly_spec(fixed).deals.set_index("deal_id")["owner"]
+    assert (owners["D04"], owners["D08"]) == ("José", "Zoë")
+
+
+@pytest.mark.parametrize("folder, written", [("semicolon_delimiter", '";"'), ("tab_separated_csv", '"\\t"')])
+def test_other_delimiter_gets_the_delimiter_key_to_set(tmp_path, folder, written):
+    """A file read as one column because of another delimiter names it and the `delimiter:` to set, which works."""
+    message = _source_error(folder)
+    assert "reads as a single column" in message and f"Try 1) add `delimiter: {written}` to the source" in message
+    fixed = _copy(tmp_path, folder)
+    _edit(fixed, "source: deals.csv", f"source: {{path: deals.csv, delimiter: {written}}}")
+    assert workbench.validate(fixed).exit_code == 0
+
+
+def test_stage_declared_with_a_trailing_space_names_the_difference(tmp_path):
+    """A stage declared `'Proposal '` is reported as exactly that difference, and fix 1) clears it."""
+    problem = primary(workbench.validate(spec_of("stage_declared_with_space")), BY_FOLDER["stage_declared_with_space"])
+    assert "declared `Proposal ` with a trailing space, the data say `Proposal`" in problem.message
+    assert problem.fix.startswith("Try 1) write `Proposal` in dataset.yaml where it says `Proposal `")
+    fixed = _copy(tmp_path, "stage_declared_with_space")
+    _edit(fixed, "[Lead, Qualified, 'Proposal ']", "[Lead, Qualified, Proposal]")
+    assert workbench.validate(fixed).exit_code == 0
+
+
+def test_created_after_as_of_is_not_reported_as_closing_before_created():
+    """A closed deal created after `as_of` gets its own check and message, not `closed_before_created`."""
+    report = workbench.validate(spec_of("created_after_as_of"))
+    problem = primary(report, BY_FOLDER["created_after_as_of"])
+    assert "created after the cut-off `as_of` 2024-12-31" in problem.message
+    assert "It closes before that creation date" in problem.message
+    assert "closed_before_created" not in report.checks()
+
+
+def test_ids_that_differ_by_leading_zeros_say_so():
+    """Stage entries `00001` against deals `1` name the leading zeros, both spellings, and the fix."""
+    problem = primary(workbench.validate(spec_of("history_ids_with_leading_zeros")),
+                      BY_FOLDER["history_ids_with_leading_zeros"])
+    assert "31 of these rows would match if leading zeros were ignored (`00001` here, `1` in the deals table)" \
+        in problem.message
+    assert problem.fix.startswith("Try 1) write the ids the same way in both sources")
+
+
+def test_joined_ids_that_differ_by_leading_zeros_say_so(tmp_path):
+    """A joined attribute table whose keys carry leading zeros the deals lack says so."""
+    spec = _copy(tmp_path, "history_ids_with_leading_zeros")
+    (spec.parent / "segments.csv").write_text("Opp,Segment\n" + "".join(f"{i:05d},SMB\n" for i in range(1, 11)))
+    spec.write_text(spec.read_text().replace(
+        "  source: deals.csv\n",
+        "  source: deals.csv\n  join:\n    - {source: segments.csv, on: {deal_id: Opp}, columns: {segment: Segment}}\n",
+        1))
+    report = workbench.validate(spec)
+    (problem,) = [p for p in report.warnings if p.check == "join_unmatched"]
+    assert "`00001` here, `1` in the deals table" in problem.message
+
+
+@pytest.mark.parametrize("key, value, shown", [("delimiter", '";;"', "`delimiter` must be one character"),
+                                               ("encoding", "klingon", "`encoding: klingon` is not an encoding")])
+def test_file_source_keys_are_checked_in_the_spec(tmp_path, key, value, shown):
+    """A `delimiter:` of several characters or an unknown `encoding:` is a SpecError at `deals.source.<key>` alone."""
+    fixed = _copy(tmp_path, "clean")
+    _edit(fixed, "source: deals.csv", f"source: {{path: deals.csv, {key}: {value}}}")
+    with pytest.raises(SpecError) as info:
+        workbench.validate(fixed)
+    assert f"`deals.source.{key}`: Value error, {shown}" in str(info.value)
+    assert "has 1 problem(s)" in str(info.value)

@@ -50,6 +50,13 @@ class Checker:
         self.report.add(Problem("note", check, self.table, message, fix, self.source, self.name(column),
                                 (), count, _shown(values)))
 
+    def source_issue(self, issue) -> None:
+        """Record a problem of the source itself (a `readers.SourceIssue`): its column is the
+        source's own name already, and its rows were left out by the reader."""
+        self.report.add(Problem(issue.severity, issue.check, self.table, issue.message, issue.fix, self.source,
+                                issue.column, tuple(issue.rows), issue.count, _shown(issue.values),
+                                excluded=issue.excluded))
+
     def exclude(self, frame: pd.DataFrame, mask: pd.Series, check: str, message: str, fix: str = "",
                 *, column=None, values=None) -> pd.DataFrame:
         """Drop the rows where ``mask`` holds and record a warning; return the rest."""

@@ -117,6 +117,10 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
 
 def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report) -> pd.DataFrame | None:
     check = Checker(report, table, raw.label)
+    for issue in raw.issues:
+        check.source_issue(issue)
+    if any(issue.fatal for issue in raw.issues):
+        return None
     frame = mapping.map_columns(raw, table_spec.columns, table_spec.keep_other_columns, check)
     if frame is None:
         return None
@@ -139,9 +143,12 @@ def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> p
                           f"join rows repeat a `{source_key}`; the first is kept.",
                           fixes("make the key unique in the joined source"), column=source_key)
     unmatched = ~extra[deal_key].isin(deals[deal_key])
+    hint = checks.leading_zeros_hint(extra.loc[unmatched, deal_key], deals[deal_key], "the deals table") \
+        if unmatched.any() else None
+    zeros, steps = hint or ("", [])
     extra = check.exclude(extra, unmatched, "join_unmatched",
-                          f"joined rows match no deal on `{source_key}`.",
-                          fixes("check the ids match between the two sources"), column=source_key)
+                          f"joined rows match no deal on `{source_key}`.{zeros}",
+                          fixes(*steps, "check the ids match between the two sources"), column=source_key)
     extra = extra.drop(columns=[ROW])
     merged = deals.merge(extra, on=deal_key, how="left", suffixes=("", "__joined"))
     for column in [c for c in merged.columns if c.endswith("__joined")]:

@@ -107,6 +107,8 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _as_text_ids(col: pd.Series) -> pd.Series:
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        return col  # text already, as every CSV id is: kept as written, leading zeros and all
     if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
         return col.astype(str).astype(object)
     if pd.api.types.is_float_dtype(col):
@@ -177,24 +179,73 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
     return frame
 
 
+#: How a number an attribute column may hold is written for the column to become numeric: no
+#: leading zero (a zip code `00007`, an id `0042`), no exponent (a code `2E10`), no `inf` or `nan`.
+#: Anything else stays text as written.
+PLAIN_NUMBER = r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+_SAMPLE = 1000
+
+
 def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataFrame:
-    """Known numeric columns become numbers (bad cells emptied and reported);
-    other text columns become numbers only when every filled cell is one."""
+    """Known numeric columns (`amount`...) become numbers, bad cells emptied and reported (an
+    `inf` or `Infinity` is not a number either). Other text columns become numbers only when
+    every filled cell is a plain number whose text the number gives back (`PLAIN_NUMBER`), so
+    that `00007` stays `00007`; ids and dates are never converted."""
     for column in frame.columns:
         if column == ROW or column in ID_COLUMNS or column in DATE_COLUMNS.get(table, ()):
             continue
         col = frame[column]
-        if pd.api.types.is_numeric_dtype(col) or pd.api.types.is_datetime64_any_dtype(col):
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_bool_dtype(col):
             continue
-        numbers = pd.to_numeric(col, errors="coerce")
-        bad = col.notna() & numbers.isna()
+        if pd.api.types.is_numeric_dtype(col):  # a typed source (Parquet, SQL) may still hold inf
+            bad = pd.Series(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)), index=col.index)
+            if column in NUMERIC_COLUMNS and bad.any():
+                _not_a_number(frame, column, bad, col, check)
+                frame[column] = col.where(~bad, np.nan)
+            continue
         if column in NUMERIC_COLUMNS:
+            numbers = pd.to_numeric(col, errors="coerce")
+            bad = col.notna() & ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
-                check.warn("not_a_number", f"`{check.name(column)}` holds values that are not numbers; they were "
-                           "set to empty and the rows kept (their outcome and dates are still good).",
-                           fixes("write plain numbers without currency signs or thousands separators"),
-                           column=column, frame=frame, mask=bad, values=col[bad].unique()[:5])
+                _not_a_number(frame, column, bad, col, check)
+                numbers = numbers.where(~bad, np.nan)
             frame[column] = numbers
-        elif col.notna().any() and not bad.any():
-            frame[column] = numbers
+        elif _plain_numbers(col):
+            frame[column] = pd.to_numeric(col)
     return frame
+
+
+def _not_a_number(frame: pd.DataFrame, column: str, bad: pd.Series, col: pd.Series, check: Checker) -> None:
+    check.warn("not_a_number", f"`{check.name(column)}` holds values that are not numbers; they were "
+               "set to empty and the rows kept (their outcome and dates are still good).",
+               fixes("write plain numbers without currency signs or thousands separators"),
+               column=column, frame=frame, mask=bad, values=col[bad].unique()[:5])
+
+
+def _plain_numbers(col: pd.Series) -> bool:
+    """Whether every filled cell is a number, or text written as a plain number (checked on a
+    sample first, since most text columns fail at once; then on the whole column with pyarrow's
+    regex). Numbers as such (an Excel or JSON cell) count as written."""
+    filled = col.dropna()
+    if filled.empty:
+        return False
+    kind = pd.api.types.infer_dtype(filled, skipna=False)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return True
+    if kind.startswith("mixed"):  # an Excel column of numbers with some cells typed as text
+        is_text = filled.map(lambda v: isinstance(v, str))
+        numbers = filled[~is_text]
+        if not numbers.map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
+                           and not isinstance(v, (bool, np.bool_))).all():
+            return False
+        filled = filled[is_text]
+        kind = "string" if len(filled) else "empty"
+        if kind == "empty":
+            return True
+    if kind != "string" or not filled.iloc[:_SAMPLE].str.fullmatch(PLAIN_NUMBER).all():
+        return False
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(pc.all(pc.match_substring_regex(pa.array(filled.to_numpy(), type=pa.string()),
+                                                f"^(?:{PLAIN_NUMBER})$")).as_py())

@@ -36,7 +36,7 @@ from pathlib import Path
 from . import store
 from .exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import DaskPool, LocalPool
-from .jobs import KERNEL, execute_job, finish_segment, redact, redact_file
+from .jobs import KERNEL, execute_group, finish_segment, redact, redact_file
 from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, parameters_for
 from .runfiles import (LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256,
                        write_run_file)
@@ -201,18 +201,28 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     return result
 
 
+def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
+    """A segment's pending notebooks shared out over ``parts`` warm kernels, round robin (in report order)."""
+    parts = max(1, min(parts, len(pending)))
+    return [pending[i::parts] for i in range(parts)]
+
+
 def _execute(plans: list[dict], pool, bar, prepare) -> float:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
-    At most ``pool.capacity`` tasks are in flight, finishing tasks first: a segment is
-    published as early as possible (an interrupted run keeps what it finished), and the
-    next segment's slice is written only when a worker is about to need it. Returns the
+    A segment's notebooks run in one warm kernel, in turn (`workbench.jobs.execute_group`): the
+    kernel start and the imports are paid once per segment, not once per notebook. With fewer
+    segments than workers, a segment's notebooks are shared out over several kernels so that
+    every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
+    a segment is published as early as possible (an interrupted run keeps what it finished), and
+    the next segment's slice is written only when a worker is about to need it. Returns the
     seconds spent writing slices.
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
     left = {}
     slices_seconds = 0.0
+    parts = max(1, pool.capacity // max(1, len(plans)))
 
     def next_task():
         nonlocal slices_seconds
@@ -223,10 +233,11 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
             tick = time.perf_counter()
             prepare(plan)
             slices_seconds += time.perf_counter() - tick
-            left[plan["segment"].slug] = len(plan["pending"])
+            groups = _groups(plan["pending"], parts)
+            left[plan["segment"].slug] = len(groups) if plan["pending"] else 0
             if not plan["pending"]:
                 return finish_segment, plan["finish"], ("finish", plan)
-            jobs.extend((execute_job, job, ("job", (plan, job))) for job in plan["pending"])
+            jobs.extend((execute_group, {"jobs": group}, ("group", (plan, group))) for group in groups)
         return jobs.popleft() if jobs else None
 
     while True:
@@ -235,18 +246,19 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
         if not pool.pending:
             return slices_seconds
         (kind, item), result, error = pool.next_done()
-        if error is not None:
-            result = {"status": "failed", "error": f"the worker failed: {type(error).__name__}: {error}"}
-        if kind == "job":
-            plan, job = item
-            job.update(result)
+        failed = None if error is None else {"status": "failed",
+                                             "error": f"the worker failed: {type(error).__name__}: {error}"}
+        if kind == "group":
+            plan, group = item
+            for job, record in zip(group, result if failed is None else [failed] * len(group)):
+                job.update(record)
             left[plan["segment"].slug] -= 1
             if not left[plan["segment"].slug]:
                 plan["finish"]["job_errors"] = {Path(j["output"]).name: j.get("error") or "failed"
                                                 for j in plan["jobs"] if j["status"] != "ok"}
                 finishes.append((finish_segment, plan["finish"], ("finish", plan)))
         else:
-            item["result"] = result
+            item["result"] = result if failed is None else failed
             bar.update(1)
 
 

@@ -6,11 +6,13 @@ below are the reference (unknown keys are errors).
 """
 from __future__ import annotations
 
+import codecs
 import difflib
 from pathlib import Path
-from typing import Literal, Union
+from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator,
+                      model_validator)
 
 from .exceptions import SpecError, fixes
 from .yamlio import read_yaml_mapping
@@ -21,12 +23,34 @@ class _Strict(BaseModel):
 
 
 class FileSource(_Strict):
-    """A CSV, Parquet or Excel file (``sheet`` for Excel), relative to the spec."""
+    """A CSV, Parquet or Excel file (``sheet`` for Excel), relative to the spec.
+
+    ``delimiter`` is the one character between CSV fields (default ``,``; a tab for
+    ``.tsv``); ``encoding`` the text's encoding (default UTF-8; a byte-order mark in the
+    file says UTF-8 or UTF-16 by itself).
+    """
 
     path: str
     sheet: str | int | None = None
     delimiter: str | None = None
     encoding: str = "utf-8"
+
+    @field_validator("delimiter")
+    @classmethod
+    def _one_character(cls, v):
+        if v is not None and len(v) != 1:
+            raise ValueError(f"`delimiter` must be one character, e.g. \";\" or \"\\t\" (got {v!r})")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v):
+        try:
+            codecs.lookup(v)
+        except LookupError:
+            raise ValueError(f"`encoding: {v}` is not an encoding Python knows; use e.g. utf-8, cp1252, "
+                             "latin-1 or utf-16") from None
+        return v
 
 
 class DuckDBSource(_Strict):
@@ -68,6 +92,20 @@ class SQLSource(_Strict):
 
 Source = Union[FileSource, DuckDBSource, SQLSource]
 
+
+def _source_kind(v) -> str:
+    """Which source model a mapping describes, by its keys, so that a mistake in one (a bad
+    `delimiter:`) is reported against that model alone, not against all three."""
+    if isinstance(v, dict):
+        return "DuckDBSource" if "duckdb" in v else "SQLSource" if {"url", "url_env"} & set(v) else "FileSource"
+    return type(v).__name__
+
+
+_SOURCE_TAGS = ("FileSource", "DuckDBSource", "SQLSource")
+#: A table's source: a path (shorthand for a file), a file, a DuckDB database or a SQL URL.
+SourceRef = Annotated[Union[Annotated[FileSource, Tag("FileSource")], Annotated[DuckDBSource, Tag("DuckDBSource")],
+                            Annotated[SQLSource, Tag("SQLSource")]], Discriminator(_source_kind)]
+
 class Constant(_Strict):
     """The same value on every row, e.g. a creation date for a file that only has day counts."""
 
@@ -107,7 +145,7 @@ DeriveRule = Union[Literal["final_stage", "clear_when_open"], PresentRule, AddDa
 class TableSpec(_Strict):
     """How one canonical table is read and mapped."""
 
-    source: Union[str, FileSource, DuckDBSource, SQLSource]
+    source: SourceRef
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
     date_formats: dict[str, str] = {}
@@ -152,7 +190,7 @@ class WideStages(_Strict):
 class HistorySpec(_Strict):
     """Stage history: a long table of entries, or wide columns on the deals source."""
 
-    source: Union[str, FileSource, DuckDBSource, SQLSource, None] = None
+    source: Optional[SourceRef] = None
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
     date_formats: dict[str, str] = {}
@@ -235,7 +273,8 @@ def parse_spec(raw: dict, origin: str = "dataset.yaml") -> DatasetSpec:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal[")))
+            loc = ".".join(str(p) for p in err["loc"] if not str(p).startswith(("function-", "literal["))
+                           and str(p) not in _SOURCE_TAGS)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 close = difflib.get_close_matches(str(err["loc"][-1]), _known_keys(), n=1)

@@ -105,8 +105,24 @@ def check_deals(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None,
 
 
 def _check_close_dates(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | None) -> pd.DataFrame:
-    """Close dates against outcomes and creation dates, and both dates against the cut-off."""
+    """Close dates against outcomes and creation dates, and both dates against the cut-off.
+
+    A deal created after the cut-off is reported as such first: whatever its close date says,
+    it does not exist yet at `as_of` (and a close date before it is then no second problem).
+    """
     closed_name = check.name("closed_at")
+    if as_of is not None:
+        late = deals["created_at"] > as_of
+        closed_earlier = late & (deals["closed_at"] < deals["created_at"])
+        n = int(closed_earlier.sum())
+        also = (f" {'It closes' if n == 1 == int(late.sum()) else f'{n} of them close'} before that creation date, "
+                "so the creation date is probably the wrong one." if n else "")
+        deals = check.exclude(deals, late, "created_after_as_of",
+                              f"deals are created after the cut-off `as_of` {as_of.date()}, so they do not exist "
+                              f"yet at the cut-off.{also}",
+                              fixes(f"check `{check.name('created_at')}` of these deals in the source",
+                                    "move `as_of` later", "leave `as_of` out to use the latest date in the data"),
+                              column="created_at")
     if not check.unusable("closed_at"):
         closed = deals["outcome"].isin(["won", "lost"])
         deals = check.exclude(deals, closed & deals["closed_at"].isna(), "outcome_without_close_date",
@@ -126,10 +142,6 @@ def _check_close_dates(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp 
                           fixes("correct the dates in the source", "check that both columns use the same date order"),
                           column="closed_at")
     if as_of is not None:
-        deals = check.exclude(deals, deals["created_at"] > as_of, "after_as_of",
-                              f"deals are created after the cut-off `as_of` {as_of.date()}.",
-                              fixes("move `as_of` later", "leave `as_of` out to use the latest date in the data"),
-                              column="created_at")
         deals = check.exclude(deals, deals["closed_at"] > as_of, "after_as_of",
                               f"deals close after the cut-off `as_of` {as_of.date()}.",
                               fixes("move `as_of` later", "use Dataset.cut() to look at an earlier date on purpose"),
@@ -161,9 +173,12 @@ def check_history(history: pd.DataFrame, deals: pd.DataFrame, stage_order: tuple
                                 "stage entries have no date.", fixes("fill the entry date in the source"),
                                 column="entered_at")
     unknown = ~history["stage"].isin(stage_order)
+    near = near_names(history.loc[unknown, "stage"].dropna().unique(), stage_order) if unknown.any() else []
+    steps = [f"write `{found}` in dataset.yaml where it says `{name}`" for name, found, _ in near[:3]]
+    differences = "".join(f"; declared `{name}` {how}, the data say `{found}`" for name, found, how in near)
     history = check.exclude(history, unknown, "unknown_stage",
-                            "stage names are not in the declared stages.",
-                            fixes("add them to `stages`, `won_stages` or `lost_stages` in process order",
+                            f"stage names are not in the declared stages{differences}.",
+                            fixes(*steps, "add them to `stages`, `won_stages` or `lost_stages` in process order",
                                   "rename them under `values: {stage: {'Old name': 'New name'}}`"),
                             column="stage")
     history = _orphans(history, deals, check, "stage entries")
@@ -199,10 +214,77 @@ def check_related(frame: pd.DataFrame, table: str, deals: pd.DataFrame, check: C
 def _orphans(frame, deals, check, what, optional=False):
     has_id = frame["deal_id"].notna() if optional else pd.Series(True, index=frame.index)
     orphan = has_id & ~frame["deal_id"].isin(deals["deal_id"])
+    zeros, steps = "", []
+    if orphan.any():
+        hint = leading_zeros_hint(frame.loc[orphan, "deal_id"], deals["deal_id"], "the deals table")
+        if hint:
+            zeros, steps = hint
     return check.exclude(frame, orphan, "unknown_deal",
-                         f"{what} refer to deals that are not in the deals table (or were excluded above).",
-                         fixes("check the deal ids match between the two sources",
+                         f"{what} refer to deals that are not in the deals table (or were excluded above).{zeros}",
+                         fixes(*steps, "check the deal ids match between the two sources",
                                "fix the problems reported for those deals"), column="deal_id")
+
+
+def leading_zeros_hint(unmatched: pd.Series, known: pd.Series, where: str) -> tuple[str, list[str]] | None:
+    """When ids that match nothing would match after dropping leading zeros (`00001` against `1`,
+    or the other way round): a sentence saying so and the fix, else None."""
+    def bare(ids: pd.Series) -> pd.Series:
+        text = ids.astype(str).str.strip()
+        stripped = text.str.lstrip("0")
+        return stripped.where(stripped != "", "0").where(text != "", text)
+
+    ids = pd.Series(unmatched.dropna().unique())
+    targets = pd.Series(known.dropna().unique())
+    if ids.empty or targets.empty:
+        return None
+    lookup = dict(zip(bare(targets), targets.astype(str)))
+    matched = [(i, lookup[b]) for i, b in zip(ids.astype(str), bare(ids)) if b in lookup and lookup[b] != i]
+    if not matched:
+        return None
+    rows = int(unmatched.astype(str).isin({i for i, _ in matched}).sum())
+    mine, theirs = matched[0]
+    side = "these ids carry leading zeros the others lack" if len(mine) > len(theirs) else \
+        "the other table's ids carry leading zeros these lack"
+    text = (f" {rows} of these rows would match if leading zeros were ignored (`{mine}` here, `{theirs}` in "
+            f"{where}): {side}, as when a spreadsheet read ids as numbers.")
+    return text, ["write the ids the same way in both sources: export the id column as text, keeping its "
+                  "leading zeros, from the system that dropped them"]
+
+
+def near_names(found, declared) -> list[tuple[str, str, str]]:
+    """(declared, found, how they differ) for names in the data that match a declared name but for
+    blanks or letter case: a stage declared as `'Proposal '` while the data say `Proposal`."""
+    def key(name: str) -> str:
+        return " ".join(str(name).split()).casefold()
+
+    by_key = {}
+    for name in declared:
+        by_key.setdefault(key(name), name)
+    out = []
+    for value in found:
+        name = by_key.get(key(value))
+        if name is not None and name != value:
+            out.append((name, value, _difference(name, value)))
+    return out
+
+
+def _difference(declared: str, found: str) -> str:
+    """How a declared name differs from the one in the data, in words (`with a trailing space`)."""
+    def blanks(text: str, where: str) -> str:
+        word = "space" if set(text) == {" "} else "blank"
+        return f"with a {where} {word}" if len(text) == 1 else f"with {len(text)} {where} {word}s"
+
+    parts = []
+    core, other = declared.strip(), found.strip()
+    if declared != declared.lstrip():
+        parts.append(blanks(declared[: len(declared) - len(declared.lstrip())], "leading"))
+    if declared != declared.rstrip():
+        parts.append(blanks(declared[len(declared.rstrip()):], "trailing"))
+    if core.split() == other.split() and core != other:
+        parts.append("with other blanks between words")
+    if " ".join(core.split()) != " ".join(other.split()):
+        parts.append("in other letter case")
+    return " and ".join(parts) or "written differently"
 
 
 def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, attributes: list[str]) -> None:
@@ -252,4 +334,4 @@ def default_as_of(tables: dict[str, pd.DataFrame]) -> pd.Timestamp | None:
 
 
 __all__ = ["ValidationReport", "is_dateless", "require_columns", "add_missing_dates", "dateless_note", "check_deals",
-           "check_history", "check_related", "profile_notes", "default_as_of"]
+           "check_history", "check_related", "profile_notes", "default_as_of", "leading_zeros_hint", "near_names"]

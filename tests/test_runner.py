@@ -632,3 +632,30 @@ def test_sigterm_stops_the_run_like_ctrl_c_and_leaves_nothing_running(data, tmp_
     assert not (tmp_path / "out" / ".run.lock").exists() and not list(segments.glob(".*"))
     path.write_text(path.read_text().replace("seconds: 120", "seconds: 0"))
     assert run(path, progress=False).exit_code == 0
+
+
+def test_notebooks_sharing_a_warm_kernel_start_from_a_clean_namespace(tmp_path):
+    """A segment's notebooks run in one kernel, in turn: the second sees none of the first's variables or
+    open figures, its cells count from 1, and both are written whole."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from workbench.jobs import execute_group
+
+    first = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
+                                new_code_cell("import matplotlib.pyplot as plt\nsecret_rows = [1, 2]\nplt.figure()\n"
+                                              "import os\nos.getpid()")])
+    second = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
+                                 new_code_cell("import matplotlib.pyplot as plt, os\n"
+                                               "assert 'secret_rows' not in globals(), 'namespace leaked'\n"
+                                               "assert not plt.get_fignums(), 'figures leaked'\nos.getpid()")])
+    for name, nb in (("first", first), ("second", second)):
+        nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.in.ipynb")
+    jobs = [{"input": str(tmp_path / f"{name}.in.ipynb"), "output": str(tmp_path / f"{name}.ipynb"),
+             "cwd": str(tmp_path), "parameters": {}, "timeout": 120, "notebook": name} for name in ("first", "second")]
+    records = execute_group({"jobs": jobs})
+    assert [r["status"] for r in records] == ["ok", "ok"], records
+    outs = [nbformat.read(tmp_path / f"{name}.ipynb", as_version=4) for name in ("first", "second")]
+    pids = [nb.cells[-1].outputs[0]["data"]["text/plain"] for nb in outs]
+    assert pids[0] == pids[1]  # one kernel
+    assert outs[1].cells[-1].execution_count <= 3

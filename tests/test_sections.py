@@ -1,5 +1,6 @@
 """Report sections: each renders, says why it does not apply, or fails alone; settings come from the data."""
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -199,3 +200,16 @@ def test_the_readme_says_what_each_section_needs():
     assert markdown_table() in (ROOT / "README.md").read_text()
     assert len(catalog()) >= 30 and {row["notebook"] for row in catalog()} == {
         "cycle_time", "stage_conversion", "win_loss_drivers", "customer_profile", "journey_grid"}
+
+
+def test_the_decision_maker_role_is_found_by_its_name_or_given(sample):
+    """`decision_role` empty: the contact role whose name says "decision" (any spelling); given: that role;
+    a role no contact has makes the roles section say which roles there are, not fail."""
+    from workbench.sections import customer_profile
+
+    renamed = sample.contacts.assign(role=sample.contacts["role"].replace({"Decision maker": "Economic DECISION-maker"}))
+    data = replace(sample, contacts=renamed)
+    assert choose_settings(data, decision_role="").decision_role == "Economic DECISION-maker"
+    assert customer_profile.buying_roles(choose_settings(data, decision_role="")).ok
+    missing = customer_profile.buying_roles(choose_settings(data, decision_role="Budget owner"))
+    assert missing.status == "not_applicable" and "Influencer" in missing.reason and "`decision_role`" in missing.reason

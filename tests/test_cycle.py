@@ -9,7 +9,7 @@ import pytest
 from workbench import from_frames
 from workbench.cycle import (OVERALL, TABLE_COLUMNS, compare_segments, cycle_times, durations, naive_estimates,
                              speed_drivers)
-from workbench.drivers import SeparationWarning
+from workbench.exceptions import SeparationWarning
 from workbench.exceptions import SmallSampleWarning, WorkbenchError
 from workbench.sample import generate
 

@@ -19,7 +19,8 @@ from statsmodels.stats.proportion import proportion_confint
 import workbench
 from workbench import sample
 from workbench.cohort import mature_cohort, other_label
-from workbench.drivers import SeparationWarning, roc_auc, variance_inflation, win_drivers
+from workbench.drivers import roc_auc, variance_inflation, win_drivers
+from workbench.exceptions import SeparationWarning
 from workbench.exceptions import DataQualityWarning, DataValidationError, WorkbenchError
 from workbench.firth import firth_logit, penalized_loglik
 from workbench.reasons import last_open_stage, reason_pareto

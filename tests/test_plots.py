@@ -300,7 +300,7 @@ def test_hazard_ratios_of_a_firth_fit_draw_every_row(dataset):
     """The observed failure end to end: no Partner deal won; the Firth refit's forest plot draws every row."""
     from dataclasses import replace
 
-    from workbench.drivers import SeparationWarning
+    from workbench.exceptions import SeparationWarning
 
     deals = dataset.deals.copy()
     deals.loc[(deals["channel"] == "Partner") & (deals["outcome"] == "won"), "outcome"] = "lost"

@@ -24,7 +24,7 @@ from pandas.testing import assert_frame_equal
 from workbench import findings, store
 from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
-from workbench.loader import load_dataset
+from workbench.loader import load_dataset, load_slice
 from workbench.params import Split
 from workbench.runner import check_kernel, run
 from workbench.sample import generate
@@ -103,7 +103,7 @@ def test_slice_round_trip_is_lossless_and_carries_no_row_details(data, tmp_path)
     """save_dataset + load_slice give back the same tables; quality.json has counts, not rows or values."""
     part = data[1].filter({"persona": "Procurement"})
     spec_path = store.save_dataset(part, tmp_path / "slice")
-    back = store.load_slice(tmp_path / "slice")
+    back = load_slice(tmp_path / "slice")
     for table in ("deals", "stage_history", "accounts", "contacts", "touchpoints"):
         assert_frame_equal(getattr(back, table), getattr(part, table))
     assert (back.as_of, back.stages, back.won_stages) == (part.as_of, part.stages, part.won_stages)
@@ -143,7 +143,7 @@ def test_a_slice_loads_with_the_whole_datasets_exclusions(tmp_path):
     assert "rows were excluded while loading the whole dataset, before it was split into segments" in str(
         findings.data_findings(part))
     assert "counted over the whole dataset" in part.report._repr_html_() and "counted over" in part._repr_html_()
-    assert store.load_slice(tmp_path / "slice").report == part.report
+    assert load_slice(tmp_path / "slice").report == part.report
 
     # In a run, the segment's notebook says the same as the report's data-quality note.
     params = write_params(tmp_path, path, ["counts"], overall=False, min_deals_per_segment=10,
@@ -519,7 +519,7 @@ def test_a_full_disk_never_replaces_a_good_report(data, tmp_path, monkeypatch):
 def test_a_cut_notebook_or_summary_is_not_a_complete_folder(tmp_path):
     """`check_complete` refuses a folder whose report is cut off, whose summary is not JSON or whose
     notebook does not read back."""
-    from workbench.store import check_complete
+    from workbench.runfiles import check_complete
 
     (tmp_path / "report.html").write_text("<html><body>all</body></html>\n")
     (tmp_path / "summary.json").write_text("{}")

@@ -12,6 +12,7 @@ from pandas.testing import assert_frame_equal
 
 import workbench
 from workbench import store
+from workbench.loader import load_slice
 from workbench.exceptions import DataQualityWarning
 
 CLEAN = Path(__file__).resolve().parent / "data" / "broken" / "clean" / "dataset.yaml"
@@ -50,7 +51,7 @@ def test_dated_slice_round_trips(tmp_path):
         warnings.simplefilter("ignore", DataQualityWarning)
         part = workbench.load_dataset(CLEAN).filter({"region": "North"})
     store.save_dataset(part, tmp_path / "slice")
-    back = store.load_slice(tmp_path / "slice")
+    back = load_slice(tmp_path / "slice")
     _assert_same(back, part)
     assert back.as_of == part.as_of == pd.Timestamp("2024-12-31") and back.has_dates
 
@@ -61,7 +62,7 @@ def test_dateless_slice_round_trips_with_equal_frames(tmp_path):
     whole = _survey(tmp_path / "source")
     part = whole.filter({"Region": "North"})
     spec_path = store.save_dataset(part, tmp_path / "slice")
-    back = store.load_slice(tmp_path / "slice")
+    back = load_slice(tmp_path / "slice")
     _assert_same(back, part)
     assert pd.isna(back.as_of) and not back.has_dates
     assert back.deals["created_at"].dtype == back.deals["closed_at"].dtype == "datetime64[ns]"
@@ -76,7 +77,7 @@ def test_dateless_slice_keeps_a_given_as_of(tmp_path):
     """A dateless dataset with `as_of:` in its yaml keeps that cut-off through the slice."""
     whole = _survey(tmp_path / "source", 'as_of: "2024-06-30"\n')
     store.save_dataset(whole, tmp_path / "slice")
-    back = store.load_slice(tmp_path / "slice")
+    back = load_slice(tmp_path / "slice")
     _assert_same(back, whole)
     assert back.as_of == pd.Timestamp("2024-06-30") and not back.has_dates
 
@@ -94,4 +95,4 @@ def test_every_dateless_segment_round_trips(tmp_path, segment):
     """Each segment of a dateless dataset, as the run writes it, reloads equal."""
     part = _survey(tmp_path / "source").filter(segment)
     store.save_dataset(part, tmp_path / "slice")
-    _assert_same(store.load_slice(tmp_path / "slice"), part)
+    _assert_same(load_slice(tmp_path / "slice"), part)

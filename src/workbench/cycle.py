@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import tables
-from .exceptions import SmallSampleWarning, WorkbenchError, fixes
+from .exceptions import SeparationWarning, SmallSampleWarning, WorkbenchError, fixes
 from .groups import OVERALL
 from .model import Dataset
 from .survival import CompetingRisks, competing_risks
@@ -352,8 +352,8 @@ def speed_drivers(dataset: Dataset, covariates: Sequence[str], *, cause: str = "
     - a level (or the reference level) without any deal reaching ``cause``, a
       coefficient that runs off, or a fit that does not converge (monotone
       likelihood) makes the model refit with Firth's penalized partial likelihood
-      (`workbench.coxph`), with a `workbench.drivers.SeparationWarning` (the logistic
-      model's); ``method`` is then ``firth``.
+      (`workbench.coxph`), with a `workbench.exceptions.SeparationWarning` (as the logistic
+      model); ``method`` is then ``firth``.
       Its intervals and p-values are profile penalized likelihood ones (as R's
       ``coxphf``) for every coefficient when the design has at most `PROFILE_CELLS`
       cells, else for the affected coefficients only and Wald (penalized fit) for the
@@ -365,7 +365,6 @@ def speed_drivers(dataset: Dataset, covariates: Sequence[str], *, cause: str = "
     a row that still had one would be left out and named in ``notes``.
     """
     from .coxph import fit_cox, information_rank
-    from .drivers import SeparationWarning
 
     frame = durations(dataset)
     complete = frame[list(covariates)].notna().all(axis=1)

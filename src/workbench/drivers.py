@@ -25,16 +25,12 @@ from scipy.special import expit
 from . import tables
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_columns, cohort_note, deal_column,
                      fold_rare, leaky_word, mature_cohort, other_label)
-from .exceptions import SmallSampleWarning, WorkbenchError, WorkbenchWarning, fixes
+from .exceptions import SeparationWarning, SmallSampleWarning, WorkbenchError, fixes
 from .firth import firth_logit, logit_newton
 from .model import Dataset
 from .seeds import seeded_rng
 
 VIF_NOTE = 10.0
-
-
-class SeparationWarning(WorkbenchWarning):
-    """A level has only wins or only losses: its maximum-likelihood odds ratio is infinite."""
 
 
 @dataclass(frozen=True)

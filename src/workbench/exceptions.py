@@ -42,6 +42,11 @@ class SmallSampleWarning(WorkbenchWarning):
     """Too few observations for an estimate to be trusted."""
 
 
+class SeparationWarning(WorkbenchWarning):
+    """A level has only wins or only losses (or no events): its maximum-likelihood ratio is infinite,
+    so the model is refitted with Firth's penalized likelihood."""
+
+
 def fixes(*steps: str) -> str:
     """Format numbered fixes the way every message ends: `Try 1) ... 2) ...`."""
     if not steps:

@@ -17,11 +17,9 @@ from matplotlib.path import Path
 from matplotlib.ticker import PercentFormatter
 
 from .groups import OVERALL
-from .history import LOST, WON
-from .paths import CONTINUES, STAYS
+from .history import CONTINUES, KINDS, LOST, STAYS, WON
 from .plots import OUTCOME_COLORS, PALETTE, error_lengths, theme
 from .timeunits import DAYS, TimeUnit
-from .transitions import KINDS
 
 #: Colour of each kind of move (won and lost as in every other figure).
 KIND_COLORS = {

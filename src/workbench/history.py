@@ -33,6 +33,10 @@ from .model import Dataset
 
 WON, LOST = "Won", "Lost"
 DAY_NS = 86_400 * 10**9
+#: The kinds of move between two stage entries (`workbench.transitions` classifies every move).
+KINDS = ("advance", "skip", "back", "re-enter", "win", "lose", "reopen")
+#: Flow states after a deal's last move: still in its stage (open), or on beyond the steps drawn.
+STAYS, CONTINUES = "(stays)", "(continues)"
 
 
 @dataclass(frozen=True)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from . import store
-from .params import secret_values
+from . import runfiles, store
+from .secrets import redact, redact_file
 
 #: The kernel every notebook runs in.
 KERNEL = "workbench"
@@ -372,7 +372,7 @@ def finish_segment(task: dict) -> dict:
         for path in tmp.rglob("*"):
             if path.is_file():
                 redact_file(path)
-        broken = store.check_complete(tmp, rendered)
+        broken = runfiles.check_complete(tmp, rendered)
     except Exception as exc:  # noqa: BLE001 - recorded as this segment's failure
         out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         broken = out["error"]
@@ -381,32 +381,10 @@ def finish_segment(task: dict) -> dict:
     if broken:
         # A folder that is not whole (a full disk, a write that failed) never replaces the last good one.
         kept = final.is_dir()
-        store.discard(tmp)
+        runfiles.discard(tmp)
         out.update(status="failed", error=redact(f"{broken}; " + ("the previous report was kept" if kept else
                                                                    "no report was published")))
         out["reasons"] = [out["error"]]
         return out
     store.publish(tmp, final)
     return out
-
-
-def redact(text: str) -> str:
-    """The text with every secret of the environment replaced by ``***``."""
-    for secret in secret_values():
-        text = text.replace(secret, "***")
-    return text
-
-
-def redact_file(path: Path) -> None:
-    """Replace every secret of the environment in a text file (as written, JSON-escaped or HTML-escaped)."""
-    import html
-
-    if path.suffix not in (".ipynb", ".html", ".json", ".txt", ".md", ".csv", ".yaml", ".log"):
-        return
-    text = original = path.read_text(errors="surrogateescape")
-    for secret in secret_values():
-        for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], html.escape(secret),
-                                   json.dumps(html.escape(secret))[1:-1])):
-            text = text.replace(form, "***")
-    if text != original:
-        path.write_text(text, errors="surrogateescape")

@@ -26,7 +26,7 @@ from .model import DEAL_COLUMNS, TABLES, Dataset
 from .readers import ROW, RawTable, read_source
 from .problems import ValidationReport
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
-from .store import read_quality
+from .store import SPEC_FILE, read_quality
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -303,3 +303,11 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
                .drop(columns="_rank").reset_index(drop=True))
     return Dataset(deals=drop(deals), stage_history=history, stages=stages, won_stages=won, lost_stages=lost,
                    as_of=as_of, report=report, name=name, **{k: drop(v) for k, v in related.items()})
+
+
+def load_slice(folder: str | Path) -> Dataset:
+    """Load a folder written by `save_dataset` (its report is the original load's), without the
+    warning about excluded rows: they were reported when the whole dataset was loaded."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return load_dataset(Path(folder) / SPEC_FILE)

@@ -230,3 +230,11 @@ class Dataset:
     def _repr_html_(self) -> str:
         scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
         return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope
+
+
+def excluded_rows(dataset: Dataset) -> dict:
+    """Rows the load excluded: the total and one entry per (table, reason)."""
+    table = dataset.exclusions
+    return {"count": int(table["rows"].sum()) if len(table) else 0,
+            "by_reason": [{"table": r.table, "check": r.check, "reason": r.reason, "rows": int(r.rows)}
+                          for r in table.itertuples()]}

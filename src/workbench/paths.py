@@ -15,12 +15,11 @@ import pandas as pd
 from . import tables
 from .exceptions import WorkbenchError, fixes
 from .groups import segment_codes, segment_groups, wilson
-from .history import History, history, move_rows
+from .history import CONTINUES, STAYS, History, history, move_rows
 from .model import Dataset
 
 NO_OPEN_STAGE = "(no open stage)"
 OTHER_ROUTES = "(other routes)"
-STAYS, CONTINUES = "(stays)", "(continues)"
 
 
 # --- path variants -------------------------------------------------------------------

@@ -17,7 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from .exceptions import SpecError, WorkbenchError, fixes
-from .jobs import redact
+from .secrets import redact
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".run.lock"
@@ -160,3 +160,30 @@ def _holder(path: Path) -> tuple[int, str] | None:
     if started is None or (recorded is not None and abs(started - recorded) > 1.0):
         return None  # gone, or its id now belongs to another process
     return pid, datetime.fromtimestamp(started, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+# --- publishing a segment's folder -----------------------------------------------------------
+
+def check_complete(folder: Path, notebooks=()) -> str | None:
+    """Why ``folder`` is not a complete segment folder (``None`` if it is): its report, its summary and
+    each of ``notebooks`` must be there and read back whole (a full disk leaves them cut or empty)."""
+    import nbformat
+
+    report = folder / "report.html"
+    if not report.is_file() or not report.read_text(errors="replace").rstrip().endswith("</html>"):
+        return "report.html is missing or cut off"
+    try:
+        json.loads((folder / "summary.json").read_text())
+    except (OSError, ValueError):
+        return "summary.json is missing or not valid JSON"
+    for name in notebooks:
+        try:
+            nbformat.read(str(folder / name), as_version=4)
+        except Exception:  # noqa: BLE001 - any way of not reading back is a broken file
+            return f"{name} is missing or not a valid notebook"
+    return None
+
+
+def discard(tmp: Path) -> None:
+    """Remove a segment folder that will not be published (the previous one stays in place)."""
+    shutil.rmtree(tmp, ignore_errors=True)

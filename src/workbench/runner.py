@@ -36,12 +36,14 @@ from pathlib import Path
 from . import store
 from .exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import DaskPool, LocalPool
-from .jobs import KERNEL, execute_group, finish_segment, redact, redact_file
+from .jobs import KERNEL, execute_group, finish_segment
+from .secrets import redact, redact_file
 from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, parameters_for
 from .runfiles import (LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256,
                        write_run_file)
 from .segments import Segment, plan_segments
-from .summary import excluded_rows, too_small_summary
+from .model import excluded_rows
+from .summary import too_small_summary
 
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
 LOG_FILE = "logs/workers.log"

@@ -20,13 +20,12 @@ import hashlib
 import json
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from .exceptions import DataQualityWarning, SpecError, WorkbenchError, fixes
+from .exceptions import SpecError, WorkbenchError, fixes
 from .model import DEAL_DATE_COLUMNS, TABLES, Dataset
 from .problems import Problem, ValidationReport
 
@@ -112,41 +111,6 @@ def read_quality(path: str | Path, *, source: str = "") -> ValidationReport:
                         + fixes("write the folder again with `workbench.store.save_dataset`",
                                 "remove the `quality:` key to report this data's own load")) from None
     return ValidationReport(problems, source=source, scope=WHOLE_DATASET)
-
-
-def load_slice(folder: str | Path) -> Dataset:
-    """Load a folder written by `save_dataset` (its report is the original load's), without the
-    warning about excluded rows: they were reported when the whole dataset was loaded."""
-    from .loader import load_dataset
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DataQualityWarning)
-        return load_dataset(Path(folder) / SPEC_FILE)
-
-
-def check_complete(folder: Path, notebooks=()) -> str | None:
-    """Why ``folder`` is not a complete segment folder (``None`` if it is): its report, its summary and
-    each of ``notebooks`` must be there and read back whole (a full disk leaves them cut or empty)."""
-    import nbformat
-
-    report = folder / "report.html"
-    if not report.is_file() or not report.read_text(errors="replace").rstrip().endswith("</html>"):
-        return "report.html is missing or cut off"
-    try:
-        json.loads((folder / "summary.json").read_text())
-    except (OSError, ValueError):
-        return "summary.json is missing or not valid JSON"
-    for name in notebooks:
-        try:
-            nbformat.read(str(folder / name), as_version=4)
-        except Exception:  # noqa: BLE001 - any way of not reading back is a broken file
-            return f"{name} is missing or not a valid notebook"
-    return None
-
-
-def discard(tmp: Path) -> None:
-    """Remove a segment folder that will not be published (the previous one stays in place)."""
-    shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(tmp: Path, final: Path) -> None:

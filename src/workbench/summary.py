@@ -7,33 +7,9 @@ for a report, the rows the load excluded, and the data-quality sentence at the t
 """
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
-import numpy as np
-
-from .model import Dataset
-
-
-def json_safe(value):
-    """Numbers, mappings and lists as plain JSON: NaN and infinity become None, numpy scalars Python."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def excluded_rows(dataset: Dataset) -> dict:
-    """Rows the load excluded: the total and one entry per (table, reason)."""
-    table = dataset.exclusions
-    return {"count": int(table["rows"].sum()) if len(table) else 0,
-            "by_reason": [{"table": r.table, "check": r.check, "reason": r.reason, "rows": int(r.rows)}
-                          for r in table.itertuples()]}
+from .model import Dataset, excluded_rows
 
 
 def too_small_summary(dataset: Dataset, segment: Mapping, min_deals: int) -> dict:

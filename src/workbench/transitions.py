@@ -29,10 +29,9 @@ import pandas as pd
 
 from . import tables
 from .groups import OVERALL, segment_codes, segment_groups
-from .history import DAY_NS, history, move_rows, skipped_stages
+from .history import DAY_NS, KINDS, history, move_rows, skipped_stages
 from .model import Dataset
 
-KINDS = ("advance", "skip", "back", "re-enter", "win", "lose", "reopen")
 
 
 def kind_table(k: int) -> np.ndarray:

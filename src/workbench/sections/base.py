@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from ..exceptions import SpecError, WorkbenchError, WorkbenchWarning
 from ..markup import inline_markdown
-from ..summary import json_safe
+from ..jsonsafe import json_safe
 
 #: Where a section's record sits in its first output's metadata.
 RECORD_KEY = "workbench_section"

@@ -32,7 +32,7 @@ def new_axes(size=WIDE):
 @section("The data")
 def overview(out: Section, settings):
     """What was loaded, and every row the loader excluded, counted with its reason."""
-    from ..summary import excluded_rows
+    from ..model import excluded_rows
 
     dataset = settings.dataset
     out.sentences(findings.data_findings(dataset), key=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..summary import json_safe
+from ..jsonsafe import json_safe
 from .base import FAILED, NOT_APPLICABLE, OK, RECORD_KEY
 
 #: summary.json keys read from section figures, with their value when no section recorded them.

@@ -18,11 +18,11 @@ import warnings
 
 import numpy as np
 
-from workbench.coxph import fit_cox
-from workbench.cycle import design_matrix, durations
+from workbench.stats.coxph import fit_cox
+from workbench.cycle.times import design_matrix, durations
 from workbench.exceptions import DataQualityWarning
-from workbench.sample import generate
-from workbench.survival import competing_risks
+from workbench.dataset.sample import generate
+from workbench.stats.survival import competing_risks
 
 COVARIATES = ["persona", "channel", "amount", "region"]
 

@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from workbench.exceptions import DataQualityWarning
-from workbench.funnel import stage_conversion, stage_reach
-from workbench.history import history
-from workbench.paths import path_variants
-from workbench.sample import generate
-from workbench.transitions import transition_matrix
+from workbench.funnel.conversion import stage_conversion, stage_reach
+from workbench.dataset.history import history
+from workbench.funnel.routes import path_variants
+from workbench.dataset.sample import generate
+from workbench.funnel.transitions import transition_matrix
 
 BASE_DEALS = 1_000_000
 

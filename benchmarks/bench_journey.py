@@ -18,9 +18,9 @@ import warnings
 
 from numpy.testing import assert_allclose
 
-from workbench.journey_facts import persona_facts
-from workbench.sample import generate
-from workbench.widgets import JourneyBuilder
+from workbench.journey.facts import persona_facts
+from workbench.dataset.sample import generate
+from workbench.journey.builder import JourneyBuilder
 
 
 def _peak_gb() -> float:

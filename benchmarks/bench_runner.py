@@ -3,7 +3,7 @@
 1. One 4,000-deal segment on one worker: the whole run's wall time, the notebooks' own cell time
    (cells that analyse, not the import cells) and the overhead share; beside it, the same five
    notebooks executed the library-default way (Papermill, a fresh kernel per notebook) against
-   the runner's way (one warm kernel per segment, `workbench.jobs.execute_group`) on the same slice.
+   the runner's way (one warm kernel per segment, `workbench.run.jobs.execute_group`) on the same slice.
 2. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share.
 
 Run: ``.venv/bin/python benchmarks/bench_runner.py [--segments 40] [--deals 2000] [--workers N]``
@@ -23,10 +23,10 @@ from pathlib import Path
 import yaml
 
 from workbench.exceptions import DataQualityWarning
-from workbench.jobs import execute_group, execute_job
-from workbench.params import DEFAULT_NOTEBOOKS, resolve_notebook
-from workbench.runner import run
-from workbench.sample import generate
+from workbench.run.jobs import execute_group, execute_job
+from workbench.run.params import DEFAULT_NOTEBOOKS, resolve_notebook
+from workbench.run.runner import run
+from workbench.dataset.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 

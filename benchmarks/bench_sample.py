@@ -1,4 +1,4 @@
-"""Time `workbench.sample.generate` on one million deals; print seconds and peak memory.
+"""Time `workbench.dataset.sample.generate` on one million deals; print seconds and peak memory.
 
 Run: ``PYTHONPATH=src python benchmarks/bench_sample.py [n_deals]``.
 """
@@ -8,7 +8,7 @@ import resource
 import sys
 import time
 
-from workbench.sample import generate
+from workbench.dataset.sample import generate
 
 
 def main(n_deals: int = 1_000_000) -> dict:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from workbench.jobs import execute_notebook
-from workbench.sample import generate
+from workbench.run.jobs import execute_notebook
+from workbench.dataset.sample import generate
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.sample import generate
+from workbench.dataset.sample import generate
 from workbench.seeds import seeded_rng
 
 

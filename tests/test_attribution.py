@@ -10,11 +10,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from workbench.attribution import (CONVERSION, MODELS, NULL, START, absorption, attribution, bootstrap_shares,
-                                   draw_counts, journeys, markov_model, rule_credits)
+from workbench.profile.attribution import CONVERSION, MODELS, NULL, START, absorption, attribution, bootstrap_shares, draw_counts, journeys, markov_model, rule_credits
 from workbench.exceptions import SmallSampleWarning, WorkbenchError
-from workbench.loader import from_frames
-from workbench.sample import generate
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
 
 matplotlib.use("Agg")  # the plot tests draw off screen
 

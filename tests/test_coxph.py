@@ -9,7 +9,7 @@ from lifelines import CoxPHFitter
 from numpy.testing import assert_allclose
 from statsmodels.duration.hazard_regression import PHReg
 
-from workbench.coxph import fit_cox, information_rank
+from workbench.stats.coxph import fit_cox, information_rank
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -20,7 +20,7 @@ import pytest
 
 import workbench
 from workbench.exceptions import DataQualityWarning
-from workbench.spec import load_spec
+from workbench.dataset.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "examples"

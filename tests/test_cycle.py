@@ -7,11 +7,10 @@ import pandas as pd
 import pytest
 
 from workbench import from_frames
-from workbench.cycle import (OVERALL, TABLE_COLUMNS, compare_segments, cycle_times, durations, naive_estimates,
-                             speed_drivers)
+from workbench.cycle.times import OVERALL, TABLE_COLUMNS, compare_segments, cycle_times, durations, naive_estimates, speed_drivers
 from workbench.exceptions import SeparationWarning
 from workbench.exceptions import SmallSampleWarning, WorkbenchError
-from workbench.sample import generate
+from workbench.dataset.sample import generate
 
 DAYS = (90, 180, 365)
 

@@ -3,7 +3,7 @@ import warnings
 from pathlib import Path
 
 from workbench.cli import main
-from workbench.sample import generate
+from workbench.dataset.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,7 @@ def test_sample_command_then_validate_is_clean(tmp_path, capsys):
 
 def test_demo_run_specification_is_valid():
     """params/demo.yaml (what `make demo` runs) passes the run-spec checks, notebook parameters included."""
-    from workbench.params import load_params
+    from workbench.run.params import load_params
 
     spec = load_params(ROOT / "params" / "demo.yaml")
     assert spec.dataset is None  # the built-in sample

@@ -17,15 +17,15 @@ from statsmodels.stats.outliers_influence import variance_inflation_factor
 from statsmodels.stats.proportion import proportion_confint
 
 import workbench
-from workbench import sample
-from workbench.cohort import mature_cohort, other_label
-from workbench.drivers import roc_auc, variance_inflation, win_drivers
+from workbench.dataset import sample
+from workbench.drivers.cohort import mature_cohort, other_label
+from workbench.drivers.model import roc_auc, variance_inflation, win_drivers
 from workbench.exceptions import SeparationWarning
 from workbench.exceptions import DataQualityWarning, DataValidationError, WorkbenchError
-from workbench.firth import firth_logit, penalized_loglik
-from workbench.reasons import last_open_stage, reason_pareto
-from workbench.spec import load_spec
-from workbench.winrates import univariate_drivers, win_rates
+from workbench.stats.firth import firth_logit, penalized_loglik
+from workbench.drivers.reasons import last_open_stage, reason_pareto
+from workbench.dataset.spec import load_spec
+from workbench.drivers.winrates import univariate_drivers, win_rates
 
 ROOT = Path(__file__).resolve().parents[1]
 IBM_YAML = ROOT / "examples" / "ibm-win-loss" / "dataset.yaml"

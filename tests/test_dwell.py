@@ -6,10 +6,10 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from workbench.dwell import OVERALL, stage_dwell, visits
+from workbench.cycle.dwell import OVERALL, stage_dwell, visits
 from workbench.exceptions import SmallSampleWarning, WorkbenchError
-from workbench.loader import from_frames
-from workbench.sample import generate
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
 
 D = pd.Timestamp
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from workbench import findings
-from workbench.cycle import OVERALL, compare_segments, cycle_times, speed_drivers
-from workbench.problems import Problem, ValidationReport
-from workbench.sample import generate
+from workbench.cycle.times import OVERALL, compare_segments, cycle_times, speed_drivers
+from workbench.dataset.problems import Problem, ValidationReport
+from workbench.dataset.sample import generate
 
 #: Phrases that claim a difference between segments.
 DIFFERENCE_WORDS = ("as often", "fastest", "slowest", "more often", "faster than")
@@ -205,7 +205,7 @@ def test_data_findings_count_outcomes_and_exclusions(dataset):
 
 @pytest.fixture(scope="module")
 def dwell(dataset):
-    dwell_module = pytest.importorskip("workbench.dwell")
+    dwell_module = pytest.importorskip("workbench.cycle.dwell")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return dwell_module.stage_dwell(dataset)
@@ -233,7 +233,7 @@ def test_dwell_findings_with_overlapping_intervals_claim_no_difference(dwell):
 
 def test_forecast_findings_state_expected_and_actual_wins(dataset):
     """Expected wins and interval come from totals(); the backtest sentence from expected and actual wins."""
-    forecast = pytest.importorskip("workbench.forecast")
+    forecast = pytest.importorskip("workbench.cycle.forecast")
     fc = forecast.forecast_open(dataset, window=90)
     replay = forecast.backtest(dataset, dataset.as_of - pd.Timedelta(days=180), window=90)
     wins = fc.totals().set_index("quantity").loc["wins"]

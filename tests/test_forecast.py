@@ -6,12 +6,12 @@ import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
-from workbench.dwell import DAY_NS, visit_arrays
+from workbench.cycle.dwell import DAY_NS, visit_arrays
 from workbench.exceptions import WorkbenchError
-from workbench.forecast import backtest, calibration_table, forecast_open
-from workbench.loader import from_frames
-from workbench.sample import generate
-from workbench.survival import competing_risks
+from workbench.cycle.forecast import backtest, calibration_table, forecast_open
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
+from workbench.stats.survival import competing_risks
 
 AS_OF = pd.Timestamp("2024-07-01")
 START = pd.Timestamp("2024-01-01")  # 182 days before AS_OF

@@ -5,10 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.cycle import OVERALL
-from workbench.funnel import stage_conversion, stage_outcomes
-from workbench.loader import from_frames
-from workbench.sample import generate
+from workbench.cycle.times import OVERALL
+from workbench.funnel.conversion import stage_conversion, stage_outcomes
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
 
 STAGES = ("Lead", "Qualified", "Discovery", "Proposal", "Negotiation")
 

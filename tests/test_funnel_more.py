@@ -14,16 +14,15 @@ from numpy.testing import assert_allclose  # noqa: E402
 from scipy.stats import chi2_contingency, norm  # noqa: E402
 from statsmodels.stats.multitest import multipletests  # noqa: E402
 
-from workbench import funnel_plots  # noqa: E402
-from workbench.exceptions import SmallSampleWarning  # noqa: E402
-from workbench.funnel import (OVERALL, cohort_conversion, compare_conversion, funnel, stage_conversion,  # noqa: E402
-                              stage_reach, windowed_conversion)
-from workbench.loader import from_frames  # noqa: E402
-from workbench.markov import markov_chain, markov_check  # noqa: E402
-from workbench.history import history, history_quality  # noqa: E402
-from workbench.paths import path_variants, regression_effect, stage_flows  # noqa: E402
-from workbench.transitions import moves, transition_matrix  # noqa: E402
-from workbench.sample import generate  # noqa: E402
+from workbench.funnel import plots as funnel_plots
+from workbench.exceptions import SmallSampleWarning
+from workbench.funnel.conversion import OVERALL, cohort_conversion, compare_conversion, funnel, stage_conversion, stage_reach, windowed_conversion
+from workbench.dataset.loader import from_frames
+from workbench.funnel.markov import markov_chain, markov_check
+from workbench.dataset.history import history, history_quality
+from workbench.funnel.routes import path_variants, regression_effect, stage_flows
+from workbench.funnel.transitions import moves, transition_matrix
+from workbench.dataset.sample import generate
 
 T0 = pd.Timestamp("2024-01-01")
 

@@ -3,7 +3,7 @@ import nbformat
 import pytest
 
 from notebook_runs import NOTEBOOKS, code_cells, images, run_notebook, sample_csv
-from workbench.sections.records import read_records
+from workbench.run.records import read_records
 
 NOTEBOOK = NOTEBOOKS / "stage_conversion.ipynb"
 #: Sections of the notebook that draw one figure each: funnel, moves, flows, routes, chain vs cohorts, cohorts.

@@ -18,11 +18,11 @@ import yaml
 import shapes
 from jupyter_lab import chromium_page
 from workbench.cli import main
-from workbench.journey import fit_to_dataset, template
-from workbench.journey_export import export
-from workbench.journey_facts import own_facts
-from workbench.journey_render import prefill
-from workbench.loader import load_dataset
+from workbench.journey.model import fit_to_dataset, template
+from workbench.journey.export import export
+from workbench.journey.facts import own_facts
+from workbench.journey.render import prefill
+from workbench.dataset.loader import load_dataset
 
 #: Every attribute that could run code, and whether a handler already ran (it would set `__hit`).
 LIVE = """() => {

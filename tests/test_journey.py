@@ -3,9 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from workbench.journey import (Journey, JourneyError, Persona, check_covers, fit_to_dataset, load_journey,
-                               template)
-from workbench.sample import generate
+from workbench.journey.model import Journey, JourneyError, Persona, check_covers, fit_to_dataset, load_journey, template
+from workbench.dataset.sample import generate
 
 BROKEN = Path(__file__).parent / "data" / "journeys"
 

@@ -9,12 +9,12 @@ from numpy.testing import assert_allclose
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from workbench import from_frames
-from workbench.cycle import OVERALL
-from workbench.dwell import stage_dwell
-from workbench.funnel import stage_conversion, stage_reach
-from workbench.journey import Journey, JourneyError, Persona, fit_to_dataset, template
-from workbench.journey_facts import journey_dataset, journey_facts, persona_facts, personas_from_data
-from workbench.sample import generate
+from workbench.cycle.times import OVERALL
+from workbench.cycle.dwell import stage_dwell
+from workbench.funnel.conversion import stage_conversion, stage_reach
+from workbench.journey.model import Journey, JourneyError, Persona, fit_to_dataset, template
+from workbench.journey.facts import journey_dataset, journey_facts, persona_facts, personas_from_data
+from workbench.dataset.sample import generate
 
 T0 = pd.Timestamp("2024-01-01")
 STAGES = ["Lead", "Qualified", "Discovery", "Proposal"]
@@ -211,8 +211,8 @@ def test_personas_from_data_are_the_big_levels_largest_first(sample):
 def test_touch_and_objection_counts_agree_with_the_pandas_modules(sample):
     """On a one-to-one journey the array counts equal `touchpoints.deal_touches` (a merge_asof) and
     `reasons.last_open_stage` grouped with pandas, overall and per persona."""
-    from workbench.reasons import last_open_stage
-    from workbench.touchpoints import deal_touches
+    from workbench.drivers.reasons import last_open_stage
+    from workbench.profile.touchpoints import deal_touches
 
     _, ds = sample
     journey = fit_to_dataset(template("b2b"), ds)

@@ -9,13 +9,13 @@ import pytest
 from matplotlib.image import imread
 from openpyxl import load_workbook
 
-from workbench.cycle import OVERALL
+from workbench.cycle.times import OVERALL
 from workbench.findings import percent
-from workbench.journey import JourneyError, Persona, fit_to_dataset, template
-from workbench.journey_export import export
-from workbench.journey_facts import journey_facts
-from workbench.journey_render import compare_personas, grid, persona_grids_html, prefill, to_html, to_markdown
-from workbench.sample import generate
+from workbench.journey.model import JourneyError, Persona, fit_to_dataset, template
+from workbench.journey.export import export
+from workbench.journey.facts import journey_facts
+from workbench.journey.render import compare_personas, grid, persona_grids_html, prefill, to_html, to_markdown
+from workbench.dataset.sample import generate
 
 
 @pytest.fixture(scope="module")

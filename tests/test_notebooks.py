@@ -7,9 +7,9 @@ import nbformat
 import pytest
 
 from notebook_runs import code_cells, images, run_notebook, sample_csv
-from workbench.cycle import OVERALL, cycle_times
-from workbench.loader import load_dataset
-from workbench.sections.records import read_records
+from workbench.cycle.times import OVERALL, cycle_times
+from workbench.dataset.loader import load_dataset
+from workbench.run.records import read_records
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 CYCLE_TIME = NOTEBOOKS[0].parent / "cycle_time.ipynb"
@@ -44,7 +44,7 @@ def test_notebook_is_parameterized_thin_and_stored_without_outputs(path):
 @pytest.mark.slow
 def test_cycle_time_notebook_runs_on_a_small_sample(tmp_path):
     """papermill runs cycle_time.ipynb on a 3,000-deal sample: no errors, every figure, the findings text."""
-    for module in ("workbench.dwell", "workbench.forecast"):
+    for module in ("workbench.cycle.dwell", "workbench.cycle.forecast"):
         pytest.importorskip(module)
     spec = sample_csv(tmp_path, "notebook-tests")
     with warnings.catch_warnings():
@@ -75,7 +75,7 @@ def test_drivers_and_profile_notebooks_run_on_a_small_sample(tmp_path, name, fig
 def test_journey_notebook_shows_grids_and_its_report_leaves_the_builder_out(tmp_path):
     """papermill runs journey_grid.ipynb: the All deals grid, one grid per persona and the builder widget;
     the HTML report keeps the grids and drops the interactive builder and its heading."""
-    from workbench.report import render_report
+    from workbench.run.report import render_report
 
     spec = sample_csv(tmp_path, "notebook-tests")
     _, outputs = run_notebook("journey_grid", tmp_path, {"dataset_path": str(spec), "journey_template": "b2c"})

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from workbench.exceptions import CredentialsError, SpecError
-from workbench.params import RunSpec, load_params, notebook_parameters
+from workbench.run.params import RunSpec, load_params, notebook_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "data" / "notebooks"
@@ -177,7 +177,7 @@ def test_schema_forbids_unknown_keys_directly():
 
 def test_each_notebook_gets_only_the_parameters_it_declares(write):
     """With several notebooks, a parameter goes only to the notebooks that declare it."""
-    from workbench.params import notebook_parameters, parameters_for
+    from workbench.run.params import notebook_parameters, parameters_for
 
     params = load_params(ROOT / "params" / "demo.yaml")
     assert len(params.notebooks) == 3

@@ -13,9 +13,9 @@ import pytest  # noqa: E402
 from matplotlib.collections import PolyCollection  # noqa: E402
 from numpy.testing import assert_allclose  # noqa: E402
 
-from workbench import plots  # noqa: E402
-from workbench.cycle import OVERALL, cycle_times, speed_drivers  # noqa: E402
-from workbench.sample import generate  # noqa: E402
+from workbench import plots
+from workbench.cycle.times import OVERALL, cycle_times, speed_drivers
+from workbench.dataset.sample import generate
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def drivers(dataset):
 
 @pytest.fixture(scope="module")
 def dwell(dataset):
-    dwell_module = pytest.importorskip("workbench.dwell")
+    dwell_module = pytest.importorskip("workbench.cycle.dwell")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return dwell_module.stage_dwell(dataset, by="persona")
@@ -45,7 +45,7 @@ def dwell(dataset):
 
 @pytest.fixture(scope="module")
 def replay(dataset):
-    forecast = pytest.importorskip("workbench.forecast")
+    forecast = pytest.importorskip("workbench.cycle.forecast")
     return forecast.backtest(dataset, dataset.as_of - pd.Timedelta(days=180), window=90)
 
 
@@ -160,7 +160,7 @@ def test_dwell_bars_one_bar_per_segment_and_stage(dwell):
 
 def test_dwell_bars_without_segments_have_no_legend(dataset):
     """Overall only: one bar per stage and no legend."""
-    dwell_module = pytest.importorskip("workbench.dwell")
+    dwell_module = pytest.importorskip("workbench.cycle.dwell")
     ax = plots.dwell_bars(dwell_module.stage_dwell(dataset))
     assert len(ax.patches) == len(dataset.stages)
     assert ax.get_legend() is None

@@ -10,11 +10,10 @@ from numpy.testing import assert_allclose
 from scipy import stats
 
 import workbench
-from workbench import sample
-from workbench.cohort import MISSING, mature_cohort
-from workbench.drivers import win_drivers
-from workbench.profile import (account_traits, customer_profile, fit_score_backtest, fit_scores, lift_interval,
-                               predict_win)
+from workbench.dataset import sample
+from workbench.drivers.cohort import MISSING, mature_cohort
+from workbench.drivers.model import win_drivers
+from workbench.profile.customers import account_traits, customer_profile, fit_score_backtest, fit_scores, lift_interval, predict_win
 
 AS_OF = pd.Timestamp("2025-06-30")
 

@@ -18,8 +18,8 @@ import yaml
 
 import workbench
 from workbench.exceptions import CredentialsError, DataQualityWarning, SourceError
-from workbench.readers import ROW, read_source
-from workbench.spec import FileSource, SQLSource
+from workbench.dataset.readers import ROW, read_source
+from workbench.dataset.spec import FileSource, SQLSource
 
 DATA = Path(__file__).resolve().parent / "data" / "readers"
 
@@ -296,7 +296,7 @@ def test_row_numbers_and_field_counts_follow_the_csv_module(tmp_path, name):
     import csv
     import io
 
-    from workbench.readers import read_csv_text
+    from workbench.dataset.readers import read_csv_text
 
     text = TRICKY[name]
     path = tmp_path / "t.csv"

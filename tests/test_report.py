@@ -12,9 +12,8 @@ import pytest
 from matplotlib.figure import Figure
 
 from workbench.exceptions import SpecError, WorkbenchError
-from workbench.jobs import execute_notebook
-from workbench.report import (FAILED_SECTION, NO_STATIC_VERSION, STOPPED_SECTION, format_headline, render_report,
-                              write_index)
+from workbench.run.jobs import execute_notebook
+from workbench.run.report import FAILED_SECTION, NO_STATIC_VERSION, STOPPED_SECTION, format_headline, render_report, write_index
 
 NOTEBOOKS = Path(__file__).resolve().parent / "data" / "report_notebooks"
 #: Runs, draws a figure, shows a table, writes to stderr, shows a widget and a scripted chart

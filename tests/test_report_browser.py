@@ -17,7 +17,7 @@ import pytest
 from matplotlib.figure import Figure
 from matplotlib.image import imread
 
-from workbench.report import render_report, write_index
+from workbench.run.report import render_report, write_index
 
 CHROMIUM = shutil.which("chromium")
 #: The flags that work in containers and as root; no first-run, sync or update traffic, and every

@@ -10,9 +10,9 @@ from scipy import stats
 from statsmodels.stats.proportion import confint_proportions_2indep, proportion_confint, proportions_ztest
 
 import workbench
-from workbench import sample
+from workbench.dataset import sample
 from workbench.exceptions import WorkbenchError
-from workbench.roles import NO_STAGE, buying_roles, deal_roles
+from workbench.profile.roles import NO_STAGE, buying_roles, deal_roles
 
 AS_OF = pd.Timestamp("2025-06-30")
 STAGES = ("Lead", "Qualified", "Discovery", "Proposal", "Negotiation")

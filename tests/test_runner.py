@@ -21,14 +21,15 @@ import pytest
 import yaml
 from pandas.testing import assert_frame_equal
 
-from workbench import findings, store
+from workbench import findings
+from workbench.dataset import store
 from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
-from workbench.loader import load_dataset, load_slice
-from workbench.params import Split
-from workbench.runner import check_kernel, run
-from workbench.sample import generate
-from workbench.segments import plan_segments
+from workbench.dataset.loader import load_dataset, load_slice
+from workbench.run.params import Split
+from workbench.run.runner import check_kernel, run
+from workbench.dataset.sample import generate
+from workbench.run.segments import plan_segments
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "tests" / "data" / "notebooks"
@@ -453,7 +454,7 @@ def test_dask_needs_a_scheduler_address(data, tmp_path):
 
 def test_variables_a_dataset_reads_credentials_from_are_secrets(tmp_path, monkeypatch):
     """`password_env` and `url_env` anywhere in a dataset.yaml name secrets, whatever the variable is called."""
-    from workbench.params import SECRET_NAMES_VARIABLE, credential_variables, name_secret_variables, secret_values
+    from workbench.run.params import SECRET_NAMES_VARIABLE, credential_variables, name_secret_variables, secret_values
 
     spec = tmp_path / "dataset.yaml"
     spec.write_text("deals: {source: {url: 'postgresql://a@h/db', password_env: DB_PASS, table: deals}}\n"
@@ -471,12 +472,12 @@ def test_a_secret_named_by_password_env_reaches_no_output_not_even_the_index(dat
     """A password in a variable named by the dataset's `password_env` (not credential-like: `DB_PASS`), leaked
     by the kernel every way and put in the run's title, is in no file the run writes: notebooks, report,
     summary, run.json, index."""
-    import workbench.params
+    import workbench.run.params
 
     secret = "pw-" + os.urandom(12).hex()
     monkeypatch.setenv("DB_PASS", secret)
-    monkeypatch.delenv(workbench.params.SECRET_NAMES_VARIABLE, raising=False)
-    monkeypatch.setattr(workbench.params, "credential_variables", lambda path: ["DB_PASS"])
+    monkeypatch.delenv(workbench.run.params.SECRET_NAMES_VARIABLE, raising=False)
+    monkeypatch.setattr(workbench.run.params, "credential_variables", lambda path: ["DB_PASS"])
     path = write_params(tmp_path, data[0], ["reads_secret"], overall=True, title=f"Pipeline for {secret}",
                         parameters={"variable": "DB_PASS"})
     run(path, progress=False)
@@ -492,8 +493,8 @@ def test_a_full_disk_never_replaces_a_good_report(data, tmp_path, monkeypatch):
     complete folder stays byte for byte, the temporary one is removed, and the run says so."""
     import errno
 
-    import workbench.report
-    from workbench.jobs import finish_segment
+    import workbench.run.report
+    from workbench.run.jobs import finish_segment
 
     final, tmp = tmp_path / "segments" / "overall", tmp_path / "segments" / ".overall.tmp-1"
     final.mkdir(parents=True)
@@ -506,7 +507,7 @@ def test_a_full_disk_never_replaces_a_good_report(data, tmp_path, monkeypatch):
         (tmp / "report.html").write_text("<html><body>cut off")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(workbench.report, "render_report", full_disk)
+    monkeypatch.setattr(workbench.run.report, "render_report", full_disk)
     task = {"tmp": str(tmp), "final": str(final), "too_small": False, "notebooks": [], "filter": {},
             "counts": data[1].counts(), "excluded_rows": {"count": 0, "by_reason": []}, "title": "t", "client": "c",
             "branding": {}, "label": "All deals"}
@@ -519,7 +520,7 @@ def test_a_full_disk_never_replaces_a_good_report(data, tmp_path, monkeypatch):
 def test_a_cut_notebook_or_summary_is_not_a_complete_folder(tmp_path):
     """`check_complete` refuses a folder whose report is cut off, whose summary is not JSON or whose
     notebook does not read back."""
-    from workbench.runfiles import check_complete
+    from workbench.run.runfiles import check_complete
 
     (tmp_path / "report.html").write_text("<html><body>all</body></html>\n")
     (tmp_path / "summary.json").write_text("{}")
@@ -535,7 +536,7 @@ def test_a_cut_notebook_or_summary_is_not_a_complete_folder(tmp_path):
 def test_a_lock_whose_process_id_now_belongs_to_another_program_is_taken_over(tmp_path):
     """A lock names its process and that process's start time: a live process that started at another time
     is not the run (ids are reused), so the lock is stale; a live run's lock names the lock file."""
-    from workbench.runfiles import Lock, _started
+    from workbench.run.runfiles import Lock, _started
 
     lock = tmp_path / ".run.lock"
     lock.write_text(f"{os.getpid()} {_started(os.getpid()) - 3600}")  # this process, an hour "earlier"
@@ -550,7 +551,7 @@ def test_a_lock_whose_process_id_now_belongs_to_another_program_is_taken_over(tm
 def test_output_is_a_new_empty_or_workbench_folder(data, tmp_path):
     """`output: ..` (a folder of other files) and `output: /` are refused before anything is written; an empty
     folder, or one an earlier run made, is used."""
-    from workbench.runfiles import MARKER_FILE, claim_output
+    from workbench.run.runfiles import MARKER_FILE, claim_output
 
     other = tmp_path / "project"
     other.mkdir()
@@ -639,7 +640,7 @@ def test_notebooks_sharing_a_warm_kernel_start_from_a_clean_namespace(tmp_path):
     open figures, its cells count from 1, and both are written whole."""
     from nbformat.v4 import new_code_cell, new_notebook
 
-    from workbench.jobs import execute_group
+    from workbench.run.jobs import execute_group
 
     first = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
                                 new_code_cell("import matplotlib.pyplot as plt\nsecret_rows = [1, 2]\nplt.figure()\n"

@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from workbench.exceptions import WorkbenchError
-from workbench.sample import COEFFICIENTS, generate
-from workbench.sample_truth import Journeys, Truth
-from workbench.spec import load_spec
+from workbench.dataset.sample import COEFFICIENTS, generate
+from workbench.dataset.sample_truth import Journeys, Truth
+from workbench.dataset.spec import load_spec
 
 TABLES = ("deals", "stage_history", "accounts", "contacts", "touchpoints")
 CODES = {s: i for i, s in enumerate(("Lead", "Qualified", "Discovery", "Proposal", "Negotiation", "Won", "Lost"))}
@@ -198,7 +198,7 @@ def test_write_csv_writes_a_loadable_description(sample, tmp_path):
     small = generate(n_deals=300, seed="csv", truth_deals=1_000)
     path = small.write_csv(tmp_path / "out")
     spec, base = load_spec(path)
-    assert spec.name == 'Sample CRM (workbench.sample, seed "csv")' and spec.as_of == "2025-06-30"
+    assert spec.name == 'Sample CRM (workbench.dataset.sample, seed "csv")' and spec.as_of == "2025-06-30"
     assert yaml.safe_load(path.read_text())["stages"] == list(small.stages)
     for table in TABLES:
         back = pd.read_csv(base / f"{table}.csv")

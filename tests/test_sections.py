@@ -8,13 +8,13 @@ import pandas as pd
 import pytest
 
 from workbench.exceptions import SmallSampleWarning, WorkbenchError
-from workbench.loader import from_frames
-from workbench.sample import generate
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
 from workbench.sections import Section, choose_settings, section
 from workbench.sections import needs
 from workbench.sections.base import RECORD_KEY, Need
 from workbench.sections.catalog import catalog, markdown_table
-from workbench.sections.records import build_summary, key_findings, segment_status
+from workbench.run.records import build_summary, key_findings, segment_status
 from workbench.timeunits import DAYS, HOURS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""`workbench.store`: a dataset written as Parquet with its dataset.yaml reloads unchanged (the run gives each
+"""`workbench.dataset.store`: a dataset written as Parquet with its dataset.yaml reloads unchanged (the run gives each
 segment's kernel such a slice), dated or dateless."""
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import yaml
 from pandas.testing import assert_frame_equal
 
 import workbench
-from workbench import store
-from workbench.loader import load_slice
+from workbench.dataset import store
+from workbench.dataset.loader import load_slice
 from workbench.exceptions import DataQualityWarning
 
 CLEAN = Path(__file__).resolve().parent / "data" / "broken" / "clean" / "dataset.yaml"

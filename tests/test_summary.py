@@ -9,15 +9,16 @@ import warnings
 import pandas as pd
 import pytest
 
-from workbench.cycle import OVERALL, cycle_times
-from workbench.dwell import stage_dwell
-from workbench.funnel import stage_conversion
-from workbench.loader import from_frames
-from workbench.sample import generate
-from workbench.sections import choose_settings, cycle_time, overview, stage_conversion as conversion_sections
+from workbench.cycle.times import OVERALL, cycle_times
+from workbench.cycle.dwell import stage_dwell
+from workbench.funnel.conversion import stage_conversion
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
+from workbench.sections import choose_settings, overview
+from workbench.sections import cycle_time, stage_conversion as conversion_sections
 from workbench.sections import win_loss_drivers
-from workbench.sections.records import build_summary, key_findings
-from workbench.summary import quality_note, too_small_summary
+from workbench.run.records import build_summary, key_findings
+from workbench.run.summary import quality_note, too_small_summary
 
 KEYS = {"segment", "status", "counts", "as_of", "excluded_rows", "horizon_days", "win_probability", "cif_won",
         "median_days_to_close", "stage_conversion", "median_days_in_stage", "drivers", "drivers_cohort",

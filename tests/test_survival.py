@@ -7,7 +7,7 @@ from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times
 from numpy.testing import assert_allclose
 
-from workbench.survival import competing_risks
+from workbench.stats.survival import competing_risks
 
 
 def _rng(text):

@@ -10,10 +10,9 @@ import pytest
 from numpy.testing import assert_allclose
 
 from workbench.exceptions import DataQualityWarning, WorkbenchError
-from workbench.loader import from_frames
-from workbench.sample import generate
-from workbench.touchpoints import (ALL, BEFORE, assign_stages, deal_touches, stage_advances,
-                                   touchpoint_summary)
+from workbench.dataset.loader import from_frames
+from workbench.dataset.sample import generate
+from workbench.profile.touchpoints import ALL, BEFORE, assign_stages, deal_touches, stage_advances, touchpoint_summary
 
 matplotlib.use("Agg")  # the plot tests draw off screen
 

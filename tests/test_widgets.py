@@ -5,12 +5,12 @@ import warnings
 import pandas as pd
 import pytest
 
-from workbench.cycle import OVERALL
-from workbench.journey import load_journey
-from workbench.journey_facts import journey_facts
-from workbench.journey_render import suggestion
-from workbench.sample import generate
-from workbench.widgets import NONE, JourneyBuilder, parse_filter
+from workbench.cycle.times import OVERALL
+from workbench.journey.model import load_journey
+from workbench.journey.facts import journey_facts
+from workbench.journey.render import suggestion
+from workbench.dataset.sample import generate
+from workbench.journey.builder import NONE, JourneyBuilder, parse_filter
 
 
 @pytest.fixture(scope="module")

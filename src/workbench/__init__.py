@@ -1,7 +1,7 @@
 """workbench: a Jupyter-based research workbench for CRM journey analytics."""
-from .exceptions import DataQualityWarning, DataValidationError, SpecError, SourceError, WorkbenchError
-from .loader import from_frames, load_dataset, validate
-from .model import Dataset
+from .dataset.loader import from_frames, load_dataset, validate
+from .dataset.model import Dataset
+from .exceptions import DataQualityWarning, DataValidationError, SourceError, SpecError, WorkbenchError
 
 __version__ = "0.1.0"
 

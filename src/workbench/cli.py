@@ -12,7 +12,7 @@ from .exceptions import DataQualityWarning, WorkbenchError
 
 
 def _validate(args) -> int:
-    from .loader import validate
+    from .dataset.loader import validate
 
     report = validate(args.dataset)
     if args.format == "json":
@@ -23,7 +23,7 @@ def _validate(args) -> int:
 
 
 def _sample(args) -> int:
-    from .sample import generate
+    from .dataset.sample import generate
 
     data = generate(n_deals=args.deals, seed=args.seed)
     path = data.write_csv(Path(args.output))
@@ -41,7 +41,7 @@ def _terminate(signum, frame):
 
 
 def _run(args) -> int:
-    from .runner import run
+    from .run.runner import run
 
     warnings.simplefilter("ignore", DataQualityWarning)
     previous = signal.signal(signal.SIGTERM, _terminate)

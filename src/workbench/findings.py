@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from .groups import OVERALL
+from .dataset.groups import OVERALL
 from .timeunits import DAYS, TimeUnit
 
 ALPHA = 0.05

@@ -19,11 +19,10 @@ import numpy as np
 import seaborn as sns
 from cycler import cycler
 from matplotlib.axes import Axes
-from matplotlib.ticker import (FixedLocator, FuncFormatter, MultipleLocator, NullFormatter, NullLocator,
-                               PercentFormatter)
+from matplotlib.ticker import FixedLocator, FuncFormatter, MultipleLocator, NullFormatter, NullLocator, PercentFormatter
 
-from .groups import OVERALL
-from .survival import CompetingRisks
+from .dataset.groups import OVERALL
+from .stats.survival import CompetingRisks
 from .timeunits import DAYS, TimeUnit
 
 STYLE = "whitegrid"

@@ -11,7 +11,7 @@ renders. A section that builds on another one that did not render says so instea
 Each displayed section also records what it showed (``record``: status, reason, the
 figures `summary.json` takes, its key findings, caveats) in the metadata of its first
 output, under `RECORD_KEY`. The runner reads those records back from the executed
-notebooks (`workbench.sections.records`), so a report and its summary are one
+notebooks (`workbench.run.records`), so a report and its summary are one
 computation (scrapbook's ``glue`` idiom).
 """
 from __future__ import annotations
@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from ..exceptions import SpecError, WorkbenchError, WorkbenchWarning
-from ..markup import inline_markdown
 from ..jsonsafe import json_safe
+from ..markup import inline_markdown
 
 #: Where a section's record sits in its first output's metadata.
 RECORD_KEY = "workbench_section"

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import findings
+from ..dataset.model import Dataset
 from ..exceptions import SpecError, fixes
-from ..model import Dataset
 from .base import Section, section
 
 #: Figure sizes (inches) the sections draw at.
@@ -14,8 +14,8 @@ WIDE, TALL, SQUARE = (9.0, 5.0), (9.0, 6.5), (7.0, 5.5)
 
 def open_dataset(dataset_path: str = "") -> Dataset:
     """The dataset a notebook analyses: ``dataset_path`` (a dataset.yaml), or the built-in sample when empty."""
-    from ..loader import load_dataset
-    from ..sample import generate
+    from ..dataset.loader import load_dataset
+    from ..dataset.sample import generate
 
     if dataset_path:
         return load_dataset(dataset_path)
@@ -32,7 +32,7 @@ def new_axes(size=WIDE):
 @section("The data")
 def overview(out: Section, settings):
     """What was loaded, and every row the loader excluded, counted with its reason."""
-    from ..model import excluded_rows
+    from ..dataset.model import excluded_rows
 
     dataset = settings.dataset
     out.sentences(findings.data_findings(dataset), key=True)

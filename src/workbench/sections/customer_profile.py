@@ -23,7 +23,7 @@ def account_ids(settings) -> Need:
 @section("Who the best customers are", needs=(needs.won_deals, account_ids))
 def profile(out: Section, settings):
     """Traits over-represented among won customers, with lifts and intervals."""
-    from ..profile import customer_profile
+    from ..profile.customers import customer_profile
 
     result = customer_profile(settings.dataset)
     out.text("Each trait's share among won customers against its share among all prospects (lift), with 95% "
@@ -40,7 +40,7 @@ def profile(out: Section, settings):
 @section("Fit score of open deals", needs=(needs.dates, needs.open_deals, needs.won_deals))
 def fit_scores(out: Section, settings):
     """The drivers model's win probability for each open deal: the ten best."""
-    from ..profile import fit_scores as score
+    from ..profile.customers import fit_scores as score
 
     scores = score(settings.dataset, mature_days=settings.mature_days)
     out.text("The win probability the drivers model gives each open deal (its fit with the deals that won), "
@@ -54,7 +54,7 @@ def fit_scores(out: Section, settings):
 @section("Backtest of the fit score", needs=(needs.dates, needs.calendar, needs.won_deals))
 def fit_score_backtest(out: Section, settings):
     """Scored at an earlier cut-off: did high-score deals win more often afterwards?"""
-    from ..profile import fit_score_backtest as replay
+    from ..profile.customers import fit_score_backtest as replay
 
     mature = settings.mature_days or settings.horizon  # every deal closed: judge the backtest at the horizon
     cut = settings.dataset.as_of - pd.Timedelta(days=mature)
@@ -70,7 +70,8 @@ def fit_score_backtest(out: Section, settings):
 @section("Buying roles", needs=(needs.table("contacts"), needs.closed_deals))
 def buying_roles(out: Section, settings):
     """Win rates of closed deals with and without a decision maker; people and roles per deal."""
-    from ..roles import DECISION_MAKER, buying_roles as roles
+    from ..profile.roles import DECISION_MAKER
+    from ..profile.roles import buying_roles as roles
 
     role = settings.decision_role or DECISION_MAKER
     result = roles(settings.dataset, decision_role=role)
@@ -86,7 +87,7 @@ def buying_roles(out: Section, settings):
 @section("Touchpoints", needs=(needs.dates, needs.table("touchpoints"), needs.closed_deals))
 def touchpoints(out: Section, settings):
     """Touches per deal by channel for won and lost deals, and what comes before a stage advance."""
-    from ..touchpoints import touchpoint_summary
+    from ..profile.touchpoints import touchpoint_summary
 
     result = touchpoint_summary(settings.dataset, window_days=settings.touch_window_days)
     out.text("Touches per deal by channel for won and lost deals.")
@@ -101,7 +102,7 @@ def touchpoints(out: Section, settings):
 @section("Attribution of wins to channels", needs=(needs.dates, needs.table("touchpoints"), needs.won_deals))
 def attribution(out: Section, settings):
     """Six attribution models side by side."""
-    from ..attribution import attribution as credit
+    from ..profile.attribution import attribution as credit
 
     result = credit(settings.dataset, half_life_days=settings.half_life_days)
     out.text("Six models side by side: first touch, last touch, linear, time decay, position-based and the Markov "

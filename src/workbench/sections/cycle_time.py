@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import findings, plots
-from ..groups import OVERALL
+from ..dataset.groups import OVERALL
 from . import needs
 from .base import Section, section
 from .common import SQUARE, WIDE, new_axes, require_columns
@@ -14,7 +14,7 @@ from .common import SQUARE, WIDE, new_axes, require_columns
 @section("Time to close", needs=(needs.dates, needs.closed_deals))
 def time_to_close(out: Section, settings):
     """Kaplan-Meier of time to close per segment: curves, quartiles, sentences."""
-    from ..cycle import cycle_times
+    from ..cycle.times import cycle_times
 
     unit = settings.unit
     cycles = cycle_times(settings.dataset, by=settings.segment_by, horizon=settings.horizon,
@@ -80,7 +80,7 @@ def win_probability(out: Section, settings, cycles):
 @section("Segment comparison", needs=(needs.dates, needs.closed_deals, needs.comparison), builds_on="Time to close")
 def segment_comparison(out: Section, settings, cycles):
     """Log-rank tests across segments and between every pair, corrected, with sentences."""
-    from ..cycle import compare_segments
+    from ..cycle.times import compare_segments
 
     comparison = compare_segments(settings.dataset, settings.segment_by, min_deals=settings.min_deals)
     out.text("Log-rank tests of time to close, to winning and to losing, across all segments and for every pair. "
@@ -102,7 +102,7 @@ def segment_comparison(out: Section, settings, cycles):
 @section("Drivers of speed", needs=(needs.dates, needs.won_deals))
 def speed(out: Section, settings):
     """A cause-specific Cox model of time to winning, its forest plot and its PH check."""
-    from ..cycle import speed_drivers
+    from ..cycle.times import speed_drivers
 
     covariates = list(settings.speed_covariates)
     if not covariates:
@@ -125,7 +125,7 @@ def speed(out: Section, settings):
 @section("Time in stage", needs=(needs.dates, needs.stage_history))
 def time_in_stage(out: Section, settings):
     """First-visit dwell per open stage (Kaplan-Meier), per segment."""
-    from ..dwell import stage_dwell
+    from ..cycle.dwell import stage_dwell
 
     dwell = stage_dwell(settings.dataset, by=settings.segment_by, min_deals=settings.min_deals)
     out.text("Median time of the first visit to each open stage, with 95% confidence intervals. Deals still in a "
@@ -140,7 +140,7 @@ def time_in_stage(out: Section, settings):
 @section("Open-pipeline forecast", needs=(needs.dates, needs.open_deals, needs.won_deals))
 def forecast(out: Section, settings):
     """Per open deal, the probability of a win within the forecast window; totals per stage."""
-    from ..forecast import forecast_open
+    from ..cycle.forecast import forecast_open
 
     unit = settings.unit
     result = forecast_open(settings.dataset, window=settings.forecast_window)
@@ -164,7 +164,7 @@ def forecast(out: Section, settings):
 @section("Backtest of the forecast", needs=(needs.dates, needs.open_deals), builds_on="Open-pipeline forecast")
 def backtest(out: Section, settings, forecast_result):
     """The same forecast made at an earlier cut-off against what happened next."""
-    from ..forecast import backtest as replay
+    from ..cycle.forecast import backtest as replay
 
     cut = settings.backtest_cut
     first = settings.dataset.deals["created_at"].min()

@@ -9,9 +9,9 @@ from .base import Section, section
 @section("The journey", needs=(needs.dates, needs.stage_history))
 def journey(out: Section, settings, journey_template: str = "b2b", journey_path: str = ""):
     """The grid of the journey's persona, prefilled from the data; returns (journey, facts)."""
-    from ..journey import fit_to_dataset, load_journey, template
-    from ..journey_facts import journey_facts, own_facts
-    from ..journey_render import prefill, to_html
+    from ..journey.facts import journey_facts, own_facts
+    from ..journey.model import fit_to_dataset, load_journey, template
+    from ..journey.render import prefill, to_html
 
     dataset = settings.dataset
     fitted = fit_to_dataset(load_journey(journey_path) if journey_path else template(journey_template), dataset)
@@ -27,8 +27,8 @@ def journey(out: Section, settings, journey_template: str = "b2b", journey_path:
 @section("Per persona", builds_on="The journey")
 def per_persona(out: Section, settings, built):
     """The same grid for each persona with enough deals of its own."""
-    from ..journey_facts import personas_from_data
-    from ..journey_render import persona_grids_html
+    from ..journey.facts import personas_from_data
+    from ..journey.render import persona_grids_html
 
     fitted, facts = built
     column = settings.persona_column
@@ -49,8 +49,8 @@ def builder(settings, built):
     """The interactive builder on this data, or a sentence saying why there is none."""
     from IPython.display import HTML
 
+    from ..journey.builder import JourneyBuilder
     from ..markup import inline_markdown
-    from ..widgets import JourneyBuilder
 
     if isinstance(built, Section) and not built.ok:
         return HTML(f"<p>No builder: {inline_markdown(built.reason)}</p>")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from ..model import Dataset
+from ..dataset.model import Dataset
 from ..timeunits import DAYS, TimeUnit, round_down, round_up, unit_for
 
 #: Columns tried first for comparisons, in order; then any other suitable attribute.
@@ -162,7 +162,7 @@ def comparable_columns(dataset: Dataset, min_deals: int) -> list[str]:
     Columns whose names mark them as measured during the sale (reasons, stages, days...) are
     left out, as the win/loss models leave them out.
     """
-    from ..cohort import leaky_word
+    from ..drivers.cohort import leaky_word
 
     deals = dataset.deals
     found = []
@@ -276,7 +276,7 @@ def _backtest_cut(dataset, given, window, said) -> pd.Timestamp | None:
 
 def _decision_role(dataset, given, said) -> str:
     """The contact role that marks a decision maker: given, or the role whose name says "decision"."""
-    from ..roles import DECISION_MAKER
+    from ..profile.roles import DECISION_MAKER
 
     if given:
         said.append(f"Decision makers are contacts with the role `{given}` (`decision_role`).")
@@ -295,7 +295,7 @@ def _speed_covariates(dataset, given, segment_by, said) -> tuple:
     if given:
         said.append(f"Speed model covariates: {_names(given)} (`speed_covariates`).")
         return tuple(given)
-    from ..cohort import candidate_columns
+    from ..drivers.cohort import candidate_columns
 
     chosen, _ = candidate_columns(dataset, dataset.deals)
     short = [c for c in chosen if c != "amount" and c in dataset.deals and dataset.deals[c].nunique() <= 8]

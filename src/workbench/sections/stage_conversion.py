@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .. import funnel_plots
+from ..dataset.groups import OVERALL
 from ..findings import percent
-from ..groups import OVERALL
+from ..funnel import plots as funnel_plots
 from . import needs
 from .base import Section, section
 from .common import TALL, WIDE, new_axes
@@ -19,7 +19,7 @@ SEGMENT_COLUMNS = {"segment": "Segment", "transition": "Transition", "reached": 
 @section("The stage history", needs=(needs.dates, needs.stage_history))
 def history_quality(out: Section, settings):
     """What was messy in the stage history, each issue counted with how the analyses treat it."""
-    from ..history import history_quality as quality
+    from ..dataset.history import history_quality as quality
 
     table = quality(settings.dataset)
     out.text("What was messy in the stage history: each issue counted, and how the analyses treat it.")
@@ -30,7 +30,7 @@ def history_quality(out: Section, settings):
 @section("The funnel", needs=(needs.dates, needs.stage_history))
 def funnel(out: Section, settings):
     """The funnel chart: reach per stage, eventual and windowed conversion, drop-off."""
-    from ..funnel import funnel as build
+    from ..funnel.conversion import funnel as build
 
     stages = build(settings.dataset, window_days=settings.window_days, min_deals=settings.min_deals)
     out.text("Bar width: deals that reached each stage (entered it or went past it) by the cut-off. Between the "
@@ -45,7 +45,7 @@ def funnel(out: Section, settings):
 @section("Conversion per stage", needs=(needs.dates, needs.stage_history))
 def conversion(out: Section, settings):
     """Eventual conversion of each transition per segment with its interval, beside the count ratio."""
-    from ..funnel import stage_conversion
+    from ..funnel.conversion import stage_conversion
 
     result = stage_conversion(settings.dataset, by=settings.segment_by, min_deals=settings.min_deals)
     table = result.table
@@ -65,7 +65,7 @@ def conversion(out: Section, settings):
 @section("Segments against the rest", needs=(needs.dates, needs.stage_history, needs.comparison))
 def segments_against_rest(out: Section, settings):
     """Each segment against all other deals, transition by transition, on the windowed conversion."""
-    from ..funnel import compare_conversion
+    from ..funnel.conversion import compare_conversion
 
     result = compare_conversion(settings.dataset, settings.segment_by, window_days=settings.window_days,
                                 min_deals=settings.min_deals)
@@ -85,7 +85,7 @@ def segments_against_rest(out: Section, settings):
 @section("Moves between stages", needs=(needs.dates, needs.stage_history))
 def moves(out: Section, settings):
     """The transition heatmap and the moves by kind."""
-    from ..transitions import transition_matrix
+    from ..funnel.transitions import transition_matrix
 
     matrix = transition_matrix(settings.dataset, min_deals=settings.min_deals)
     kinds = matrix.kinds()
@@ -103,7 +103,7 @@ def moves(out: Section, settings):
 @section("Flows", needs=(needs.dates, needs.stage_history))
 def flows(out: Section, settings):
     """The moves as flows, step by step through each deal's history."""
-    from ..paths import stage_flows
+    from ..funnel.routes import stage_flows
 
     result = stage_flows(settings.dataset)
     if result.empty:
@@ -119,7 +119,7 @@ def flows(out: Section, settings):
 @section("Routes", needs=(needs.dates, needs.stage_history))
 def routes(out: Section, settings):
     """The most common routes through the open stages and how their closed deals ended."""
-    from ..paths import path_variants
+    from ..funnel.routes import path_variants
 
     variants = path_variants(settings.dataset, min_deals=settings.min_deals)
     out.text("The most common routes through the open stages (repeats collapsed) and how the closed deals on each "
@@ -136,7 +136,7 @@ def routes(out: Section, settings):
 @section("Going back a stage", needs=(needs.dates, needs.stage_history, needs.closed_deals))
 def going_back(out: Section, settings):
     """Win rates of closed deals that went back a stage against those that never did."""
-    from ..paths import regression_effect
+    from ..funnel.routes import regression_effect
 
     dataset = settings.dataset
     overall = regression_effect(dataset, min_deals=settings.min_deals)
@@ -160,7 +160,7 @@ def going_back(out: Section, settings):
 @section("From each stage: the odds of winning and the days left", needs=(needs.dates, needs.stage_history))
 def markov(out: Section, settings):
     """The absorbing Markov chain per segment: P(win) and expected days left from each stage."""
-    from ..markov import markov_chain
+    from ..funnel.markov import markov_chain
 
     unit = settings.unit
     chain = markov_chain(settings.dataset, by=settings.segment_by, min_deals=settings.min_deals)
@@ -180,7 +180,7 @@ def markov(out: Section, settings):
          builds_on="From each stage: the odds of winning and the days left")
 def markov_against_cohorts(out: Section, settings, chain):
     """The chain's win probability from each stage against what mature cohorts did."""
-    from ..markov import markov_check
+    from ..funnel.markov import markov_check
 
     if settings.mature_days is None:
         out.text("There is no mature cohort to check the chain against.")
@@ -197,7 +197,7 @@ def markov_against_cohorts(out: Section, settings, chain):
 @section("Cohorts", needs=(needs.dates, needs.stage_history, needs.calendar))
 def cohorts(out: Section, settings):
     """Eventual conversion by creation month."""
-    from ..funnel import cohort_conversion
+    from ..funnel.conversion import cohort_conversion
 
     mature = settings.mature_days if settings.mature_days is not None else settings.horizon
     result = cohort_conversion(settings.dataset, mature_days=mature, min_deals=settings.min_deals)

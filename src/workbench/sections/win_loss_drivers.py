@@ -18,7 +18,7 @@ MAX_DRIVER_SENTENCES = 4
 @section("One attribute at a time", needs=(needs.won_deals,))
 def win_rates(out: Section, settings, min_level: int = 30):
     """Per attribute, a chi-square (or Fisher) test of the win rate, corrected; the top ones level by level."""
-    from ..winrates import univariate_drivers
+    from ..drivers.winrates import univariate_drivers
 
     result = univariate_drivers(settings.dataset, mature_days=settings.mature_days, min_level=min_level)
     table = result.table
@@ -63,7 +63,7 @@ def driver_sentences(drivers, alpha: float = 0.05) -> list[str]:
 @section("All attributes together", needs=(needs.won_deals,))
 def model(out: Section, settings, min_level: int = 30):
     """The mature-cohort logistic model: odds ratios, held-out columns, AUC and calibration."""
-    from ..drivers import win_drivers
+    from ..drivers.model import win_drivers
 
     columns = settings.driver_columns
     if columns:
@@ -96,7 +96,7 @@ def model(out: Section, settings, min_level: int = 30):
 
 
 def _pareto(out: Section, settings, column: str, outcome: str):
-    from ..reasons import reason_pareto
+    from ..drivers.reasons import reason_pareto
 
     overall = reason_pareto(settings.dataset, column)
     table = overall.table

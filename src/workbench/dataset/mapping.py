@@ -1,0 +1,251 @@
+"""Apply a table's mapping from `dataset.yaml`: columns, values, dates, numbers.
+
+Input is a `RawTable` as read; output is a frame with canonical column names and
+types. Problems go to the checker: missing columns are errors, unparseable dates
+exclude their rows, ambiguous or mixed date formats are errors.
+"""
+from __future__ import annotations
+
+import difflib
+
+import numpy as np
+import pandas as pd
+
+from ..exceptions import fixes
+from .checker import Checker
+from .dates import parse_dates
+from .model import DATE_COLUMNS, KNOWN_COLUMNS
+from .readers import ROW, RawTable
+from .spec import Concat, Constant
+
+NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
+ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
+DEFAULT_VALUE = "*"
+#: Columns whose value mapped to ~ excludes the row (a deal without an outcome cannot be analysed);
+#: elsewhere ~ just empties the value.
+EXCLUDING_COLUMNS = {"outcome", "stage"}
+
+
+def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) -> pd.DataFrame | None:
+    """Rename and select columns; a list of source columns takes the first filled one."""
+    frame = raw.frame
+    available = [c for c in frame.columns if c != ROW]
+    wanted = [s for ref in columns.values() for s in _source_names(ref)]
+    missing = [s for s in wanted if s not in frame.columns]
+    for name in missing:
+        close = difflib.get_close_matches(name, available, n=3)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else f"the file has {available[:12]}"
+        canonical = [k for k, ref in columns.items() if name in _source_names(ref)]
+        check.error("missing_column", f"source column `{name}` (mapped to `{canonical[0]}`) is not in the source.",
+                    fixes(hint, "correct the `columns:` mapping in dataset.yaml"), column=name)
+    if missing:
+        return None
+    out = pd.DataFrame(index=frame.index)
+    used = set(wanted)
+    for canonical, ref in columns.items():
+        if isinstance(ref, Constant):
+            out[canonical] = ref.constant
+            continue
+        refs = _source_names(ref)
+        check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
+        if isinstance(ref, Concat):
+            parts = [frame[r].astype("string") for r in refs]
+            value = parts[0].str.cat(parts[1:], sep=ref.sep)  # missing if any part is missing
+            out[canonical] = value.astype(object).where(value.notna(), np.nan)
+            continue
+        value = frame[refs[0]]
+        for other in refs[1:]:
+            value = value.where(value.notna(), frame[other])
+        out[canonical] = value
+    known = KNOWN_COLUMNS.get(check.table, ())
+    for name in available:
+        if name in out.columns or name in used:
+            continue
+        if keep_other or name in known:
+            out[name] = frame[name]
+    out[ROW] = frame[ROW]
+    return out
+
+
+def _source_names(ref) -> list[str]:
+    if isinstance(ref, str):
+        return [ref]
+    if isinstance(ref, Concat):
+        return list(ref.concat)
+    if isinstance(ref, Constant):
+        return []
+    return list(ref)
+
+
+def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Strip surrounding blanks from text cells; an all-blank cell becomes missing.
+
+    Id columns become text whatever the source stored (a Parquet or SQL integer id
+    must match the same id read from a CSV), and a missing text cell is NaN from
+    every source.
+    """
+    for name in ID_COLUMNS & set(frame.columns):
+        frame[name] = _as_text_ids(frame[name])
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype != object:
+            continue
+        if col.isna().any():
+            col = col.where(col.notna(), np.nan)
+            frame[name] = col
+        kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "string":
+            stripped = col.str.strip()
+            frame[name] = stripped.where(stripped != "", None)
+        elif kind.startswith("mixed"):  # e.g. Excel: text beside numbers and dates
+            is_text = col.map(lambda v: isinstance(v, str))
+            stripped = col[is_text].str.strip()
+            col = col.copy()
+            col[is_text] = stripped.where(stripped != "", None)
+            frame[name] = col
+    return frame
+
+
+def _as_text_ids(col: pd.Series) -> pd.Series:
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        return col  # text already, as every CSV id is: kept as written, leading zeros and all
+    if pd.api.types.is_integer_dtype(col) or pd.api.types.is_bool_dtype(col):
+        return col.astype(str).astype(object)
+    if pd.api.types.is_float_dtype(col):
+        # Integer ids read as floats because of a gap (12.0): write them as 12.
+        whole = col.dropna()
+        if (whole == whole.round()).all():
+            return col.map(lambda v: np.nan if pd.isna(v) else str(int(v))).astype(object)
+        return col.map(lambda v: np.nan if pd.isna(v) else repr(v)).astype(object)
+    if col.dtype == object:
+        return col.map(lambda v: v if isinstance(v, str) or pd.isna(v) else
+                       (str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)))
+    return col.astype(str).astype(object)
+
+
+def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFrame:
+    """Replace values by the spec's maps; `*` maps every value not listed."""
+    for column, mapping in values.items():
+        if column not in frame:
+            check.error("unknown_column", f"`values:` maps column `{column}`, which the table does not have.",
+                        fixes(f"use one of {sorted(c for c in frame.columns if c != ROW)}"), column=column)
+            continue
+        listed = {str(k): v for k, v in mapping.items() if k != DEFAULT_VALUE}
+        as_text = frame[column].astype("string")
+        mapped = as_text.map(listed)
+        hit = as_text.isin(list(listed))
+        result = frame[column].astype(object).where(~hit, mapped.astype(object))
+        if DEFAULT_VALUE in mapping:
+            result = result.where(hit | frame[column].isna(), mapping[DEFAULT_VALUE])
+        mapped_out = frame[column].notna() & result.isna()
+        raw = frame[column]
+        frame[column] = result.where(result.notna(), None)
+        if column in EXCLUDING_COLUMNS and mapped_out.any():
+            frame = check.exclude(frame, mapped_out, "excluded_by_mapping",
+                                  f"rows whose `{check.name(column)}` is mapped to ~ in dataset.yaml are "
+                                  "left out on purpose.", column=column, values=raw[mapped_out].unique()[:5])
+    return frame
+
+
+def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dict,
+                       check: Checker) -> pd.DataFrame:
+    """Parse the table's date columns; exclude rows whose date cannot be read."""
+    for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
+        if column not in frame:
+            continue
+        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
+        if parsed.error:
+            conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
+            check.error(
+                "ambiguous_dates" if "alike" in parsed.error else "mixed_date_formats",
+                f"column {parsed.error}" + (" (the rows in the rarer format are listed)." if conflict.any() else "."),
+                fixes("declare the order with `dates: day_first` or `dates: month_first` in dataset.yaml",
+                      f"or give an explicit format under `date_formats: {{{column}: '%d/%m/%Y'}}`",
+                      "or export the dates as YYYY-MM-DD"),
+                column=column, frame=frame if conflict.any() else None, mask=conflict if conflict.any() else None)
+            check.report.unusable.add((check.table, column))
+            frame[column] = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+            continue
+        raw = frame[column]
+        frame[column] = parsed.values
+        if len(parsed.bad):
+            bad = frame.index.isin(parsed.bad)
+            frame = check.exclude(
+                frame, pd.Series(bad, index=frame.index), "unparseable_dates",
+                f"`{check.name(column)}` holds values that are not dates.",
+                fixes("correct or blank these cells in the source",
+                      f"give the format under `date_formats: {{{column}: ...}}`"),
+                column=column, values=raw[bad].astype(str).unique()[:5])
+    return frame
+
+
+#: How a number an attribute column may hold is written for the column to become numeric: no
+#: leading zero (a zip code `00007`, an id `0042`), no exponent (a code `2E10`), no `inf` or `nan`.
+#: Anything else stays text as written.
+PLAIN_NUMBER = r"[+-]?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?"
+_SAMPLE = 1000
+
+
+def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataFrame:
+    """Known numeric columns (`amount`...) become numbers, bad cells emptied and reported (an
+    `inf` or `Infinity` is not a number either). Other text columns become numbers only when
+    every filled cell is a plain number whose text the number gives back (`PLAIN_NUMBER`), so
+    that `00007` stays `00007`; ids and dates are never converted."""
+    for column in frame.columns:
+        if column == ROW or column in ID_COLUMNS or column in DATE_COLUMNS.get(table, ()):
+            continue
+        col = frame[column]
+        if pd.api.types.is_datetime64_any_dtype(col) or pd.api.types.is_bool_dtype(col):
+            continue
+        if pd.api.types.is_numeric_dtype(col):  # a typed source (Parquet, SQL) may still hold inf
+            bad = pd.Series(np.isinf(col.to_numpy(dtype=float, na_value=np.nan)), index=col.index)
+            if column in NUMERIC_COLUMNS and bad.any():
+                _not_a_number(frame, column, bad, col, check)
+                frame[column] = col.where(~bad, np.nan)
+            continue
+        if column in NUMERIC_COLUMNS:
+            numbers = pd.to_numeric(col, errors="coerce")
+            bad = col.notna() & ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
+            if bad.any():
+                _not_a_number(frame, column, bad, col, check)
+                numbers = numbers.where(~bad, np.nan)
+            frame[column] = numbers
+        elif _plain_numbers(col):
+            frame[column] = pd.to_numeric(col)
+    return frame
+
+
+def _not_a_number(frame: pd.DataFrame, column: str, bad: pd.Series, col: pd.Series, check: Checker) -> None:
+    check.warn("not_a_number", f"`{check.name(column)}` holds values that are not numbers; they were "
+               "set to empty and the rows kept (their outcome and dates are still good).",
+               fixes("write plain numbers without currency signs or thousands separators"),
+               column=column, frame=frame, mask=bad, values=col[bad].unique()[:5])
+
+
+def _plain_numbers(col: pd.Series) -> bool:
+    """Whether every filled cell is a number, or text written as a plain number (checked on a
+    sample first, since most text columns fail at once; then on the whole column with pyarrow's
+    regex). Numbers as such (an Excel or JSON cell) count as written."""
+    filled = col.dropna()
+    if filled.empty:
+        return False
+    kind = pd.api.types.infer_dtype(filled, skipna=False)
+    if kind in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return True
+    if kind.startswith("mixed"):  # an Excel column of numbers with some cells typed as text
+        is_text = filled.map(lambda v: isinstance(v, str))
+        numbers = filled[~is_text]
+        if not numbers.map(lambda v: isinstance(v, (int, float, np.integer, np.floating))
+                           and not isinstance(v, (bool, np.bool_))).all():
+            return False
+        filled = filled[is_text]
+        kind = "string" if len(filled) else "empty"
+        if kind == "empty":
+            return True
+    if kind != "string" or not filled.iloc[:_SAMPLE].str.fullmatch(PLAIN_NUMBER).all():
+        return False
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return bool(pc.all(pc.match_substring_regex(pa.array(filled.to_numpy(), type=pa.string()),
+                                                f"^(?:{PLAIN_NUMBER})$")).as_py())

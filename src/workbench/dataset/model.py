@@ -1,0 +1,240 @@
+"""The canonical CRM data model: one validated, in-memory `Dataset`.
+
+Tables and their columns (extra columns on `deals` are segment attributes):
+
+- ``deals``: ``deal_id``, ``created_at``, ``closed_at`` (NaT while open),
+  ``outcome`` (``won``, ``lost``, ``open``), ``amount``, ``owner``, ``account_id``, ...
+  A *dateless* (drivers-only) deals table maps neither date: both columns are all NaT,
+  `Dataset.has_dates` is False, and only outcomes and attributes can be analysed.
+- ``stage_history``: ``deal_id``, ``stage``, ``entered_at``; one row per entry into
+  a stage, repeats allowed.
+- optional ``accounts`` (``account_id`` + firmographics), ``contacts`` (``contact_id``,
+  ``account_id``, ``deal_id``, ``role``, ``persona``) and ``touchpoints``
+  (``deal_id``/``account_id``/``contact_id``, ``occurred_at``, ``channel``, ``kind``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Mapping
+
+import pandas as pd
+
+from .. import tables
+from ..exceptions import WorkbenchError, fixes
+from .problems import ValidationReport
+
+OUTCOMES = ("won", "lost", "open")
+
+DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome", "amount", "owner", "account_id")
+REQUIRED_DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome")
+#: The deal dates: a deals table may leave out both (a dateless, drivers-only table), not one.
+DEAL_DATE_COLUMNS = ("created_at", "closed_at")
+HISTORY_COLUMNS = ("deal_id", "stage", "entered_at")
+ACCOUNT_COLUMNS = ("account_id",)
+CONTACT_COLUMNS = ("contact_id", "account_id", "deal_id", "role", "persona")
+TOUCHPOINT_COLUMNS = ("deal_id", "account_id", "contact_id", "occurred_at", "channel", "kind")
+
+#: Required columns per table; the rest of each table's known columns are optional.
+REQUIRED_COLUMNS = {
+    "deals": REQUIRED_DEAL_COLUMNS,
+    "stage_history": HISTORY_COLUMNS,
+    "accounts": ("account_id",),
+    "contacts": ("contact_id",),
+    "touchpoints": ("occurred_at",),
+}
+KNOWN_COLUMNS = {
+    "deals": DEAL_COLUMNS,
+    "stage_history": HISTORY_COLUMNS,
+    "accounts": ACCOUNT_COLUMNS,
+    "contacts": CONTACT_COLUMNS,
+    "touchpoints": TOUCHPOINT_COLUMNS,
+}
+DATE_COLUMNS = {
+    "deals": ("created_at", "closed_at"),
+    "stage_history": ("entered_at",),
+    "touchpoints": ("occurred_at",),
+    "accounts": (),
+    "contacts": (),
+}
+TABLES = tuple(REQUIRED_COLUMNS)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated CRM data, ready for analysis.
+
+    Parameters
+    ----------
+    deals, stage_history : DataFrame
+        The two core tables (``stage_history`` may be empty when a source has none).
+    stages : tuple of str
+        The open stages in process order.
+    won_stages, lost_stages : tuple of str
+        Stage names that mean the deal was won or lost.
+    as_of : Timestamp
+        Observation cut-off: open deals are censored here. NaT when the deals have no
+        dates (see `has_dates`) and dataset.yaml gives no ``as_of:``.
+    accounts, contacts, touchpoints : DataFrame or None
+        Optional tables.
+    report : ValidationReport
+        Every problem found while loading, and the rows excluded with the reason.
+    name : str
+        A label for reports.
+    """
+
+    deals: pd.DataFrame
+    stage_history: pd.DataFrame
+    stages: tuple[str, ...]
+    won_stages: tuple[str, ...]
+    lost_stages: tuple[str, ...]
+    as_of: pd.Timestamp
+    accounts: pd.DataFrame | None = None
+    contacts: pd.DataFrame | None = None
+    touchpoints: pd.DataFrame | None = None
+    report: ValidationReport = field(default_factory=ValidationReport)
+    name: str = "dataset"
+
+    @property
+    def stage_order(self) -> tuple[str, ...]:
+        """Open stages, then won stages, then lost stages."""
+        return self.stages + self.won_stages + self.lost_stages
+
+    @property
+    def has_dates(self) -> bool:
+        """Whether any deal has a creation date; False for a dateless, drivers-only table.
+
+        Without dates only outcomes and attributes can be analysed: no time to close,
+        stage conversion, mature cohort, cut-off or forecast.
+        """
+        return bool(self.deals["created_at"].notna().any())
+
+    @property
+    def attributes(self) -> list[str]:
+        """Deal columns beyond the canonical ones: the segment attributes."""
+        return [c for c in self.deals.columns if c not in DEAL_COLUMNS]
+
+    @property
+    def exclusions(self) -> pd.DataFrame:
+        """Rows excluded while loading: one row per (table, reason) with a count."""
+        return self.report.exclusions()
+
+    def counts(self) -> dict[str, int]:
+        """Number of deals by outcome, plus the total."""
+        by = self.deals["outcome"].value_counts()
+        out = {"deals": int(len(self.deals))}
+        out.update({o: int(by.get(o, 0)) for o in OUTCOMES})
+        return out
+
+    def filter(self, segment: Mapping[str, object] | None = None) -> "Dataset":
+        """The dataset restricted to the deals matching ``segment``.
+
+        ``segment`` maps a deal column to a value or a list of values; related rows
+        of the other tables follow their deals. An empty segment returns ``self``.
+        """
+        if not segment:
+            return self
+        mask = pd.Series(True, index=self.deals.index)
+        for column, wanted in segment.items():
+            if column not in self.deals.columns:
+                raise WorkbenchError(
+                    f"Cannot filter on `{column}`: deals have no such column. "
+                    + fixes(f"use one of {sorted(self.deals.columns)}",
+                            "map the column onto deals in dataset.yaml")
+                )
+            values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
+            mask &= self.deals[column].isin(values)
+        return self._restrict(self.deals[mask])
+
+    def _restrict(self, deals: pd.DataFrame) -> "Dataset":
+        ids = deals["deal_id"]
+        accounts = set(deals["account_id"].dropna()) if "account_id" in deals else set()
+
+        def related(table):
+            if table is None:
+                return None
+            keep = pd.Series(False, index=table.index)
+            if "deal_id" in table:
+                keep |= table["deal_id"].isin(ids)
+            if "account_id" in table and accounts:
+                no_deal = table["deal_id"].isna() if "deal_id" in table else True
+                keep |= table["account_id"].isin(accounts) & no_deal
+            return table[keep].reset_index(drop=True)
+
+        acc = self.accounts
+        if acc is not None:
+            acc = acc[acc["account_id"].isin(accounts)].reset_index(drop=True)
+        return replace(
+            self,
+            deals=deals.reset_index(drop=True),
+            stage_history=self.stage_history[self.stage_history["deal_id"].isin(ids)].reset_index(drop=True),
+            accounts=acc,
+            contacts=related(self.contacts),
+            touchpoints=related(self.touchpoints),
+        )
+
+    def cut(self, as_of) -> "Dataset":
+        """The dataset as it would have looked at an earlier cut-off ``as_of``.
+
+        Deals created after ``as_of`` disappear, deals closed after it are open again,
+        and stage entries and touchpoints after it are dropped. Used for backtests.
+
+        Raises
+        ------
+        WorkbenchError
+            ``as_of`` is after the data's cut-off, or the deals have no dates to cut at.
+        """
+        # No deals (an empty segment) says nothing about dates: cutting it is harmless.
+        if len(self.deals) and not self.has_dates:
+            raise WorkbenchError(
+                f"Cannot cut {self.name!r} at {as_of}: its deals have no dates (a drivers-only table), so there "
+                "is no earlier state to go back to. "
+                + fixes("map `created_at` and `closed_at` onto deals in dataset.yaml",
+                        "analyse outcomes and attributes only, without a cut-off")
+            )
+        as_of = pd.Timestamp(as_of)
+        if as_of > self.as_of:
+            raise WorkbenchError(
+                f"Cannot cut at {as_of.date()}: it is after the data's cut-off {self.as_of.date()}. "
+                + fixes("choose an earlier date")
+            )
+        deals = self.deals[self.deals["created_at"] <= as_of].copy()
+        reopened = deals["closed_at"] > as_of
+        deals.loc[reopened, "closed_at"] = pd.NaT
+        deals.loc[reopened, "outcome"] = "open"
+        history = self.stage_history[self.stage_history["entered_at"] <= as_of]
+        touch = self.touchpoints
+        if touch is not None:
+            touch = touch[touch["occurred_at"] <= as_of]
+        cut = replace(self, deals=deals, stage_history=history, touchpoints=touch, as_of=as_of)
+        return cut._restrict(deals)
+
+    def summary(self) -> pd.DataFrame:
+        """One row per table: rows kept and rows excluded."""
+        excluded = self.exclusions.groupby("table")["rows"].sum() if len(self.exclusions) else {}
+        rows = []
+        for table in TABLES:
+            frame = getattr(self, table)
+            if frame is None:
+                continue
+            rows.append({"table": table, "rows": len(frame), "excluded": int(excluded.get(table, 0))})
+        return pd.DataFrame(rows)
+
+    def __repr__(self) -> str:
+        c = self.counts()
+        when = "" if pd.isna(self.as_of) else f" as of {self.as_of.date()}"
+        if len(self.deals) and not self.has_dates:
+            when += ", without deal dates"
+        return (f"<Dataset {self.name!r}: {c['deals']} deals ({c['won']} won, {c['lost']} lost, "
+                f"{c['open']} open){when}, {len(self.stage_history)} stage entries>")
+
+    def _repr_html_(self) -> str:
+        scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
+        return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope
+
+
+def excluded_rows(dataset: Dataset) -> dict:
+    """Rows the load excluded: the total and one entry per (table, reason)."""
+    table = dataset.exclusions
+    return {"count": int(table["rows"].sum()) if len(table) else 0,
+            "by_reason": [{"table": r.table, "check": r.check, "reason": r.reason, "rows": int(r.rows)}
+                          for r in table.itertuples()]}

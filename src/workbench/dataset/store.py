@@ -1,0 +1,144 @@
+"""Write a `Dataset` to a folder that `load_dataset` reads back unchanged.
+
+`save_dataset` writes every table as Parquet, a ``dataset.yaml`` mapping them (stages,
+won and lost stages, the full dataset's ``as_of``) and ``quality.json``: what the
+original load excluded, counted per reason. The yaml's ``quality:`` key names that file,
+so `load_dataset` gives the slice the original load's report (`read_quality`). The runner
+gives each segment's kernel such a slice, so a kernel only ever receives its own
+segment's rows.
+
+``quality.json`` keeps the problems' messages and counts but never their row numbers
+or offending values: those can name deals of other segments.
+
+A dateless dataset (`Dataset.has_dates` False) is written without its all-empty
+``created_at`` and ``closed_at`` columns and without ``as_of`` unless it has one, so
+that it reloads as dateless too.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from ..exceptions import SpecError, WorkbenchError, fixes
+from .model import DEAL_DATE_COLUMNS, TABLES, Dataset
+from .problems import Problem, ValidationReport
+
+SPEC_FILE = "dataset.yaml"
+QUALITY_FILE = "quality.json"
+#: The scope of a slice's report: counts are of the whole dataset, not of the slice.
+WHOLE_DATASET = "the whole dataset, before it was split into segments"
+
+
+def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
+    """Write ``dataset`` into ``folder`` (replaced as a whole once complete); return its dataset.yaml.
+
+    Raises
+    ------
+    WorkbenchError
+        The dataset has stage history but declares no stages (a dataset.yaml cannot say that).
+    """
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    spec = {"name": dataset.name, "as_of": _iso(dataset.as_of), "dates": "iso", "stages": list(dataset.stages),
+            "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
+    if spec["as_of"] is None:
+        del spec["as_of"]  # a dateless dataset without a cut-off: the reload infers none either
+    for table in TABLES:
+        frame = getattr(dataset, table)
+        if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):
+            continue
+        if table == "stage_history" and not dataset.stages:
+            raise WorkbenchError("The dataset has stage history but no `stages`, which a dataset.yaml cannot "
+                                 "describe. " + fixes("declare the open stages"))
+        if table == "deals" and _dateless(dataset):
+            # Written, the empty date columns would read as mapped dates that every deal lacks.
+            frame = frame.drop(columns=list(DEAL_DATE_COLUMNS))
+        frame.to_parquet(tmp / f"{table}.parquet", index=False)
+        spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
+    spec["quality"] = QUALITY_FILE
+    (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
+    (tmp / QUALITY_FILE).write_text(json.dumps(quality_records(dataset.report), indent=2) + "\n")
+    publish(tmp, folder)
+    return folder / SPEC_FILE
+
+
+def _dateless(dataset: Dataset) -> bool:
+    """Deals without any date. An empty slice of dated deals counts too: it reloads as an empty
+    table, an error either way."""
+    return not dataset.deals[list(DEAL_DATE_COLUMNS)].notna().any().any()
+
+
+def _iso(timestamp: pd.Timestamp | None) -> str | None:
+    """ISO text of a timestamp (a date alone at midnight); None for NaT (a dateless dataset)."""
+    if timestamp is None or pd.isna(timestamp):
+        return None
+    timestamp = pd.Timestamp(timestamp)
+    return timestamp.date().isoformat() if timestamp == timestamp.normalize() else timestamp.isoformat()
+
+
+def quality_records(report: ValidationReport) -> dict:
+    """The load's problems without row numbers or values: what ``quality.json`` holds."""
+    return {"excluded_rows": report.excluded_rows(),
+            "problems": [{"severity": p.severity, "check": p.check, "table": p.table, "column": p.column,
+                          "count": p.count, "excluded": p.excluded, "message": p.message, "fix": p.fix}
+                         for p in report.problems]}
+
+
+def read_quality(path: str | Path, *, source: str = "") -> ValidationReport:
+    """The report a ``quality.json`` holds: the whole dataset's load, before it was split.
+
+    Raises
+    ------
+    SpecError
+        The file is missing or is not a ``quality.json`` written by `save_dataset`.
+    """
+    path = Path(path)
+    try:
+        quality = json.loads(path.read_text())
+        problems = [Problem(**p) for p in quality["problems"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SpecError(f"`quality: {path.name}` in {source or 'the dataset.yaml'}: cannot read `{path}` "
+                        f"({type(exc).__name__}: {exc}). "
+                        + fixes("write the folder again with `workbench.dataset.store.save_dataset`",
+                                "remove the `quality:` key to report this data's own load")) from None
+    return ValidationReport(problems, source=source, scope=WHOLE_DATASET)
+
+
+def publish(tmp: Path, final: Path) -> None:
+    """Move a completed folder into place: readers see the old folder or the new one, never a partial one.
+
+    A directory cannot be renamed over a non-empty one, so the old one is first moved
+    aside and removed after. Check the folder with `check_complete` first.
+    """
+    old = final.parent / f".{final.name}.old-{os.getpid()}"
+    if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(tmp, final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def fingerprint(dataset: Dataset) -> str:
+    """sha256 of the data: every table's columns, dtypes and values, the stages and ``as_of``
+    (null when NaT, as for a dateless dataset).
+
+    Independent of file formats and row storage, so a slice and its reload agree.
+    """
+    h = hashlib.sha256()
+    h.update(json.dumps([_iso(dataset.as_of), dataset.stages, dataset.won_stages, dataset.lost_stages]).encode())
+    for table in TABLES:
+        frame = getattr(dataset, table)
+        if frame is None:
+            continue
+        h.update(json.dumps([table, list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
+        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,2 @@
+"""`workbench run`: run specifications (params), segments, the runner, what a worker runs (jobs),
+executors, run files, secrets, reports, section records and summaries."""

@@ -1,0 +1,112 @@
+"""Where `workbench run`'s tasks run: worker processes on this machine, or a Dask cluster.
+
+Both executors offer the same small interface to the runner: ``capacity`` (tasks that can run
+at once), ``submit(fn, arg, tag)``, ``pending``, ``next_done()`` returning ``(tag, result,
+error)``, and ``close()``. A task that raises comes back as ``(tag, None, error)``, so the
+runner records it as that task's failure. Local workers are spawned fresh (not forked from
+the run) and send their stderr, and so the kernels' own log lines, to the run's log file
+(``logs/workers.log``), not the terminal.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+
+class LocalPool:
+    """Worker processes on this machine (started fresh, not forked from the run)."""
+
+    def __init__(self, workers: int, log: Path):
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_init_worker, initargs=(str(log),))
+        self.capacity = workers
+        self.futures = {}
+        for _ in range(workers):  # one no-op task per worker starts them all now
+            self.pool.submit(int)
+
+    def submit(self, fn, arg, tag):
+        self.futures[self.pool.submit(fn, arg)] = tag
+
+    @property
+    def pending(self) -> int:
+        return len(self.futures)
+
+    def next_done(self):
+        done, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+        future = next(iter(done))
+        tag = self.futures.pop(future)
+        try:
+            return tag, future.result(), None
+        except Exception as exc:  # noqa: BLE001 - a crashed worker fails its job only
+            return tag, None, exc
+
+    def close(self, interrupted: bool = False):
+        """Wait for the workers to finish; when the run was interrupted, stop their tasks first (each
+        worker stops its notebook and shuts its kernel down, as on Ctrl-C) so that no process is left."""
+        if interrupted:
+            for process in list((self.pool._processes or {}).values()):  # noqa: SLF001 - no public handle
+                try:
+                    os.kill(process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop_once(signum, frame):
+    """A worker's first SIGINT or SIGTERM stops its task (its kernel is shut down on the way out); later
+    ones are ignored, so that the cleanup is not cut short."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def _init_worker(log: str) -> None:
+    """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
+    SIGTERM (and on SIGINT unless the run ignores it); and import what its tasks use once, up front, so
+    that task timings measure the work and not the imports."""
+    fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    os.dup2(fd, 2)
+    os.close(fd)
+    signal.signal(signal.SIGTERM, _stop_once)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, _stop_once)
+    import nbconvert  # noqa: F401
+    import papermill  # noqa: F401
+
+    from ..dataset import loader  # noqa: F401
+    from . import report, summary  # noqa: F401
+
+
+class DaskPool:
+    """The same jobs on a Dask cluster."""
+
+    def __init__(self, address: str):
+        from distributed import Client, as_completed
+
+        self.client = Client(address, set_as_default=False)
+        self.capacity = max(1, sum(self.client.nthreads().values()))
+        self.done = as_completed(loop=self.client.loop)
+        self.tags = {}
+
+    def submit(self, fn, arg, tag):
+        future = self.client.submit(fn, arg, pure=False)
+        self.tags[future.key] = tag
+        self.done.add(future)
+
+    @property
+    def pending(self) -> int:
+        return self.done.count()
+
+    def next_done(self):
+        future = next(self.done)
+        tag = self.tags.pop(future.key)
+        try:
+            return tag, future.result(), None
+        except Exception as exc:  # noqa: BLE001
+            return tag, None, exc
+
+    def close(self, interrupted: bool = False):
+        self.client.close()

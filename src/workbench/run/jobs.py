@@ -1,0 +1,391 @@
+"""What runs in a worker for `workbench run`: one notebook job, or one segment's finishing task.
+
+`execute_job` executes one (segment, notebook) job in a fresh `workbench` kernel with
+Papermill (`execute_notebook`, which starts a second kernel if the first one dies), given
+only that segment's slice of the data. `finish_segment` writes the segment's summary.json and
+report.html in its temporary folder and then moves the folder into place
+(`workbench.dataset.store.publish`). Both never raise: a failure is returned as the
+job's or the segment's status. They are top-level functions so that multiprocessing and
+Dask can pickle them by name.
+
+Values of environment variables whose names look like credentials are scrubbed from
+every file a segment writes (`redact_file`) and from every error message (`redact`).
+"""
+from __future__ import annotations
+
+import ast
+import json
+import os
+import socket
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from ..dataset import store
+from . import runfiles
+from .secrets import redact, redact_file
+
+#: The kernel every notebook runs in.
+KERNEL = "workbench"
+
+
+#: How many times a notebook is started when its kernel dies or fails to start. Kernels
+#: started side by side can lose a race for a TCP port (papermill#511, jupyter_client#154);
+#: a second start almost always gets through. An error raised by a cell is never retried.
+KERNEL_ATTEMPTS = 2
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one notebook execution ended: ``status`` is ``"ok"`` or ``"failed"``."""
+
+    status: str
+    error: str | None = None
+    attempts: int = 1
+    #: The kernel failure that made the last attempt a retry, if any.
+    retried_after: str | None = None
+
+
+#: Run in a warm kernel before each notebook but the first: a clean namespace and no open figure,
+#: with the imports kept (they are what a kernel per notebook would pay again).
+RESET_CODE = ("%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\ndel _plt\n"
+              "import gc as _gc\n_ = _gc.collect()\ndel _gc, _\nget_ipython().execution_count = 1")
+
+
+class WarmKernel:
+    """One `workbench` kernel that executes several notebooks of one segment in turn.
+
+    Starting a kernel and importing the analyses costs about 3 s, more than many a notebook's own
+    cells; a segment's notebooks share one kernel instead, each starting from a clean namespace
+    (`RESET_CODE`). A kernel never serves two segments: each only ever sees its own slice. After a
+    kernel failure the next notebook gets a new one. Use as a context manager (it shuts down).
+    """
+
+    def __init__(self, cwd: str | Path):
+        self.cwd = str(cwd)
+        self.km = self.kc = None
+        self.used = False
+
+    def manager(self) -> dict:
+        """What the next notebook runs on: the kernel's manager and client (started if needed), and
+        whether it must first reset the namespace (every notebook after the first)."""
+        from jupyter_core.utils import run_sync
+
+        if self.km is None or not run_sync(self.km.is_alive)():
+            self._start()
+        reset, self.used = self.used, True
+        return {"km": self.km, "shared_kc": self.kc, "reset_first": reset}
+
+    def _start(self) -> None:
+        # Asynchronous, as nbclient's own: a blocking client would block its event loop while it waits
+        # for output, so that a kernel that dies mid-cell would never be noticed.
+        from jupyter_client.manager import AsyncKernelManager
+        from jupyter_core.utils import run_sync
+
+        self.close()
+        self.km = AsyncKernelManager(kernel_name=KERNEL)
+        run_sync(self.km.start_kernel)(cwd=self.cwd)
+        # One client for every notebook: a new one waits for the kernel and flushes its messages (~0.5 s).
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        run_sync(self.kc.wait_for_ready)(timeout=120)
+        self.kc.allow_stdin = False
+        self.used = False
+
+    def discard(self) -> None:
+        """Drop the kernel after it failed: the next notebook starts a new one."""
+        self.close()
+
+    def close(self) -> None:
+        from jupyter_core.utils import run_sync
+
+        if self.kc is not None:
+            self.kc.stop_channels()
+            self.kc = None
+        if self.km is not None:
+            try:
+                run_sync(self.km.shutdown_kernel)(now=True)
+            except Exception:  # noqa: BLE001 - already gone
+                pass
+            self.km = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def execute_notebook(input_path: str | Path, output_path: str | Path, *, parameters: dict, cwd: str | Path,
+                     timeout: int | None = None, kernel: WarmKernel | None = None) -> Execution:
+    """Execute a notebook with Papermill in a fresh `workbench` kernel (or ``kernel``); never raises.
+
+    The executed notebook is written to ``output_path`` (with the error marked if a cell
+    raised). A kernel that dies or fails to start is started once more (`KERNEL_ATTEMPTS`).
+    """
+    retried_after = None
+    for attempt in range(1, KERNEL_ATTEMPTS + 1):
+        error, kernel_failed = _execute_once(input_path, output_path, parameters, cwd, timeout, kernel)
+        if kernel_failed and kernel is not None:
+            kernel.discard()
+        if not kernel_failed or attempt == KERNEL_ATTEMPTS:
+            break
+        retried_after = error
+    if kernel_failed and attempt > 1:
+        error = f"{error} (the kernel failed in all {attempt} attempts)"
+    if error and Path(output_path).exists():
+        _mark_stopped(Path(output_path))
+    return Execution("failed" if error else "ok", error, attempt, retried_after)
+
+
+def _mark_stopped(path: Path) -> None:
+    """Mark where a notebook stopped when nothing in it says so (a cell timed out, the kernel died):
+    papermill then leaves every cell "completed" and no error, and the report would show a cut-off
+    notebook as if whole. The last cell that started is marked as the one that failed."""
+    import nbformat
+
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception:  # noqa: BLE001 - a notebook that cannot be read is reported as missing later
+        return
+    if any(o.output_type == "error" for c in nb.cells for o in c.get("outputs", [])):
+        return  # a cell's own error marks the place already
+    started = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")]
+    if started:
+        started[-1].metadata.setdefault("papermill", {})["exception"] = True
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    nbformat.write(nb, path)
+
+
+def _execute_once(input_path, output_path, parameters, cwd, timeout, kernel) -> tuple[str | None, bool]:
+    """One Papermill execution: (the error or None, whether the kernel itself failed)."""
+    import papermill
+    import zmq
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warm = {} if kernel is None else kernel.manager()
+            papermill.execute_notebook(str(input_path), str(output_path), parameters=parameters,
+                                       kernel_name=KERNEL, cwd=str(cwd), progress_bar=False, log_output=False,
+                                       execution_timeout=timeout, start_timeout=120,
+                                       # The notebook is complete and saved: stop the kernel without
+                                       # waiting for a graceful exit (saves ~0.7 s per job).
+                                       shutdown_kernel="immediate", engine_name=_engine(), **warm)
+    except PapermillExecutionError as exc:
+        return f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", False
+    except Exception as exc:  # noqa: BLE001 - this notebook's failure, never the caller's
+        # nbclient's DeadKernelError and jupyter_client's "Kernel died before replying" /
+        # "didn't respond" are RuntimeErrors; a lost port race can also surface as a ZMQError.
+        return f"{type(exc).__name__}: {exc}", isinstance(exc, (RuntimeError, zmq.ZMQError))
+    return None, False
+
+
+ENGINE = "workbench"
+
+
+def _engine() -> str:
+    """Papermill's nbclient engine, registered as `ENGINE`, with two changes: the notebook is saved
+    once, when it ends (also after a timeout or a dead kernel), not after every cell (each save rewrites
+    the whole file: quadratic in the figures); and on a `WarmKernel` it uses the kernel's own client
+    and first resets the namespace."""
+    from jupyter_core.utils import ensure_async, run_sync
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
+    from papermill.log import logger
+    from papermill.utils import merge_kwargs, remove_args
+
+    class Client(PapermillNotebookClient):
+        """Runs `RESET_CODE` first on a warm kernel, on its own channels (a second client costs 0.2 s)."""
+
+        def __init__(self, nb_man, reset_first=False, shared_kc=None, **kw):
+            super().__init__(nb_man, **kw)
+            self.reset_first = reset_first
+            self.kc = shared_kc  # nbclient starts its own client only when there is none
+
+        def papermill_execute_cells(self):
+            if self.reset_first:
+                async def reset():
+                    return await ensure_async(self.kc.execute_interactive(
+                        RESET_CODE, timeout=60, store_history=False, output_hook=lambda msg: None))
+
+                reply = run_sync(reset)()
+                if reply["content"]["status"] != "ok":
+                    raise RuntimeError("the warm kernel could not be reset for the next notebook")
+            return super().papermill_execute_cells()
+
+    class Engine(NBClientEngine):
+        @classmethod
+        def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
+                             autosave_cell_every=30, **kwargs):
+            nb_man = NotebookExecutionManager(nb, output_path=None, progress_bar=progress_bar,
+                                              log_output=log_output, autosave_cell_every=autosave_cell_every)
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.output_path = output_path
+                nb_man.notebook_complete()  # saves the notebook, whole or as far as it got
+            return nb_man.nb
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None,
+                                     stderr_file=None, start_timeout=60, execution_timeout=None, reset_first=False,
+                                     shared_kc=None, **kwargs):
+            # NBClientEngine.execute_managed_notebook, keeping hold of the client to close it.
+            kwargs = remove_args(["input_path"], **kwargs)
+            safe = remove_args(["timeout", "startup_timeout"], **kwargs)
+            client = Client(nb_man, reset_first=reset_first, shared_kc=shared_kc, **merge_kwargs(
+                safe, timeout=execution_timeout if execution_timeout else kwargs.get("timeout"),
+                startup_timeout=start_timeout, kernel_name=kernel_name, log=logger, log_output=log_output,
+                stdout_file=stdout_file, stderr_file=stderr_file))
+            return client.execute()
+
+    if ENGINE not in papermill_engines._engines:  # noqa: SLF001 - registered once per process
+        papermill_engines.register(ENGINE, Engine)
+    return ENGINE
+
+
+def execute_group(task: dict) -> list[dict]:
+    """Execute a segment's notebooks (``task["jobs"]``) in turn in one warm kernel; never raises.
+
+    Returns one `execute_job` record per notebook, in order.
+    """
+    with WarmKernel(task["jobs"][0]["cwd"]) as kernel:
+        return [execute_job(job, kernel=kernel) for job in task["jobs"]]
+
+
+def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
+    """Execute one (segment, notebook) job (`execute_notebook`); never raises.
+
+    Returns status, error, attempts (and ``retried_after`` after a kernel failure), timing, and
+    ``sections``: how many of the notebook's sections rendered, did not apply, or failed (by title).
+    """
+    start = time.time()
+    done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
+                            timeout=job["timeout"], kernel=kernel)
+    end = time.time()
+    out = Path(job["output"])
+    timing = _clean_notebook(out, job["notebook"], start, end) if out.exists() else {}
+    record = {"status": done.status, "error": redact(done.error) if done.error else None,
+              "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
+              "attempts": done.attempts, **timing}
+    if out.exists():
+        record["sections"] = _section_counts(out)
+    if done.retried_after:
+        record["retried_after"] = redact(done.retried_after)
+    return record
+
+
+def _section_counts(path: Path) -> dict:
+    from .records import read_records
+
+    records = read_records(path)
+    return {"ok": sum(r["status"] == "ok" for r in records),
+            "not_applicable": sum(r["status"] == "not_applicable" for r in records),
+            "failed": [r["title"] for r in records if r["status"] == "failed"]}
+
+
+def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
+    """Drop server paths from Papermill's metadata, scrub secrets, and time the phases of the run."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    meta["input_path"], meta["output_path"] = notebook, path.name
+    nbformat.write(nb, path)
+    redact_file(path)
+    cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")]
+    if not cells:
+        return {"kernel_start_seconds": end - start}
+    stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
+    imports = analysis = 0.0
+    for cell in cells:
+        pm = cell.metadata["papermill"]
+        seconds = pm.get("duration") or 0.0
+        if _only_imports(cell.source):
+            imports += seconds
+        else:
+            analysis += seconds
+    last = cells[-1].metadata["papermill"]
+    return {"kernel_start_seconds": stamp(cells[0].metadata["papermill"]["start_time"]) - start,
+            "import_seconds": imports, "analysis_seconds": analysis,
+            "teardown_seconds": end - stamp(last["end_time"]) if last.get("end_time") else None}
+
+
+def _only_imports(source: str) -> bool:
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return False
+    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
+
+
+def finish_segment(task: dict) -> dict:
+    """Summary, report and publication of one segment's folder; never raises.
+
+    Nothing is recomputed: `summary.json`, the report's findings and the segment's status
+    (``ok``, ``partial`` with ``reasons``, or ``failed``) come from the records the notebooks'
+    sections left in their outputs (`workbench.run.records`).
+    """
+    from . import records as section_records
+    from .report import render_report
+    from .summary import quality_note
+
+    tmp, final = Path(task["tmp"]), Path(task["final"])
+    out = {"status": "ok", "error": None, "reasons": [], "not_applicable": []}
+    tick = time.perf_counter()
+    try:
+        if task["too_small"]:
+            summary = task["summary"]
+            found = list(summary["warnings"])
+            rendered = []
+        else:
+            records, errors = [], dict(task.get("job_errors") or {})
+            rendered = [name for name in task["notebooks"] if (tmp / name).exists()]
+            for name in task["notebooks"]:
+                if name not in rendered:
+                    errors.setdefault(name, "the notebook was not written")
+                    continue
+                records += section_records.read_records(tmp / name)
+                stopped = section_records.notebook_error(tmp / name)
+                if stopped:
+                    errors.setdefault(name, stopped)
+            errors = {name: redact(error) for name, error in errors.items()}
+            summary = section_records.build_summary(task["filter"], records, notebooks=rendered, counts=task["counts"],
+                                                    excluded=task["excluded_rows"], notebook_errors=errors)
+            found = section_records.key_findings(records)
+            status, reasons = section_records.segment_status(records, errors, rendered)
+            out.update(status=status, reasons=reasons, not_applicable=section_records.not_applicable(records))
+        (tmp / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        out["headline"] = {**summary["counts"], "win_probability": summary["win_probability"],
+                           "median_days_to_close": summary["median_days_to_close"]}
+        out["summary_seconds"] = time.perf_counter() - tick
+        tick = time.perf_counter()
+        render_report([tmp / name for name in rendered], tmp / "report.html",
+                      title=task["title"], client=task["client"], branding=task["branding"],
+                      segment_label=task["label"], quality_note=quality_note(summary), findings=found)
+        out["report_seconds"] = time.perf_counter() - tick
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                redact_file(path)
+        broken = runfiles.check_complete(tmp, rendered)
+    except Exception as exc:  # noqa: BLE001 - recorded as this segment's failure
+        out.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        broken = out["error"]
+    out["error"] = redact(out["error"]) if out["error"] else None
+    out["reasons"] = [redact(r) for r in out["reasons"]]
+    if broken:
+        # A folder that is not whole (a full disk, a write that failed) never replaces the last good one.
+        kept = final.is_dir()
+        runfiles.discard(tmp)
+        out.update(status="failed", error=redact(f"{broken}; " + ("the previous report was kept" if kept else
+                                                                   "no report was published")))
+        out["reasons"] = [out["error"]]
+        return out
+    store.publish(tmp, final)
+    return out

@@ -1,0 +1,401 @@
+"""`workbench run`: one report per segment, unattended, safe to hand to a client.
+
+The run checks everything first (the parameter file, every notebook's parameters
+cell, the kernel), loads the dataset once and splits it into segments. Each
+segment's rows are written as a slice (`workbench.dataset.store`) and each (segment,
+notebook) job executes in a fresh `workbench` kernel with Papermill, given only
+that slice (`workbench.run.jobs`). Jobs run in parallel on local worker processes or
+on a Dask cluster (`workbench.run.executors`); one failing job does not stop the others.
+
+Output folder::
+
+    run.json                    parameters, versions, data fingerprints, every job's status and timing
+    index.html                  links to every segment's report (`workbench.run.report.write_index`)
+    slices/<slug>/              each segment's data: Parquet tables, dataset.yaml, quality.json
+    segments/<slug>/            executed notebooks, report.html, summary.json
+    logs/workers.log            the local workers' and kernels' own log lines
+
+A segment folder is built in ``segments/.<slug>.tmp-<pid>`` and moved into place
+only when complete, so an interrupted run never leaves a half-written report that
+looks finished. Secrets of the environment are scrubbed from everything the run
+writes (`workbench.run.jobs`); ``run.json``, the lock and leftovers of interrupted runs
+are kept by `workbench.run.runfiles`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..dataset import store
+from ..dataset.model import excluded_rows
+from ..exceptions import DataQualityWarning, WorkbenchError, fixes
+from .executors import DaskPool, LocalPool
+from .jobs import KERNEL, execute_group, finish_segment
+from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, parameters_for
+from .runfiles import LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256, write_run_file
+from .secrets import redact, redact_file
+from .segments import Segment, plan_segments
+from .summary import too_small_summary
+
+#: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
+LOG_FILE = "logs/workers.log"
+KERNEL_FIX = fixes("`make kernel`", f"`.venv/bin/python -m ipykernel install --sys-prefix --name {KERNEL}`")
+
+
+@dataclass
+class RunResult:
+    """What a run did: one record per segment and per job, as written to ``run.json``."""
+
+    output: Path
+    segments: list[dict]
+    jobs: list[dict]
+    failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    partial: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0: every report complete; 1: some segment (or the index) failed; 3: none failed, some partial."""
+        return 1 if self.failures else 3 if self.partial else 0
+
+
+# --- checks before any kernel starts ---------------------------------------------------------
+
+def check_kernel(name: str = KERNEL) -> dict:
+    """The kernelspec Papermill will start, found the way Jupyter finds it.
+
+    Raises
+    ------
+    WorkbenchError
+        No kernelspec of that name is installed where Jupyter looks.
+    """
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        raise WorkbenchError(f"The Jupyter kernel `{name}` is not installed, so no notebook can run. "
+                             + KERNEL_FIX) from None
+    return {"name": name, "display_name": spec.display_name, "resource_dir": spec.resource_dir}
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def run(params_path: str | Path, *, only_failed: bool = False, workers: int | None = None,
+        executor: str = "local", scheduler: str | None = None, progress: bool = True) -> RunResult:
+    """Run every (segment, notebook) job of a parameter file; see the module docstring.
+
+    Parameters
+    ----------
+    only_failed : bool
+        Rerun only the jobs that failed in the previous ``run.json`` of the same output
+        folder (the inputs must be unchanged); every other segment is kept as it is.
+    workers : int, optional
+        Local worker processes; default: the file's ``workers``, else the number of cores.
+    executor : {"local", "dask"}
+        ``dask`` submits the same jobs to the Dask scheduler at ``scheduler``; its
+        workers must see the output folder at the same path.
+
+    Raises
+    ------
+    SpecError, CredentialsError
+        The parameter file or a notebook's parameters are wrong (before any kernel starts).
+    WorkbenchError
+        The kernel is missing, the dataset does not load, or the inputs of an
+        ``only_failed`` rerun differ from the previous run's.
+    """
+    started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    params = load_params(params_path)
+    kernel = check_kernel()
+    if executor not in ("local", "dask"):
+        raise WorkbenchError(f"Unknown executor `{executor}`. " + fixes("use `local` or `dask`"))
+    if executor == "dask" and not scheduler:
+        raise WorkbenchError("`--executor dask` needs the scheduler's address. "
+                             + fixes("pass `--scheduler tcp://host:8786`"))
+    workers = workers or params.spec.workers or os.cpu_count() or 1
+    output = claim_output(params.output)
+    with Lock(output / LOCK_FILE):
+        previous = previous_run(output) if only_failed else None
+        remove_leftovers(output)
+        # This run's worker log, moved over logs/workers.log once the run got past loading the data,
+        # so that a run that stops early never wipes the last good run's log.
+        log = output / LOG_FILE
+        log.parent.mkdir(exist_ok=True)
+        run_log = log.with_name(f".{log.name}.tmp-{os.getpid()}")
+        run_log.write_text("")
+        # Started before the data loads, so that local workers start and import meanwhile.
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log)
+        interrupted = True
+        try:
+            result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
+                                 started, t0)
+            interrupted = False
+            return result
+        finally:
+            pool.close(interrupted=interrupted)
+            redact_file(run_log)
+            if run_log.stat().st_size or not log.exists():
+                os.replace(run_log, log)  # replaces a symlink itself, never the file it points to
+            else:
+                run_log.unlink()
+            if interrupted:
+                remove_leftovers(output)  # this run's half-written segment folders and slices
+
+
+def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0):
+    spec = params.spec
+    timing = {}
+    tick = time.perf_counter()
+    dataset, notes = _load(params)
+    check_columns(params, dataset)
+    timing["load_seconds"] = time.perf_counter() - tick
+    segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
+    notes += split_notes
+    inputs = {"params": spec.model_dump(mode="json", exclude={"workers"}),
+              "data_fingerprint": store.fingerprint(dataset),
+              "notebooks": {rel: sha256(path) for rel, path in zip(spec.notebooks, params.notebooks)}}
+    if previous is not None and previous.get("inputs") != inputs:
+        raise WorkbenchError(f"`--only-failed`: the parameters, notebooks or data changed since the run recorded in "
+                             f"`{output / RUN_FILE}`, so its outputs cannot be reused. "
+                             + fixes("run again without `--only-failed`"))
+    stale = sorted(p.name for p in (output / "segments").glob("[!.]*") if p.name not in {s.slug for s in segments})
+    if stale:
+        notes.append(f"segments/ holds folders that are not part of this run (left untouched): {stale}")
+
+    plans = [_plan_segment(params, dataset, seg, previous) for seg in segments]
+    jobs = [job for plan in plans for job in plan["jobs"]]
+    if previous is not None and all(p["reused"] for p in plans):
+        notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
+    bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
+    tick = time.perf_counter()
+    try:
+        slices_seconds = _execute([p for p in plans if not p["reused"]], pool, bar, _prepare)
+    finally:
+        bar.close()
+    timing["slices_seconds"] = slices_seconds
+    timing["execute_seconds"] = time.perf_counter() - tick
+    records = [_segment_record(plan, output) for plan in plans]
+    notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
+              f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
+              for j in jobs if j.get("retried_after")]
+    failures = _failures(records)
+    partial = [f"segments/{r['slug']}: " + "; ".join(r["reasons"]) for r in records if r["status"] == "partial"]
+    tick = time.perf_counter()
+    try:
+        _write_index(params, output, records)
+        redact_file(output / "index.html")
+    except Exception as exc:  # noqa: BLE001 - the run's other outputs stand; the failure is reported
+        failures.append(f"index.html: {type(exc).__name__}: {redact(str(exc))}")
+    timing["index_seconds"] = time.perf_counter() - tick
+    timing["total_seconds"] = time.perf_counter() - t0
+    timing["per_report"] = _report_timing(records, jobs)
+    result = RunResult(output=output, segments=records, jobs=[_public_job(j) for j in jobs], failures=failures,
+                       notes=notes, partial=partial)
+    write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
+    return result
+
+
+def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
+    """A segment's pending notebooks shared out over ``parts`` warm kernels, round robin (in report order)."""
+    parts = max(1, min(parts, len(pending)))
+    return [pending[i::parts] for i in range(parts)]
+
+
+def _execute(plans: list[dict], pool, bar, prepare) -> float:
+    """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
+
+    A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
+    kernel start and the imports are paid once per segment, not once per notebook. With fewer
+    segments than workers, a segment's notebooks are shared out over several kernels so that
+    every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
+    a segment is published as early as possible (an interrupted run keeps what it finished), and
+    the next segment's slice is written only when a worker is about to need it. Returns the
+    seconds spent writing slices.
+    """
+    todo = deque(plans)
+    jobs, finishes = deque(), deque()
+    left = {}
+    slices_seconds = 0.0
+    parts = max(1, pool.capacity // max(1, len(plans)))
+
+    def next_task():
+        nonlocal slices_seconds
+        if finishes:
+            return finishes.popleft()
+        if not jobs and todo:
+            plan = todo.popleft()
+            tick = time.perf_counter()
+            prepare(plan)
+            slices_seconds += time.perf_counter() - tick
+            groups = _groups(plan["pending"], parts)
+            left[plan["segment"].slug] = len(groups) if plan["pending"] else 0
+            if not plan["pending"]:
+                return finish_segment, plan["finish"], ("finish", plan)
+            jobs.extend((execute_group, {"jobs": group}, ("group", (plan, group))) for group in groups)
+        return jobs.popleft() if jobs else None
+
+    while True:
+        while pool.pending < pool.capacity and (task := next_task()) is not None:
+            pool.submit(*task)
+        if not pool.pending:
+            return slices_seconds
+        (kind, item), result, error = pool.next_done()
+        failed = None if error is None else {"status": "failed",
+                                             "error": f"the worker failed: {type(error).__name__}: {error}"}
+        if kind == "group":
+            plan, group = item
+            for job, record in zip(group, result if failed is None else [failed] * len(group)):
+                job.update(record)
+            left[plan["segment"].slug] -= 1
+            if not left[plan["segment"].slug]:
+                plan["finish"]["job_errors"] = {Path(j["output"]).name: j.get("error") or "failed"
+                                                for j in plan["jobs"] if j["status"] != "ok"}
+                finishes.append((finish_segment, plan["finish"], ("finish", plan)))
+        else:
+            item["result"] = result if failed is None else failed
+            bar.update(1)
+
+
+def _load(params: RunParams):
+    """The whole dataset, and the load's warnings as notes."""
+    from ..dataset.loader import load_dataset
+    from ..dataset.sample import generate
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataQualityWarning)
+        if params.dataset is None:
+            dataset = generate(n_deals=params.spec.sample_deals, seed=params.spec.sample_seed,
+                               truth_deals=1_000).dataset()
+        else:
+            dataset = load_dataset(params.dataset)
+    return dataset, [str(w.message) for w in caught if issubclass(w.category, DataQualityWarning)]
+
+
+def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None) -> dict:
+    """A segment's jobs, which of them must run, and its finishing task."""
+    spec, output = params.spec, params.output
+    part = dataset.filter(segment.filter)
+    n = len(part.deals)
+    too_small = n < max(spec.min_deals_per_segment, 1)
+    final = output / "segments" / segment.slug
+    tmp = output / "segments" / f".{segment.slug}.tmp-{os.getpid()}"
+    slice_dir = output / "slices" / segment.slug
+    relative_data = os.path.relpath(slice_dir / store.SPEC_FILE, tmp)
+    jobs = [] if too_small else [
+        {"id": f"{segment.slug}/{path.stem}", "segment": segment.key, "slug": segment.slug, "notebook": rel,
+         "input": str(path), "output": str(tmp / f"{path.stem}.ipynb"), "cwd": str(tmp),
+         "parameters": {**parameters_for(params, path), DATASET_PARAMETER: relative_data}, "timeout": spec.timeout,
+         "status": "pending"}
+        for rel, path in zip(spec.notebooks, params.notebooks)]
+    before = {j["id"]: j for j in previous["jobs"]} if previous else {}
+    seg_before = next((s for s in previous["segments"] if s["slug"] == segment.slug), None) if previous else None
+    reused = (seg_before is not None and seg_before["status"] not in ("failed", "partial")
+              and (final / "report.html").exists() and all(_done(before.get(j["id"])) for j in jobs))
+    if reused:
+        for job in jobs:
+            job.update({k: v for k, v in before[job["id"]].items() if k not in ("input", "output", "cwd")},
+                       reused=True)
+        pending = []
+    else:
+        pending = [j for j in jobs if not _done(before.get(j["id"])) or not (final / Path(j["output"]).name).exists()]
+        for job in jobs:
+            if job not in pending:
+                job.update({k: v for k, v in before[job["id"]].items() if k not in ("input", "output", "cwd")},
+                           reused=True)
+    finish = {"slug": segment.slug, "key": segment.key, "label": segment.label, "filter": segment.filter,
+              "tmp": str(tmp), "final": str(final), "slice": None if too_small else str(slice_dir),
+              "notebooks": [Path(j["output"]).name for j in jobs],
+              "counts": part.counts(), "excluded_rows": excluded_rows(dataset), "title": spec.title,
+              "client": spec.client,
+              "branding": spec.branding.model_dump(), "too_small": too_small}
+    if too_small:
+        finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment)
+    return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
+            "finish": finish, "reused": reused, "fingerprint": store.fingerprint(part), "previous": seg_before,
+            "result": None}
+
+
+def _prepare(plan: dict) -> None:
+    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run)."""
+    finish = plan["finish"]
+    tmp, final = Path(finish["tmp"]), Path(finish["final"])
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for job in plan["jobs"]:
+        if job not in plan["pending"]:
+            shutil.copy2(final / Path(job["output"]).name, job["output"])
+    data = plan.pop("data")  # written once; the run need not hold every segment's copy
+    if not plan["too_small"]:
+        store.save_dataset(data, finish["slice"])
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="report", desc="workbench run", disable=not enabled, file=sys.stderr)
+
+
+# --- records ------------------------------------------------------------------------------
+
+def _segment_record(plan: dict, output: Path) -> dict:
+    seg = plan["segment"]
+    record = {"segment": seg.key, "label": seg.label, "slug": seg.slug, "filter": seg.filter, "deals": plan["deals"],
+              "fingerprint": plan["fingerprint"], "href": f"segments/{seg.slug}/report.html"}
+    if plan["reused"]:
+        return {**plan["previous"], **record, "reused": True}
+    result = plan["result"] or {"status": "failed", "error": "the segment was never finished"}
+    failed_jobs = [j["id"] for j in plan["jobs"] if j["status"] != "ok"]
+    status = "too_small" if plan["too_small"] and result["status"] == "ok" else result["status"]
+    reasons = result.get("reasons") or ([result["error"]] if result.get("error") else [])
+    return {**record, "status": status, "error": result.get("error"), "reasons": reasons,
+            "not_applicable": result.get("not_applicable", []), "failed_jobs": failed_jobs,
+            "headline": result.get("headline", {}), "summary_seconds": result.get("summary_seconds"),
+            "report_seconds": result.get("report_seconds"), "reused": False}
+
+
+def _done(job: dict | None) -> bool:
+    """A previous job that need not run again: it finished and none of its sections failed."""
+    return bool(job) and job.get("status") == "ok" and not (job.get("sections") or {}).get("failed")
+
+
+def _failures(records: list[dict]) -> list[str]:
+    return [f"segments/{r['slug']}: " + "; ".join(r["reasons"] or [r.get("error") or "failed"])
+            for r in records if r["status"] == "failed"]
+
+
+def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
+    from .report import write_index
+
+    entries = [{"segment": r["segment"], "label": r["label"], "href": r["href"], "status": r["status"],
+                "headline": r.get("headline", {}), "reasons": r.get("reasons", [])} for r in records]
+    write_index(output, entries, title=params.spec.title, client=params.spec.client,
+                branding=params.spec.branding.model_dump())
+
+
+def _public_job(job: dict) -> dict:
+    keep = ("id", "segment", "slug", "notebook", "status", "error", "attempts", "retried_after", "reused",
+            "worker", "duration_seconds", "kernel_start_seconds", "import_seconds", "analysis_seconds",
+            "teardown_seconds", "parameters", "sections")
+    out = {k: job[k] for k in keep if k in job}
+    out["output"] = f"segments/{job['slug']}/{Path(job['output']).name}"
+    return out
+
+
+def _report_timing(records: list[dict], jobs: list[dict]) -> dict:
+    """Mean seconds per report of each phase: overhead (kernel start, imports, teardown, HTML) vs analysis."""
+    ran = [j for j in jobs if not j.get("reused") and j.get("analysis_seconds") is not None]
+    built = [r for r in records if not r.get("reused") and r.get("report_seconds") is not None]
+    mean = lambda values: sum(values) / len(values) if values else None  # noqa: E731
+    out = {f"{k}_seconds": mean([j[f"{k}_seconds"] for j in ran if j.get(f"{k}_seconds") is not None])
+           for k in ("duration", "kernel_start", "import", "analysis", "teardown")}
+    out["summary_seconds"] = mean([r["summary_seconds"] for r in built])
+    out["html_seconds"] = mean([r["report_seconds"] for r in built])
+    out["jobs_timed"], out["reports_timed"] = len(ran), len(built)
+    return out

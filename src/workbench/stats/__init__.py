@@ -1,0 +1,2 @@
+"""Estimators that know nothing of CRMs: Kaplan-Meier and Aalen-Johansen (survival), Cox with Efron
+ties and Firth (coxph), Firth logistic regression (firth)."""

@@ -30,8 +30,11 @@ demo: venv
 test: venv
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
+# JupyterLab on copies in lab/ (ignored by git): autosave never changes the shipped notebooks,
+# which are what `workbench run` executes. Copies already there are kept (they hold your work).
 lab: venv
-	$(BIN)/jupyter lab notebooks/
+	mkdir -p lab && cp -n notebooks/*.ipynb lab/
+	$(BIN)/jupyter lab lab/
 
 benchmark: venv
 	$(BIN)/python benchmarks/run_all.py

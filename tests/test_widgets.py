@@ -184,3 +184,17 @@ def test_undoing_a_merge_reuses_the_numbers_under_the_new_labels(builder):
     assert cached.stage_labels[:2] == [first, "Back again"]
     expected = before.replace({second: "Back again"})
     pd.testing.assert_frame_equal(cached.stages, expected)
+
+
+def test_saves_go_to_an_ignored_folder_named_after_the_persona(builder):
+    """The save path defaults to journeys/<persona>/ (ignored by git, never the shipped notebooks' folder) and
+    follows the persona until one types a path of one's own."""
+    assert builder.save_path.value == "journeys/all-deals/journey.yaml"
+    builder.persona.value = "Procurement"
+    assert builder.save_path.value == "journeys/procurement/journey.yaml"
+    builder.save_path.value = "mine.yaml"
+    builder.persona.value = "Economic buyer"
+    assert builder.save_path.value == "mine.yaml"
+    from pathlib import Path
+
+    assert "journeys/" in (Path(__file__).resolve().parents[1] / ".gitignore").read_text().split()

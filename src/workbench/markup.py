@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import unicodedata
 
 _CODE_SPAN = re.compile(r"(`[^`]+`)")
 _LINK = re.compile(r"\[([^\]]+)\]\([^)]*\)")
@@ -42,3 +43,10 @@ def markdown_text(text) -> str:
 def is_formula_like(text) -> bool:
     """Whether a spreadsheet would read ``text`` as a formula (``=2+3``, ``@SUM(...)``, ``+cmd|...``)."""
     return isinstance(text, str) and text.startswith(FORMULA_STARTS)
+
+
+def slugify(text: str, empty: str = "segment") -> str:
+    """Lower-case ASCII words joined by ``-`` (``"Économique / Buyer"`` -> ``"economique-buyer"``): a
+    folder or file name made from CRM text, which can hold anything."""
+    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or empty

@@ -18,6 +18,7 @@ import pandas as pd
 from ..dataset.groups import OVERALL
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError
+from ..markup import slugify
 from .export import FORMATS, export
 from .facts import JourneyFacts, journey_facts, persona_facts, personas_from_data
 from .model import DATA_METRICS, TEXT_ONLY_METRICS, Journey, Persona, all_deals, fit_to_dataset, template
@@ -38,6 +39,12 @@ def parse_filter(text: str) -> dict[str, list[str]]:
                                  "`column=value1,value2`, parts separated by `;`")
         out[column.strip()] = [v.strip() for v in values.split(",") if v.strip()]
     return out
+
+
+def default_path(persona: str) -> str:
+    """Where the builder saves a persona's journey unless told otherwise: `journeys/<persona>/journey.yaml`
+    beside the notebook (a folder git ignores: the shipped notebooks' folder stays clean)."""
+    return f"journeys/{slugify(persona, empty='persona')}/journey.yaml"
 
 
 class JourneyBuilder:
@@ -127,7 +134,7 @@ class JourneyBuilder:
     def _build_widgets(self) -> None:
         self.persona = w.Dropdown(options=list(self.personas), value=OVERALL, description="Persona")
         self.compare = w.Dropdown(options=[NONE, *self.personas], value=NONE, description="Compare with")
-        self.persona.observe(lambda _: self._show(), "value")
+        self.persona.observe(lambda change: self._persona_changed(change), "value")
         self.compare.observe(lambda _: self._render(), "value")
         self.new_persona_name = w.Text(placeholder="name, e.g. EMEA referrals", description="New persona")
         self.new_persona_filter = w.Text(placeholder="region=EMEA; channel=Referral,Partner", description="Filter")
@@ -137,7 +144,7 @@ class JourneyBuilder:
         self.new_lane_kind = w.Dropdown(options=LANE_KINDS, value="text", description="Kind")
         self.add_lane_button = w.Button(description="Add lane")
         self.add_lane_button.on_click(lambda _: self._guard(self.add_lane))
-        self.save_path = w.Text(value="journeys/journey.yaml", description="Save to")
+        self.save_path = w.Text(value=default_path(OVERALL), description="Save to")
         self.save_button = w.Button(description="Save YAML", button_style="primary")
         self.save_button.on_click(lambda _: self._guard(self.save))
         self.export_format = w.Dropdown(options=[f for f in FORMATS if f != ".yaml"], value=".html", description="Export")
@@ -304,6 +311,12 @@ class JourneyBuilder:
     def _show(self) -> None:
         self._editors()
         self._render()
+
+    def _persona_changed(self, change) -> None:
+        """Show the persona; a save path still at the last persona's default follows the new one."""
+        if self.save_path.value == default_path(change["old"]):
+            self.save_path.value = default_path(change["new"])
+        self._show()
 
     def _render(self) -> None:
         name, other = self.persona.value, self.compare.value

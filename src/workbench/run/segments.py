@@ -9,8 +9,6 @@ silently.
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +16,7 @@ import pandas as pd
 
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
+from ..markup import slugify
 from .params import Split
 
 OVERALL_SLUG = "overall"
@@ -38,12 +37,6 @@ class Segment:
     label: str
     slug: str
     filter: dict = field(default_factory=dict)
-
-
-def slugify(text: str) -> str:
-    """Lower-case ASCII words joined by ``-`` (``"Économique / Buyer"`` -> ``"economique-buyer"``)."""
-    ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or "segment"
 
 
 def _plain(value):

@@ -16,7 +16,7 @@ def test_notebook_parameters_are_the_documented_ones():
     first = code_cells(nb)[0]
     assert "parameters" in first.metadata.get("tags", [])
     names = [line.split(":")[0] for line in first.source.splitlines()]
-    assert names == ["dataset_path", "segment_by", "window_days", "mature_days", "min_deals"]
+    assert names == ["dataset_path", "segment_scope", "segment_by", "window_days", "mature_days", "min_deals"]
     assert 'dataset_path: str = ""' in first.source
     assert all("#" in line for line in first.source.splitlines())
 

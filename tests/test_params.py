@@ -41,7 +41,8 @@ def test_default_notebook_and_output_resolve_against_the_project():
     """In the repository, the notebooks and `output` are project-relative."""
     params = load_params(ROOT / "params" / "demo.yaml")
     assert params.project == ROOT
-    assert params.notebooks == [ROOT / "notebooks" / f"{n}.ipynb" for n in ("cycle_time", "stage_conversion", "journey_grid")]
+    assert params.notebooks == [ROOT / "notebooks" / f"{n}.ipynb" for n in (
+        "cycle_time", "stage_conversion", "win_loss_drivers", "customer_profile", "journey_grid")]
     assert params.output == ROOT / "output" / "demo"
     assert params.dataset is None  # the built-in sample
 
@@ -180,14 +181,15 @@ def test_each_notebook_gets_only_the_parameters_it_declares(write):
     from workbench.run.params import notebook_parameters, parameters_for
 
     params = load_params(ROOT / "params" / "demo.yaml")
-    assert len(params.notebooks) == 3
+    assert [n.stem for n in params.notebooks] == ["cycle_time", "stage_conversion", "win_loss_drivers",
+                                                  "customer_profile", "journey_grid"]
     for notebook in params.notebooks:
         given = parameters_for(params, notebook)
         declared = notebook_parameters(notebook)
         assert set(given) == set(params.spec.parameters) & set(declared)
     assert "speed_covariates" in parameters_for(params, params.notebooks[0])
     assert "speed_covariates" not in parameters_for(params, params.notebooks[1])
-    assert set(parameters_for(params, params.notebooks[2])) == {"min_deals"}
+    assert set(parameters_for(params, params.notebooks[4])) == {"min_deals"}
 
 
 def test_shipped_notebooks_are_found_by_name_from_a_file_anywhere(tmp_path):

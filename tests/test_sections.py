@@ -29,7 +29,7 @@ def sample():
 
 
 def _bundles(out: Section) -> list[dict]:
-    return out._bundles()
+    return [b[0] if isinstance(b, tuple) else b for b in out._bundles()]
 
 
 # --- the mechanism -------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import yaml
 import shapes
 from workbench.cli import main
 from workbench.findings import percent
-from workbench.tables import format_number
+from workbench.tables import format_number, format_share
 from workbench.timeunits import DAYS, HOURS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +59,8 @@ def _check_whole(run: dict) -> None:
 def _check_no_leftovers(report: str) -> None:
     """What a client reads holds no traceback, repr or notebook instruction."""
     for absent in ("Traceback", "Error:", "<workbench.", "<Section", "Run top to bottom", "nan%", ">inf<",
-                   "0 days (95% CI 0-0)", "No description has been provided"):
+                   "0 days (95% CI 0-0)", "No description has been provided", "[&#x27;", "[&#39;", "['", ">{}<",
+                   "(table)", "<pre>"):
         assert absent not in report, absent
     assert not re.search(r"(?<![\d.,])(0|1) days", report), re.search(r".{80}(?<![\d.,])(0|1) days", report)
 
@@ -158,20 +159,20 @@ def _table_rows(report: str) -> list[list[str]]:
             for row in re.findall(r"<tr[^>]*>(.*?)</tr>", report, re.S)]
 
 
-def _summary_is_the_report(summary: dict, report: str) -> None:
-    """Each summary.json figure is the figure the report shows for the segment."""
+def _summary_is_the_report(summary: dict, report: str, everyone: str = "All deals") -> None:
+    """Each summary.json figure is the figure the report shows for the segment (whose deals are ``everyone``)."""
     c = summary["counts"]
     assert f"The data hold {c['deals']:,} deals" in report
     assert f"{c['won']:,} won, {c['lost']:,} lost and {c['open']:,} still open" in report
     h = summary["horizon_days"]
     assert f"Within {DAYS(h)} of creation, {percent(summary['win_probability'])} of deals are won" in report
-    assert f"Half of all deals close (won or lost) within {DAYS(summary['median_days_to_close'])}" in report
+    assert f"Half of a{everyone[1:]} close (won or lost) within {DAYS(summary['median_days_to_close'])}" in report
     rows = _table_rows(report)
-    overall = [r for r in rows if r and r[0] == "All deals"]
+    overall = [r for r in rows if r and r[0] == everyone]
     for day, value in summary["cif_won"].items():
-        assert any(format_number(value) in r for r in overall), (day, value)
+        assert any(format_share(value) in r for r in overall), (day, value)
     for transition, value in summary["stage_conversion"].items():
-        assert any(r[:2] == ["All deals", transition] and r[4] == format_number(value) for r in rows), transition
+        assert any(r[:2] == [everyone, transition] and r[4] == format_share(value) for r in rows), transition
     for driver in summary["drivers"]:
         assert any(r[:2] == [driver["feature"], driver["level"]] and r[2] == format_number(driver["odds_ratio"])
                    for r in rows), driver
@@ -180,21 +181,74 @@ def _summary_is_the_report(summary: dict, report: str) -> None:
 
 
 def test_a_persona_split_with_no_parameters(tmp_path, capsys):
-    """The most natural split: one report per persona and one for all deals, no parameters. Every segment is
-    complete; inside a persona segment segments are compared by another column; summary.json says what the
-    report says."""
+    """The most natural split: one report per persona and one for all deals, no parameters, printed to PDF.
+    Every segment is complete; inside a persona segment segments are compared by another column, read at the
+    horizon chosen on all deals; summary.json says what the report says; each persona report names its deals
+    and opens with the persona against all deals, which the index repeats."""
     code, run, err = _run(tmp_path, shapes.full_sample(tmp_path / "data"), capsys, split={"by": ["persona"]},
-                          min_deals_per_segment=190)
+                          min_deals_per_segment=190, pdf=True)
     _check_whole(run)
     ran = [s for s in run["segments"] if s["status"] != "too_small"]
     assert code == 0 and len(ran) >= 3 and all(s["status"] == "ok" for s in ran), err
+    horizons = set()
     for segment in ran:
         summary, report = _segment(tmp_path, segment["slug"])
         chosen = summary["settings"]["cycle_time"]["segment_by"]
         assert chosen == ("persona" if segment["slug"] == "overall" else "channel"), segment["slug"]
         assert all(s["status"] != "failed" for s in summary["sections"])
-        _summary_is_the_report(summary, report)
+        horizons.add(summary["horizon_days"])
+        _summary_is_the_report(summary, report, f"All {segment['scope']} deals" if segment["scope"] else "All deals")
         _check_no_leftovers(report)
+        _check_printed(tmp_path / "out" / "segments" / segment["slug"] / "report.pdf", segment)
+        if segment["slug"] != "overall":
+            _check_names_its_deals(report, segment, summary)
+    assert len(horizons) == 1, horizons
+    index = (tmp_path / "out" / "index.html").read_text()
+    for segment in ran:
+        assert segment["headline_text"] and html.escape(segment["headline_text"]) in index, segment["slug"]
+        assert f'href="segments/{segment["slug"]}/report.pdf"' in index
+    _check_print_layout(tmp_path / "out" / "segments" / ran[-1]["slug"] / "report.html")
+
+
+def _check_names_its_deals(report: str, segment: dict, summary: dict) -> None:
+    """A persona report calls its deals the persona's, never "All deals", and its first finding is the persona
+    against all deals."""
+    text = re.sub(r"<[^>]+>", " ", report)
+    assert "All deals" not in text, re.search(r".{80}All deals.{40}", text, re.S)
+    first = re.search(r'<li class="wb-versus">(.*?)</li>', report)
+    assert first and html.unescape(first.group(1)) == segment["headline_text"]
+    assert segment["headline_text"].startswith(f"{segment['scope']} wins {percent(summary['win_probability'])} ")
+
+
+def _check_printed(pdf: Path, segment: dict) -> None:
+    """The PDF has every page numbered ("Page i of n") under a header naming the client and the segment."""
+    from pypdf import PdfReader
+
+    pages = PdfReader(pdf).pages
+    assert len(pages) == segment["pdf_pages"] > 1
+    for i in (0, len(pages) - 1):
+        text = " ".join(pages[i].extract_text().split())
+        assert f"Page {i + 1} of {len(pages)}" in text, text[-200:]
+        assert f"Tests · {segment['label']}" in text, text[:200]
+
+
+#: What is left of A4 between the report's print margins (210 mm - 2 x 13 mm), in CSS pixels.
+PRINTED_WIDTH = round(184 / 25.4 * 96)
+
+
+def _check_print_layout(report: Path) -> None:
+    """With the print styles at the printed width, no table, figure or block runs past the page's edge."""
+    from jupyter_lab import chromium_page
+
+    with chromium_page(viewport={"width": PRINTED_WIDTH, "height": 1000}) as page:
+        page.emulate_media(media="print")
+        page.goto(report.as_uri())
+        wider = page.evaluate("""(limit) => Array.from(document.querySelectorAll('table, img, pre, .jp-OutputArea-output'))
+            .filter(e => e.getBoundingClientRect().right > limit + 1)
+            .map(e => e.tagName + ' ' + Math.round(e.getBoundingClientRect().right) + ' ' + e.textContent.slice(0, 60))""",
+                              PRINTED_WIDTH)
+        assert not wider, wider
+        assert page.evaluate("document.documentElement.scrollWidth") <= PRINTED_WIDTH + 1
 
 
 @pytest.mark.parametrize("example", ["olist", "ibm-win-loss"])

@@ -20,7 +20,8 @@ from workbench.sections import win_loss_drivers
 from workbench.run.records import build_summary, key_findings
 from workbench.run.summary import quality_note, too_small_summary
 
-KEYS = {"segment", "status", "counts", "as_of", "excluded_rows", "horizon_days", "win_probability", "cif_won",
+KEYS = {"segment", "status", "counts", "as_of", "excluded_rows", "horizon_days", "win_probability",
+        "win_probability_interval", "cif_won",
         "median_days_to_close", "stage_conversion", "median_days_in_stage", "drivers", "drivers_cohort",
         "forecast", "settings", "sections", "warnings"}
 
@@ -71,6 +72,7 @@ def test_values_are_the_analyses_own_output(dataset, segment):
     assert summary["segment"] == segment and summary["status"] == "ok"
     assert summary["counts"] == {k: part.counts()[k] for k in ("deals", "won", "lost", "open")}
     assert summary["horizon_days"] == 180 and summary["win_probability"] == float(fit.cif("won", 180)[0])
+    assert summary["win_probability_interval"] == [float(bound[0]) for bound in fit.cif_ci("won", 180)]
     assert summary["cif_won"] == {str(d): float(fit.cif("won", d)[0]) for d in (30, 90, 180)}
     assert summary["median_days_to_close"] == fit.median()["estimate"]
     assert summary["stage_conversion"] == conversion

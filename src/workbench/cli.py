@@ -47,7 +47,7 @@ def _run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run(args.params, only_failed=args.only_failed, workers=args.workers, executor=args.executor,
-                     scheduler=args.scheduler)
+                     scheduler=args.scheduler, pdf=args.pdf)
     except KeyboardInterrupt as stop:
         how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
         print(f"workbench run: {how}. Finished segments are in place; unfinished ones were not written, and no "
@@ -61,6 +61,10 @@ def _run(args) -> int:
     print(f"{len(result.segments)} segment reports ({counts['ok']} complete, {counts['partial']} partial, "
           f"{counts['too_small']} too small, {counts['failed']} failed) in {result.output}")
     print(f"index: {result.output / 'index.html'}")
+    printed = [r["pdf_pages"] for r in result.segments if r.get("pdf_pages")]
+    if printed:
+        print(f"PDF: {len(printed)} report(s) printed, {min(printed)} to {max(printed)} pages (report.pdf beside "
+              "each report.html)")
     if result.partial:
         print(f"\n{len(result.partial)} partial report(s): every other part of them stands.", file=sys.stderr)
         for partial in result.partial:
@@ -98,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "`workers`, else the number of cores)")
     p.add_argument("--executor", choices=["local", "dask"], default="local", help="where jobs run (default: local)")
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, with `--executor dask`")
+    p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=None,
+                   help="print a PDF beside each report with headless Chromium (default: the file's `pdf`)")
     p.set_defaults(func=_run)
     return parser
 

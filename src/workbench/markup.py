@@ -50,3 +50,10 @@ def slugify(text: str, empty: str = "segment") -> str:
     folder or file name made from CRM text, which can hold anything."""
     ascii_text = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
     return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-") or empty
+
+
+def css_string(text) -> str:
+    """CRM text as a quoted CSS string (a running header's `content`): every character but ASCII letters,
+    digits and spaces written as a CSS escape, so nothing can close the string or the `<style>` element."""
+    return '"' + "".join(ch if (ch.isascii() and ch.isalnum()) or ch == " " else f"\\{ord(ch):x} "
+                         for ch in str(text)) + '"'

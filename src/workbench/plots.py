@@ -125,7 +125,7 @@ def _steps(time: np.ndarray, *columns: np.ndarray, start: float, until: float) -
 
 
 def _curves(ax: Axes, fits: dict[str, CompetingRisks], columns: tuple[str, str, str], flip: bool,
-            until: float, legend: str) -> None:
+            until: float, legend: str, overall_label: str = OVERALL) -> None:
     colors = segment_colors(list(fits))
     for label, fit in fits.items():
         t = fit.table
@@ -135,7 +135,7 @@ def _curves(ax: Axes, fits: dict[str, CompetingRisks], columns: tuple[str, str, 
         x, y, lo, hi = _steps(t["time"].to_numpy(), est, low, high, start=0.0, until=until)
         n = f"{fit.n:,}"
         ax.step(x, y, where="post", color=colors[label], lw=2.2 if label == OVERALL else 1.6,
-                label=f"{label} (n={n})")
+                label=f"{overall_label if label == OVERALL else label} (n={n})")
         ax.fill_between(x, lo, hi, step="post", color=colors[label], alpha=BAND_ALPHA, lw=0)
     ax.set_xlim(0, until)
     ax.set_ylim(0, 1)
@@ -161,7 +161,8 @@ def _at_risk_table(ax: Axes, fits: dict[str, CompetingRisks], ticks: np.ndarray)
 
 
 def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_risk: bool = True,
-                    max_days: float | None = None, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
+                    max_days: float | None = None, unit: TimeUnit = DAYS, overall_label: str = OVERALL,
+    ax: Axes | None = None) -> Axes:
     """Share of deals closed (won or lost) over time: 1 - Kaplan-Meier, per segment.
 
     Parameters
@@ -189,7 +190,7 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
     with theme():
         ax = _axes(ax)
         _curves(ax, fits, ("survival", "survival_lower", "survival_upper"), flip=True, until=until,
-                legend="lower right")
+                legend="lower right", overall_label=overall_label)
         _time_axis(ax.xaxis, until, unit)
         ax.set_xlabel(unit.label(cycle_times.clock))
         ax.set_ylabel("Share of deals closed (won or lost)")
@@ -201,7 +202,8 @@ def survival_curves(cycle_times, *, segments: Sequence[str] | None = None, at_ri
 
 
 def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[str] | None = None,
-                         max_days: float | None = None, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
+                         max_days: float | None = None, unit: TimeUnit = DAYS, overall_label: str = OVERALL,
+    ax: Axes | None = None) -> Axes:
     """Share of deals closed as ``cause`` by each day (Aalen-Johansen), per segment, with CI bands.
 
     The other outcome competes: a lost deal can no longer be won, and open deals
@@ -220,7 +222,7 @@ def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[
     with theme():
         ax = _axes(ax)
         _curves(ax, fits, (f"{cause}_cif", f"{cause}_lower", f"{cause}_upper"), flip=False, until=until,
-                legend="upper left")
+                legend="upper left", overall_label=overall_label)
         _time_axis(ax.xaxis, until, unit)
         ax.set_xlabel(unit.label(cycle_times.clock))
         ax.set_ylabel(f"Share of deals {cause} (cumulative incidence)")
@@ -228,7 +230,7 @@ def cumulative_incidence(cycle_times, *, cause: str = "won", segments: Sequence[
 
 
 def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float | None = None,
-                  unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
+                  unit: TimeUnit = DAYS, overall_label: str = OVERALL, ax: Axes | None = None) -> Axes:
     """Where deals stand on each day: won, still open, lost, stacked to 100%.
 
     Won and lost are the Aalen-Johansen cumulative incidences, open is the
@@ -252,7 +254,8 @@ def outcome_areas(fit_or_cycle_times, *, segment: str = OVERALL, max_days: float
         fit, default_until, title = fit_or_cycle_times, float(fit_or_cycle_times.table["time"].max()), None
         clock = "Days"
     else:
-        fit, default_until, title = fit_or_cycle_times.fits[segment], fit_or_cycle_times.horizon, segment
+        fit, default_until = fit_or_cycle_times.fits[segment], fit_or_cycle_times.horizon
+        title = overall_label if segment == OVERALL else segment
         clock = fit_or_cycle_times.clock
     until = float(max_days if max_days is not None else default_until)
     t = fit.table
@@ -374,7 +377,7 @@ def _forest(ratio, low, high, p_value, labels, xlabel: str, *, alpha: float, ax:
     return ax
 
 
-def dwell_bars(stage_dwell, *, unit: TimeUnit = DAYS, ax: Axes | None = None) -> Axes:
+def dwell_bars(stage_dwell, *, unit: TimeUnit = DAYS, overall_label: str = OVERALL, ax: Axes | None = None) -> Axes:
     """Median days in each open stage with its confidence interval, one bar colour per segment.
 
     Stages with too few entries have no bar; an interval with no upper end (fewer
@@ -400,7 +403,7 @@ def dwell_bars(stage_dwell, *, unit: TimeUnit = DAYS, ax: Axes | None = None) ->
             high = part["median_high"].to_numpy(dtype=float)
             ok = np.isfinite(median) & np.isfinite(low) & np.isfinite(high)
             ax.bar(x, np.where(np.isfinite(median), median, 0.0), width=width * 0.92, color=colors[label],
-                   label=label)
+                   label=overall_label if label == OVERALL else label)
             ax.errorbar(x[ok], median[ok], yerr=error_lengths(median[ok], low[ok], high[ok]), fmt="none",
                         ecolor="0.15", elinewidth=1, capsize=2)
         ax.set_xticks(np.arange(len(stages)), stages)

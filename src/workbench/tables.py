@@ -44,6 +44,13 @@ def format_number(value) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
+def format_share(value) -> str:
+    """A share as a percentage with one decimal (``22.9%``); empty when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{100 * float(value):.1f}%"
+
+
 def format_p(value) -> str:
     """A p-value: ``<0.001``, ``0.013``, ``0.42``; empty when missing."""
     if value is None or (isinstance(value, float) and math.isnan(value)):

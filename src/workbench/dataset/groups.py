@@ -36,7 +36,8 @@ def segment_groups(labels: list[str], sizes: np.ndarray, min_deals: int) -> list
         if sizes[j] >= min_deals:
             out.append((label, j))
         elif sizes[j]:
-            warnings.warn(f"{label!r} has {sizes[j]} deals (< {min_deals}); left out (it counts in {OVERALL!r}).",
+            warnings.warn(f"{label} has {sizes[j]} deals, fewer than {min_deals}: too few to show on its own, "
+                          "its deals count in all deals.",
                           SmallSampleWarning, stacklevel=3)
     return out
 

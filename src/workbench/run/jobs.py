@@ -54,6 +54,12 @@ RESET_CODE = ("%reset -f\nimport matplotlib.pyplot as _plt\n_plt.close('all')\nd
               "import gc as _gc\n_ = _gc.collect()\ndel _gc, _\nget_ipython().execution_count = 1")
 
 
+#: No IPython history: a warm kernel's reset execution count would clash with the lines it logged
+#: ("Session/line number was not unique in database" printed into a report), and the cells' code and
+#: parameters have no business in ~/.ipython.
+KERNEL_ARGUMENTS = ("--HistoryManager.enabled=False",)
+
+
 class WarmKernel:
     """One `workbench` kernel that executes several notebooks of one segment in turn.
 
@@ -86,7 +92,7 @@ class WarmKernel:
 
         self.close()
         self.km = AsyncKernelManager(kernel_name=KERNEL)
-        run_sync(self.km.start_kernel)(cwd=self.cwd)
+        run_sync(self.km.start_kernel)(cwd=self.cwd, extra_arguments=list(KERNEL_ARGUMENTS))
         # One client for every notebook: a new one waits for the kernel and flushes its messages (~0.5 s).
         self.kc = self.km.client()
         self.kc.start_channels()

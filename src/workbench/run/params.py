@@ -120,6 +120,7 @@ class RunSpec(_Strict):
     workers: int | None = Field(default=None, ge=1)
     overall: bool = True
     timeout: int | None = Field(default=None, ge=1, description="seconds a notebook cell may run")
+    pdf: bool = False
 
     @model_validator(mode="after")
     def _sample_options(self):

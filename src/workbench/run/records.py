@@ -16,7 +16,7 @@ from ..sections.base import FAILED, NOT_APPLICABLE, OK, RECORD_KEY
 
 #: summary.json keys read from section figures, with their value when no section recorded them.
 FIGURES = {"counts": None, "as_of": None, "excluded_rows": {"count": 0, "by_reason": []}, "horizon_days": None,
-           "win_probability": None, "cif_won": {}, "median_days_to_close": None, "stage_conversion": {},
+           "win_probability": None, "win_probability_interval": None, "cif_won": {}, "median_days_to_close": None, "stage_conversion": {},
            "median_days_in_stage": {}, "drivers": [], "drivers_cohort": None, "forecast": None}
 #: Where each figure comes from, for the sentence saying it is missing from a run.
 SOURCES = {"win_probability": "cycle_time", "median_days_to_close": "cycle_time", "stage_conversion":

@@ -12,7 +12,7 @@ from typing import Sequence
 
 from ..dataset.problems import MAX_SHOWN
 from ..exceptions import SpecError, WorkbenchError, fixes
-from ..markup import inline_markdown
+from ..markup import css_string, inline_markdown
 from ..resources import templates_dir
 
 # --- client-ready HTML reports ---------------------------------------------------------
@@ -48,6 +48,22 @@ STOPPED_SECTION = ("**The rest of this section could not be produced.** The anal
 #: Sections every notebook opens with; a report shows the data once, in its first section.
 SHOWN_ONCE = ("overview",)
 NO_STATIC_VERSION = "*This interactive output has no static version, so the report leaves it out.*"
+#: The methods words a report uses, in plain language, at the head of its appendix.
+GLOSSARY = """The tables here are the evidence behind the sections above. Words the report uses:
+
+- **Censored**: a deal still open at the cut-off. It counts for as long as it was watched, never as lost.
+- **Kaplan-Meier**: the share of deals still open at each point in time, counting censored deals correctly.
+- **Aalen-Johansen (cumulative incidence)**: the share of deals won (or lost) by each point in time, with
+  lost and won as competing outcomes: a lost deal can no longer be won.
+- **Log-rank test**: whether groups of deals close (or win, or lose) at different rates over time.
+- **Cox model, hazard ratio**: how much faster deals with a trait reach an outcome, other things equal.
+- **Logistic model, odds ratio**: how much more often deals with a trait win, other things equal.
+- **Firth's penalized likelihood**: a fit that keeps estimates finite when a group never wins.
+- **Mature cohort**: deals old enough for their outcome to be known within the horizon.
+- **Markov chain**: the odds of winning from each stage, estimated from the moves between stages.
+- **p-value, corrected**: how surprising a difference would be by chance, corrected for testing many
+  (Benjamini-Hochberg); below 0.05 a difference is called real.
+- **95% interval**: the range the true value lies in, 19 times out of 20."""
 MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September",
           "October", "November", "December")
 
@@ -123,9 +139,10 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
         The run's directory; `href` values are relative to it.
     entries
         One per segment, in display order: ``{"segment", "label", "href", "status", "headline"}``,
-        `status` one of ``ok``, ``failed``, ``too_small``; `headline` maps names to numbers,
-        formatted by `format_headline` (shares as percentages, days, counts). A report that is
-        not on disk is listed without a link.
+        `status` one of ``ok``, ``partial``, ``failed``, ``too_small``; `headline` maps names to
+        numbers, formatted by `format_headline` (shares as percentages, days, counts). Optional:
+        ``headline_text``, the segment in one sentence (plain text), and ``pdf``, the href of its
+        PDF. A report or PDF that is not on disk is listed without a link.
     title, client, branding, generated_on
         As for `render_report`.
 
@@ -151,6 +168,8 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
             "status_text": STATUSES[entry["status"]],
             "reasons": [_short(r) for r in entry.get("reasons") or []][:MAX_SHOWN],
             "href": entry["href"] if (run_dir / entry["href"]).is_file() else None,
+            "pdf": entry["pdf"] if entry.get("pdf") and (run_dir / entry["pdf"]).is_file() else None,
+            "headline_text": str(entry.get("headline_text") or ""),
             "cells": [_headline_cell(k, headline, entry["status"]) for k in columns],
         })
     import jinja2
@@ -258,6 +277,7 @@ def _exporter():
     exporter.register_preprocessor(_client_outputs, enabled=True)
     exporter.register_preprocessor(_table_of_contents, enabled=True)
     exporter.register_filter("inline_markdown", inline_markdown)
+    exporter.register_filter("css_string", css_string)
     return exporter
 
 
@@ -301,7 +321,38 @@ def _combine(paths: list[Path], title: str):
         for j, cell in enumerate(kept_cells):
             cell["id"] = f"s{i}-c{j}"  # unique across notebooks, and the same on every run
             combined.cells.append(cell)
+    combined.cells.extend(_appendix(combined.cells))
     return combined
+
+
+def _appendix(cells) -> list:
+    """Cells of the methods appendix: a glossary, then every detail table taken out of the body (the
+    outputs marked `DETAIL_KEY`), under the title of the section it belongs to."""
+    import nbformat
+
+    from ..sections.base import DETAIL_KEY
+
+    details: dict[str, list] = {}
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.get("outputs", []):
+            title = output.get("metadata", {}).get(DETAIL_KEY)
+            if title:
+                details.setdefault(title, []).append(output)
+            else:
+                kept.append(output)
+        cell.outputs = kept
+    if not details:
+        return []
+    out = [nbformat.v4.new_markdown_cell("# Methods and detail tables\n\n" + GLOSSARY)]
+    for n, (title, outputs) in enumerate(details.items()):
+        out.append(nbformat.v4.new_markdown_cell(f"## {title}"))
+        out.append(nbformat.v4.new_code_cell("", outputs=outputs, id=f"appendix-{n}"))
+    for n, cell in enumerate(out):
+        cell["id"] = f"appendix-c{n}"
+    return out
 
 
 def _tagged(cell) -> bool:

@@ -23,6 +23,7 @@ are kept by `workbench.run.runfiles`.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -38,10 +39,10 @@ from ..dataset.model import excluded_rows
 from ..exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import DaskPool, LocalPool
 from .jobs import KERNEL, execute_group, finish_segment
-from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, parameters_for
+from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, notebook_parameters, parameters_for
 from .runfiles import LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256, write_run_file
 from .secrets import redact, redact_file
-from .segments import Segment, plan_segments
+from .segments import SCOPE_PARAMETER, Segment, plan_segments
 from .summary import too_small_summary
 
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
@@ -89,7 +90,8 @@ def check_kernel(name: str = KERNEL) -> dict:
 # --- the run ------------------------------------------------------------------------------------
 
 def run(params_path: str | Path, *, only_failed: bool = False, workers: int | None = None,
-        executor: str = "local", scheduler: str | None = None, progress: bool = True) -> RunResult:
+        executor: str = "local", scheduler: str | None = None, progress: bool = True,
+        pdf: bool | None = None) -> RunResult:
     """Run every (segment, notebook) job of a parameter file; see the module docstring.
 
     Parameters
@@ -113,6 +115,8 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     params = load_params(params_path)
+    if pdf is not None:
+        params.spec.pdf = pdf
     kernel = check_kernel()
     if executor not in ("local", "dask"):
         raise WorkbenchError(f"Unknown executor `{executor}`. " + fixes("use `local` or `dask`"))
@@ -158,13 +162,14 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     timing["load_seconds"] = time.perf_counter() - tick
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
     notes += split_notes
-    inputs = {"params": spec.model_dump(mode="json", exclude={"workers"}),
+    inputs = {"params": spec.model_dump(mode="json", exclude={"workers", "pdf"}),
               "data_fingerprint": store.fingerprint(dataset),
               "notebooks": {rel: sha256(path) for rel, path in zip(spec.notebooks, params.notebooks)}}
     if previous is not None and previous.get("inputs") != inputs:
         raise WorkbenchError(f"`--only-failed`: the parameters, notebooks or data changed since the run recorded in "
                              f"`{output / RUN_FILE}`, so its outputs cannot be reused. "
                              + fixes("run again without `--only-failed`"))
+    notes += _shared_horizon(params, dataset)
     stale = sorted(p.name for p in (output / "segments").glob("[!.]*") if p.name not in {s.slug for s in segments})
     if stale:
         notes.append(f"segments/ holds folders that are not part of this run (left untouched): {stale}")
@@ -185,6 +190,11 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
               f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
               for j in jobs if j.get("retried_after")]
+    tick = time.perf_counter()
+    _compare_segments(output, records)
+    if spec.pdf:
+        _print_pdfs(output, records, workers)
+    timing["compare_pdf_seconds"] = time.perf_counter() - tick
     failures = _failures(records)
     partial = [f"segments/{r['slug']}: " + "; ".join(r["reasons"]) for r in records if r["status"] == "partial"]
     tick = time.perf_counter()
@@ -200,6 +210,22 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
                        notes=notes, partial=partial)
     write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
     return result
+
+
+def _shared_horizon(params: RunParams, dataset) -> list[str]:
+    """Give every segment the horizon chosen on all deals when the run leaves it to the data, so that the
+    segments' shares won are read at the same point (each segment would otherwise choose its own)."""
+    from ..sections.settings import run_horizon
+
+    declares = any("horizon" in notebook_parameters(path) for path in params.notebooks)
+    if not declares or params.spec.parameters.get("horizon"):
+        return []
+    horizon = run_horizon(dataset)
+    if horizon is None:
+        return []
+    params.spec.parameters["horizon"] = int(horizon) if float(horizon).is_integer() else horizon
+    return [f"`horizon` was chosen from all deals ({horizon:g} days) and used for every segment, so that their "
+            "figures compare; set `horizon` in the run specification to choose another."]
 
 
 def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
@@ -291,7 +317,9 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
     jobs = [] if too_small else [
         {"id": f"{segment.slug}/{path.stem}", "segment": segment.key, "slug": segment.slug, "notebook": rel,
          "input": str(path), "output": str(tmp / f"{path.stem}.ipynb"), "cwd": str(tmp),
-         "parameters": {**parameters_for(params, path), DATASET_PARAMETER: relative_data}, "timeout": spec.timeout,
+         "parameters": {**parameters_for(params, path), DATASET_PARAMETER: relative_data,
+                        **({SCOPE_PARAMETER: segment.scope} if SCOPE_PARAMETER in notebook_parameters(path) else {})},
+         "timeout": spec.timeout,
          "status": "pending"}
         for rel, path in zip(spec.notebooks, params.notebooks)]
     before = {j["id"]: j for j in previous["jobs"]} if previous else {}
@@ -346,7 +374,8 @@ def _progress_bar(total: int, enabled: bool):
 
 def _segment_record(plan: dict, output: Path) -> dict:
     seg = plan["segment"]
-    record = {"segment": seg.key, "label": seg.label, "slug": seg.slug, "filter": seg.filter, "deals": plan["deals"],
+    record = {"segment": seg.key, "label": seg.label, "scope": seg.scope, "slug": seg.slug, "filter": seg.filter,
+              "deals": plan["deals"],
               "fingerprint": plan["fingerprint"], "href": f"segments/{seg.slug}/report.html"}
     if plan["reused"]:
         return {**plan["previous"], **record, "reused": True}
@@ -357,7 +386,7 @@ def _segment_record(plan: dict, output: Path) -> dict:
     return {**record, "status": status, "error": result.get("error"), "reasons": reasons,
             "not_applicable": result.get("not_applicable", []), "failed_jobs": failed_jobs,
             "headline": result.get("headline", {}), "summary_seconds": result.get("summary_seconds"),
-            "report_seconds": result.get("report_seconds"), "reused": False}
+            "report_seconds": result.get("report_seconds"), "pdf_pages": result.get("pdf_pages"), "reused": False}
 
 
 def _done(job: dict | None) -> bool:
@@ -370,11 +399,54 @@ def _failures(records: list[dict]) -> list[str]:
             for r in records if r["status"] == "failed"]
 
 
+def _compare_segments(output: Path, records: list[dict]) -> None:
+    """Each segment against all deals: first in its report's findings, and as its line on the index
+    (`workbench.run.headlines`, from the segments' `summary.json`)."""
+    from .headlines import insert_versus, run_headlines
+
+    summaries = {}
+    for record in records:
+        if record["status"] in ("ok", "partial"):
+            try:
+                summaries[record["slug"]] = json.loads((output / "segments" / record["slug"] / "summary.json").read_text())
+            except (OSError, ValueError):
+                continue  # its report says what is missing; nothing to compare
+    headlines = run_headlines(records, summaries)
+    for record in records:
+        record["headline_text"] = redact(headlines.get(record["slug"], ""))
+        report = output / record["href"]
+        if record["filter"] and record["headline_text"] and report.is_file():
+            insert_versus(report, record["headline_text"])
+
+
+def _print_pdfs(output: Path, records: list[dict], workers: int) -> None:
+    """A PDF beside each report (`workbench.run.pdf`), printed once the reports are final; a segment whose
+    PDF could not be printed is partial, with the reason."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .pdf import print_pdf
+
+    def one(record: dict) -> None:
+        report = output / record["href"]
+        try:
+            record["pdf_pages"] = print_pdf(report, report.with_suffix(".pdf"))
+        except Exception as exc:  # noqa: BLE001 - the HTML report stands; the segment says why there is no PDF
+            record["pdf_pages"] = None
+            record["reasons"] = [*record.get("reasons", []), f"report.pdf could not be printed: {redact(str(exc))}"]
+            if record["status"] == "ok":
+                record["status"] = "partial"
+
+    printable = [r for r in records if r["status"] in ("ok", "partial", "too_small") and (output / r["href"]).is_file()]
+    with ThreadPoolExecutor(max(1, min(workers, len(printable) or 1))) as threads:
+        list(threads.map(one, printable))
+
+
 def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
     from .report import write_index
 
     entries = [{"segment": r["segment"], "label": r["label"], "href": r["href"], "status": r["status"],
-                "headline": r.get("headline", {}), "reasons": r.get("reasons", [])} for r in records]
+                "headline": r.get("headline", {}), "headline_text": r.get("headline_text", ""),
+                "pdf": f"segments/{r['slug']}/report.pdf", "reasons": r.get("reasons", [])} for r in records]
     write_index(output, entries, title=params.spec.title, client=params.spec.client,
                 branding=params.spec.branding.model_dump())
 

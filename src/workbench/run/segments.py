@@ -19,6 +19,9 @@ from ..exceptions import WorkbenchError, fixes
 from ..markup import slugify
 from .params import Split
 
+#: The notebook parameter the runner sets to the segment's `Segment.scope` (when a notebook declares it).
+SCOPE_PARAMETER = "segment_scope"
+
 OVERALL_SLUG = "overall"
 OVERALL_LABEL = "All deals"
 
@@ -37,6 +40,17 @@ class Segment:
     label: str
     slug: str
     filter: dict = field(default_factory=dict)
+
+    @property
+    def scope(self) -> str:
+        """How a report names its deals: ``""`` for all deals, the values for a split (``Procurement``,
+        ``Procurement, EMEA``), the name of a named filter."""
+        if not self.filter:
+            return ""
+        if self.key in (self.label,):  # a named filter
+            return self.label
+        return ", ".join("/".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+                         for v in self.filter.values())
 
 
 def _plain(value):

@@ -19,18 +19,22 @@ from __future__ import annotations
 import functools
 import html
 import io
+import re
 import sys
 import traceback
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from ..dataset.groups import OVERALL
 from ..exceptions import SpecError, WorkbenchError, WorkbenchWarning
 from ..jsonsafe import json_safe
 from ..markup import inline_markdown
 
 #: Where a section's record sits in its first output's metadata.
 RECORD_KEY = "workbench_section"
+#: Marks an output for the report's appendix of methods and detail tables (its value: the section's title).
+DETAIL_KEY = "workbench_detail"
 OK, NOT_APPLICABLE, FAILED = "ok", "not_applicable", "failed"
 STATUSES = (OK, NOT_APPLICABLE, FAILED)
 #: Figure resolution of the PNGs sections show (the inline backend's default is 72-100).
@@ -82,6 +86,9 @@ class Section:
     findings: list = field(default_factory=list)
     notes: list = field(default_factory=list)
     error: str = ""
+    #: How this report names all its deals (`Settings.everyone`): "All deals" in tables and sentences is
+    #: shown so, since in a segment's report "all deals" are the segment's.
+    everyone: str = "All deals"
 
     @property
     def ok(self) -> bool:
@@ -91,28 +98,44 @@ class Section:
 
     def text(self, *lines: str) -> None:
         """Paragraphs of light Markdown (``code``, **bold**, *italics*); CRM values are escaped."""
-        self.outputs.extend(("text", line) for line in lines if line)
+        self.outputs.extend(("text", self._scoped(line)) for line in lines if line)
 
-    def sentences(self, sentences: Sequence[str], *, key: bool = False) -> None:
-        """Findings as a bulleted list; ``key=True`` also puts them in the report's findings."""
-        sentences = [str(s) for s in sentences if s]
+    def sentences(self, sentences: Sequence[str], *, key: bool | int = False) -> None:
+        """Findings as a bulleted list; ``key`` also puts them (``True``) or the first ``key`` of them in
+        the report's executive summary."""
+        sentences = [self._scoped(str(s)) for s in sentences if s]
         if sentences:
             self.outputs.append(("findings", sentences))
             if key:
-                self.findings.extend(sentences)
+                self.findings.extend(sentences if key is True else sentences[:key])
 
-    def table(self, frame, *, caption: str = "") -> None:
-        """A table, formatted as every table of the reports (`workbench.tables`); an infinite value (a
-        bound never reached) shows as an empty cell, which the caption explains."""
+    def table(self, frame, *, caption: str = "", percent: Sequence[str] = (), detail: bool = False) -> None:
+        """A table, formatted as every table of the reports (`workbench.tables`): ``percent`` columns
+        (shares) as percentages, an infinite value (a bound never reached) as an empty cell, which the
+        caption explains, no 0, 1, 2... row numbers. ``detail`` tables go to the report's appendix."""
         import numpy as np
 
         from .. import tables
 
         if isinstance(frame, tables.Table):
             frame = frame.frame
+        frame = frame.replace([np.inf, -np.inf], np.nan).replace(OVERALL, self.everyone)
+        if frame.index.name is None:
+            frame = frame.reset_index(drop=True)
+        for column in percent:
+            if column in frame:
+                frame[column] = frame[column].map(tables.format_share).astype(object)
+        kind = "detail" if detail else "html"
         if caption:
-            self.text(caption)
-        self.outputs.append(("html", tables.to_html(frame.replace([np.inf, -np.inf], np.nan))))
+            self.outputs.append((kind, f"<p>{inline_markdown(self._scoped(caption))}</p>"))
+        self.outputs.append((kind, tables.to_html(frame)))
+
+    def _scoped(self, sentence: str) -> str:
+        """A sentence with "all deals" naming this report's deals (``all Procurement deals``)."""
+        if self.everyone == OVERALL:
+            return sentence
+        scoped = self.everyone[len("All "):]
+        return re.sub(r"\b([Aa])ll deals\b", lambda m: f"{m.group(1)}ll {scoped}", sentence)
 
     def html(self, markup: str) -> None:
         """HTML the package built itself (a journey grid), already escaped where it holds data."""
@@ -143,7 +166,9 @@ class Section:
         from IPython.display import display
 
         for i, bundle in enumerate(self._bundles()):
-            metadata = {RECORD_KEY: self.to_record()} if i == 0 else {}
+            bundle, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+            if i == 0:
+                metadata = {**metadata, RECORD_KEY: self.to_record()}
             display(bundle, raw=True, metadata=metadata)
 
     def _bundles(self) -> list[dict]:
@@ -160,8 +185,9 @@ class Section:
                 items = "".join(f"<li>{inline_markdown(s)}</li>" for s in payload)
                 bundles.append({"text/html": f'<ul class="wb-sentences">{items}</ul>',
                                 "text/plain": "\n".join(f"- {s}" for s in payload)})
-            elif kind == "html":
-                bundles.append({"text/html": payload, "text/plain": "(table)"})
+            elif kind in ("html", "detail"):
+                bundle = {"text/html": payload, "text/plain": "(table)"}
+                bundles.append((bundle, {DETAIL_KEY: self.title}) if kind == "detail" else bundle)
             elif kind == "png":
                 data, alt = payload
                 bundles.append({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt})
@@ -211,7 +237,7 @@ def section(title: str, *, needs: Sequence[Callable] = (), builds_on: str | None
 
         @functools.wraps(build)
         def run(*args, **kwargs) -> Section:
-            out = Section(key=key, title=title)
+            out = Section(key=key, title=title, everyone=getattr(args[0], "everyone", OVERALL) if args else OVERALL)
             upstream = [a for a in (*args, *kwargs.values()) if isinstance(a, Section) and not a.ok]
             if upstream:
                 first = upstream[0]
@@ -262,7 +288,7 @@ def _build(out: Section, build, args, kwargs) -> None:
                 plt.close(number)
     # The workbench's own caveats (small samples, separation...), not libraries' deprecations.
     caveats = [str(w.message) for w in caught if issubclass(w.category, WorkbenchWarning)]
-    out.notes.extend(n for n in dict.fromkeys(caveats) if n not in out.notes)
+    out.notes.extend(n for n in dict.fromkeys(map(out._scoped, caveats)) if n not in out.notes)
 
 
 def escape(text) -> str:

@@ -35,8 +35,9 @@ def overview(out: Section, settings):
     from ..dataset.model import excluded_rows
 
     dataset = settings.dataset
-    out.sentences(findings.data_findings(dataset), key=True)
-    out.table(dataset.summary().rename(columns={"table": "Table", "rows": "Rows kept", "excluded": "Rows excluded"}))
+    out.sentences(findings.data_findings(dataset), key=1)
+    out.table(dataset.summary().rename(columns={"table": "Table", "rows": "Rows kept", "excluded": "Rows excluded"}),
+              caption="The tables loaded:", detail=True)
     exclusions = dataset.exclusions
     if len(exclusions):
         out.table(exclusions.rename(columns=str.capitalize), caption="Rows excluded while loading, by reason:")

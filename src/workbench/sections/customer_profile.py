@@ -30,9 +30,9 @@ def profile(out: Section, settings):
              "intervals. Only lifts whose interval lies above 1 become sentences.")
     sentences = result.sentences or ["No trait is significantly more common among won customers than among all "
                                      "prospects (no lift's 95% interval lies above 1)."]
-    out.sentences(sentences, key=True)
+    out.sentences(sentences, key=2)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Lift of each trait level among won customers, with intervals.")
-    out.table(result.table)
+    out.table(result.table, detail=True)
     out.notes.extend(result.notes)
     return result
 
@@ -79,7 +79,7 @@ def buying_roles(out: Section, settings):
              f"“{role}”) among the contacts, and how many people and roles take part.")
     out.sentences([result.statement], key=True)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Win rate of closed deals with and without a decision maker.")
-    out.table(result.decision_maker)
+    out.table(result.decision_maker, detail=True)
     out.notes.extend(result.notes)
     return result
 

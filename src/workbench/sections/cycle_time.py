@@ -23,7 +23,7 @@ def time_to_close(out: Section, settings):
              "95% confidence bands. Deals still open count for as long as they have been watched. The numbers "
              "under the axis are the deals still open and observed then: where they are few, the curve is "
              "uncertain.")
-    out.figure(plots.survival_curves(cycles, unit=unit, ax=new_axes(WIDE)),
+    out.figure(plots.survival_curves(cycles, unit=unit, overall_label=settings.everyone, ax=new_axes(WIDE)),
                alt="Share of deals closed over time since creation, per segment, with confidence bands.")
     table = cycles.summary(settings.days)
     shown = pd.DataFrame({
@@ -36,7 +36,7 @@ def time_to_close(out: Section, settings):
     })
     out.table(shown, caption="Time to close per segment: quartiles, and the median with its 95% confidence interval "
                              "(empty where the curve has not got there yet).")
-    out.sentences(findings.time_to_close_findings(cycles, unit=unit), key=True)
+    out.sentences(findings.time_to_close_findings(cycles, unit=unit), key=1)
     overall = cycles.fits[OVERALL].median()["estimate"]
     out.record(median_days_to_close=overall)
     return cycles
@@ -49,14 +49,17 @@ def competing_outcomes(out: Section, settings, cycles):
     out.text("The share of deals won over the time since creation (Aalen-Johansen cumulative incidence). A lost deal "
              "can no longer "
              "be won: treating lost deals as if they might still win would overstate this share.")
-    out.figure(plots.cumulative_incidence(cycles, cause="won", unit=settings.unit, ax=new_axes(WIDE)),
+    out.figure(plots.cumulative_incidence(cycles, cause="won", unit=settings.unit, overall_label=settings.everyone,
+                                           ax=new_axes(WIDE)),
                alt="Share of deals won over time since creation, per segment, with confidence bands.")
     out.text("Where all deals stand at each point in time: won, still open or lost. The three add up to 100%.")
-    out.figure(plots.outcome_areas(cycles, unit=settings.unit, ax=new_axes(WIDE)),
+    out.figure(plots.outcome_areas(cycles, unit=settings.unit, overall_label=settings.everyone, ax=new_axes(WIDE)),
                alt="Stacked shares of deals won, still open and lost over time since creation.")
     out.sentences(findings.outcome_findings(cycles, unit=settings.unit), key=True)
     fit = cycles.fits[OVERALL]
-    out.record(win_probability=float(fit.cif("won", h)[0]), horizon_days=h,
+    low, high = fit.cif_ci("won", h)
+    out.record(win_probability=float(fit.cif("won", h)[0]), win_probability_interval=[float(low[0]), float(high[0])],
+               horizon_days=h,
                cif_won={f"{d:g}": float(fit.cif("won", d)[0]) for d in settings.days})
     return cycles
 
@@ -73,7 +76,8 @@ def win_probability(out: Section, settings, cycles):
     for d in settings.days:
         shown[f"Won by {unit(d)}"] = [float(fit.cif("won", d)[0]) for fit in cycles.fits.values()]
     out.table(shown, caption=f"Per segment, the share of deals won within {unit(settings.horizon)} with its 95% "
-                             "interval, the share lost, and the share won by each earlier point (as fractions).")
+                             "interval, the share lost, and the share won by each earlier point.",
+              percent=[c for c in shown.columns if c not in ("Segment", "Deals")])
     return cycles
 
 
@@ -90,12 +94,12 @@ def segment_comparison(out: Section, settings, cycles):
     overall = comparison[comparison["comparison"] == "all"]
     out.table(overall.rename(columns={"outcome": "Outcome", "comparison": "Comparison", "statistic": "Chi-square",
                                       "df": "df", "p_value": "p", "p_adjusted": "Corrected p"}),
-              caption="Across all segments:")
+              caption="Log-rank tests across all segments:", detail=True)
     pairs = comparison[(comparison["comparison"] != "all") & (comparison["p_adjusted"] < 0.05)]
     if len(pairs):
         out.table(pairs.rename(columns={"outcome": "Outcome", "comparison": "Pair", "statistic": "Chi-square",
                                         "df": "df", "p_value": "p", "p_adjusted": "Corrected p"}),
-                  caption="Pairs of segments that differ significantly:")
+                  caption="Pairs of segments that differ significantly:", detail=True)
     return comparison
 
 
@@ -130,7 +134,7 @@ def time_in_stage(out: Section, settings):
     dwell = stage_dwell(settings.dataset, by=settings.segment_by, min_deals=settings.min_deals)
     out.text("Median time of the first visit to each open stage, with 95% confidence intervals. Deals still in a "
              "stage count up to the cut-off (Kaplan-Meier), so long visits still running are not left out.")
-    out.figure(plots.dwell_bars(dwell, unit=settings.unit, ax=new_axes(WIDE)),
+    out.figure(plots.dwell_bars(dwell, unit=settings.unit, overall_label=settings.everyone, ax=new_axes(WIDE)),
                alt=f"Median {settings.unit.name} in each open stage, per segment, with 95% confidence intervals.")
     out.sentences(findings.dwell_findings(dwell, unit=settings.unit))
     out.record(median_days_in_stage=dwell.medians())
@@ -146,7 +150,7 @@ def forecast(out: Section, settings):
     result = forecast_open(settings.dataset, window=settings.forecast_window)
     out.text(f"The probability that each open deal is won within the next {unit(settings.forecast_window)}, from "
              "how deals that were as long in the same stage ended.")
-    out.sentences(findings.forecast_findings(result, unit=unit), key=True)
+    out.sentences(findings.forecast_findings(result, unit=unit), key=1)
     per_stage = result.summary().rename(columns={"stage": "Current stage", "open_deals": "Open deals",
                                                  "mean_p_win": "Mean win probability",
                                                  "expected_wins": "Expected wins",

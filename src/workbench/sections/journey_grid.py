@@ -3,7 +3,8 @@ persona, and the interactive builder (left out of reports)."""
 from __future__ import annotations
 
 from . import needs
-from .base import Section, section
+from ..dataset.groups import OVERALL
+from .base import Section, escape, section
 
 
 @section("The journey", needs=(needs.dates, needs.stage_history))
@@ -20,7 +21,8 @@ def journey(out: Section, settings, journey_template: str = "b2b", journey_path:
     out.text("The grid of the journey's persona: every deal here, unless a saved journey (`journey_path`) names a "
              "persona filter. Conversion: of the deals that reached a stage, the share that eventually reach the next "
              "one or beyond; deals still open count as still in play, not as lost.")
-    out.html(to_html(prefill(fitted, own, own.personas[0]), own))
+    # The journey's own persona is every deal here: in a segment's report, the segment's deals.
+    out.html(to_html(prefill(fitted, own, own.personas[0]), own).replace(OVERALL, escape(settings.everyone)))
     return fitted, facts
 
 

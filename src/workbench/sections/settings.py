@@ -69,7 +69,13 @@ class Settings:
     touch_window_days: float | None = None
     half_life_days: float | None = None
     decision_role: str | None = None
+    scope: str = ""
     explained: tuple = field(default=())
+
+    @property
+    def everyone(self) -> str:
+        """How the report names all its deals: ``All deals``, or ``All Procurement deals`` in a segment."""
+        return f"All {self.scope} deals" if self.scope else "All deals"
 
     def as_record(self) -> dict:
         """The settings this notebook used, for `summary.json` (durations in days; unused ones left out)."""
@@ -92,7 +98,7 @@ class _Unset:
 UNUSED = _Unset()
 
 
-def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED, horizon=UNUSED, days=UNUSED,
+def choose_settings(dataset: Dataset, *, scope: str = "", min_deals: int = 30, segment_by=UNUSED, horizon=UNUSED, days=UNUSED,
                     mature_days=UNUSED, window_days=UNUSED, forecast_window=UNUSED, backtest_cut=UNUSED,
                     speed_covariates=UNUSED, driver_columns=UNUSED, persona_column=UNUSED, touch_window_days=UNUSED,
                     half_life_days=UNUSED, decision_role=UNUSED) -> Settings:
@@ -103,7 +109,7 @@ def choose_settings(dataset: Dataset, *, min_deals: int = 30, segment_by=UNUSED,
     closed = _closed_durations(dataset)
     unit = unit_for(closed)
     said: list[str] = []
-    values: dict = {"min_deals": int(min_deals), "unit": unit}
+    values: dict = {"min_deals": int(min_deals), "unit": unit, "scope": scope}
     if segment_by is not UNUSED:
         values["segment_by"] = _segment_by(dataset, segment_by, min_deals, said)
     needs_horizon = any(v is not UNUSED for v in (horizon, days, mature_days, window_days, forecast_window,
@@ -190,6 +196,13 @@ def _segment_by(dataset, given, min_deals, said) -> str | None:
     said.append(f"Segments are compared by `{found[0]}`, the first deal column with two or more groups of at least "
                 f"{min_deals} deals (set `segment_by` to choose another).")
     return found[0]
+
+
+def run_horizon(dataset: Dataset) -> float | None:
+    """The horizon `choose_settings` picks on all of ``dataset`` (``None`` when no deal closed): a run
+    gives it to every segment, so that their shares won are read at the same point and compare."""
+    closed = _closed_durations(dataset)
+    return _horizon(dataset, closed, 0, unit_for(closed), [], quiet=True)
 
 
 def _horizon(dataset, closed, given, unit, said, *, quiet: bool) -> float | None:

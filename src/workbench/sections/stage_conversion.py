@@ -23,7 +23,8 @@ def history_quality(out: Section, settings):
 
     table = quality(settings.dataset)
     out.text("What was messy in the stage history: each issue counted, and how the analyses treat it.")
-    out.table(table.rename(columns={"issue": "Issue", "rows": "Rows", "deals": "Deals", "handling": "How it is handled"}))
+    out.table(table.rename(columns={"issue": "Issue", "rows": "Rows", "deals": "Deals", "handling": "How it is handled"}),
+              detail=True)
     return table
 
 
@@ -51,7 +52,8 @@ def conversion(out: Section, settings):
     table = result.table
     out.text("Per segment, the eventual conversion of each transition with its 95% interval, beside the plain count "
              "ratio (advanced / reached), which counts deals still in the stage as lost and is too low.")
-    out.table(table[list(SEGMENT_COLUMNS)].rename(columns=SEGMENT_COLUMNS))
+    out.table(table[list(SEGMENT_COLUMNS)].rename(columns=SEGMENT_COLUMNS),
+              percent=["Eventual conversion", "95% CI low", "95% CI high", "Advanced / reached"])
     overall = table[(table["segment"] == OVERALL) & table["conversion"].notna()]
     if len(overall):
         leak = overall.loc[overall["conversion"].idxmin()]
@@ -78,7 +80,8 @@ def segments_against_rest(out: Section, settings):
     out.table(tested.rename(columns={"segment": "Segment", "transition": "Transition", "eligible": "Entries",
                                      "conversion": "Conversion", "rest_conversion": "Rest", "difference": "Difference",
                                      "p_value": "p", "p_adjusted": "Corrected p"})
-              [["Segment", "Transition", "Entries", "Conversion", "Rest", "Difference", "Corrected p"]])
+              [["Segment", "Transition", "Entries", "Conversion", "Rest", "Difference", "Corrected p"]],
+              percent=["Conversion", "Rest", "Difference"], detail=True)
     return result
 
 
@@ -96,7 +99,7 @@ def moves(out: Section, settings):
              "sits right of the diagonal, going back left of it, skips further right.")
     out.figure(funnel_plots.transition_heatmap(matrix, ax=new_axes((8, 4.5))),
                alt="Heatmap of the share of moves from each stage to each next state.")
-    out.table(kinds.rename(columns={"kind": "Kind of move", "moves": "Moves", "share": "Share"}))
+    out.table(kinds.rename(columns={"kind": "Kind of move", "moves": "Moves", "share": "Share"}), percent=["Share"])
     return matrix
 
 
@@ -129,7 +132,8 @@ def routes(out: Section, settings):
     table = variants.table.drop(columns=["segment"], errors="ignore")
     out.table(table.rename(columns={"route": "Route", "stages": "Stages", "regressed": "Goes back", "deals": "Deals",
                                     "won": "Won", "lost": "Lost", "open": "Open", "share": "Share of closed",
-                                    "win_rate": "Win rate", "ci_low": "95% CI low", "ci_high": "95% CI high"}))
+                                    "win_rate": "Win rate", "ci_low": "95% CI low", "ci_high": "95% CI high"}),
+              percent=["Share of closed", "Win rate", "95% CI low", "95% CI high"], detail=True)
     return variants
 
 
@@ -148,12 +152,12 @@ def going_back(out: Section, settings):
                "difference": "Win-rate difference", "odds_ratio": "Odds ratio", "p_value": "p",
                "p_adjusted": "Corrected p"}
     keep = [c for c in columns if c in overall.tests]
-    out.table(overall.tests[keep].rename(columns=columns), caption="All deals:")
+    out.table(overall.tests[keep].rename(columns=columns), caption="All deals:", detail=True)
     out.table(late.table.rename(columns={"segment": "Segment", "group": "Group", "deals": "Deals",
                                          "closed": "Closed", "won": "Won", "win_rate": "Win rate",
                                          "ci_low": "95% CI low", "ci_high": "95% CI high"}),
-              caption=f"Deals that reached {dataset.stages[-1]}:")
-    out.table(late.tests[keep].rename(columns=columns))
+              caption=f"Deals that reached {dataset.stages[-1]}:", percent=["Win rate", "95% CI low", "95% CI high"])
+    out.table(late.tests[keep].rename(columns=columns), detail=True)
     return overall, late
 
 
@@ -172,7 +176,13 @@ def markov(out: Section, settings):
                           "Win probability": table["p_won"], "95% CI low": table["ci_low"],
                           "95% CI high": table["ci_high"],
                           unit.label("Expected days to close"): table["expected_days"] * unit.per_day})
-    out.table(shown)
+    first = table[(table["segment"] == OVERALL)]
+    if len(first):
+        start, last = first.iloc[0], first.iloc[-1]
+        out.sentences([f"A deal in {start['stage']} ends won with probability {percent(start['p_won'])}; one in "
+                       f"{last['stage']}, {percent(last['p_won'])}, and closes in about "
+                       f"{unit(last['expected_days'])}."])
+    out.table(shown, percent=["Win probability", "95% CI low", "95% CI high"], detail=True)
     return chain
 
 

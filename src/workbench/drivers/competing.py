@@ -30,6 +30,9 @@ from .cohort import LEAKY_WORDS, candidate_columns, leaky_word
 from .model import _check_rank, _columns, _design
 
 DAY = pd.Timedelta(days=1)
+#: The mature-cohort logistic model is preferred when its cohort holds at least this many deals and
+#: this many won and not won (about 10 events per effect for a handful of effects); below, Fine-Gray.
+MIN_MATURE_DEALS, MIN_MATURE_OUTCOMES = 200, 20
 #: A coefficient beyond this (a ratio past e^10) means the fit ran off: that level is left out.
 MAX_COEF = 10.0
 
@@ -82,6 +85,39 @@ class CompetingDrivers:
         from ..plots import subdistribution_ratios
 
         return subdistribution_ratios(self, alpha=self.alpha, ax=ax)
+
+
+def choose_model(dataset: Dataset, mature_days: int | None) -> tuple[str, str]:
+    """Which drivers model fits these data, ``logistic`` or ``fine-gray``, and why in a sentence.
+
+    The logistic model on the mature cohort (`mature_cohort`) when that cohort holds at least
+    `MIN_MATURE_DEALS` deals and `MIN_MATURE_OUTCOMES` won and not won, or when it is all there
+    is (no dates, or every deal closed: final outcomes); otherwise Fine-Gray on every deal.
+    """
+    from .cohort import mature_cohort
+
+    if not dataset.has_dates:
+        return "logistic", "The data have no dates, so the model compares won and lost deals by final outcome."
+    if mature_days is None and not dataset.deals["outcome"].eq("open").any():
+        return "logistic", "Every deal is closed, so a logistic regression on final outcomes uses every deal."
+    every_deal = ("so the model uses every deal instead, open ones for as long as they have been open (a Fine-Gray "
+                  "model of winning, lost deals competing).")
+    if mature_days is None:
+        still_open = int(dataset.deals["outcome"].eq("open").sum())
+        return "fine-gray", (f"{still_open:,} deals are still open and no horizon (`mature_days`) is set to judge "
+                             f"deals by, {every_deal}")
+    try:
+        cohort = mature_cohort(dataset, mature_days)
+        n, won = len(cohort), int(cohort["won"].sum())
+    except WorkbenchError:
+        n = won = 0
+    horizon = f"{mature_days:g} days after creation"
+    if n >= MIN_MATURE_DEALS and min(won, n - won) >= MIN_MATURE_OUTCOMES:
+        return "logistic", (f"{n:,} deals are old enough to judge {horizon} ({won:,} won): enough for the "
+                            "logistic regression of winning within that time, which the model uses.")
+    return "fine-gray", (f"Only {n:,} deals are old enough to judge {horizon} ({won:,} won), fewer than "
+                         f"{MIN_MATURE_DEALS} deals with {MIN_MATURE_OUTCOMES} won and {MIN_MATURE_OUTCOMES} not won, "
+                         + every_deal)
 
 
 def deal_outcomes(dataset: Dataset, deals: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

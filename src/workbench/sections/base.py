@@ -59,7 +59,8 @@ class Section:
         For a section that is not ``ok``: the plain sentence shown in its place.
     outputs : list of (kind, payload)
         In display order: ``text`` (one line of light Markdown), ``findings`` (sentences),
-        ``html`` (a table's HTML), ``png`` (figure bytes, alt text).
+        ``html`` (a table's HTML), ``detail`` (caption, a methods table's HTML), ``png`` (figure
+        bytes, alt text).
     result : object
         The analysis result behind it (a `CycleTimes`, a `WinDrivers`...), for analysts.
     figures : dict
@@ -101,18 +102,23 @@ class Section:
             if key:
                 self.findings.extend(sentences)
 
-    def table(self, frame, *, caption: str = "") -> None:
+    def table(self, frame, *, caption: str = "", detail: bool = False) -> None:
         """A table, formatted as every table of the reports (`workbench.tables`); an infinite value (a
-        bound never reached) shows as an empty cell, which the caption explains."""
+        bound never reached) shows as an empty cell, which the caption explains. ``detail=True`` makes
+        it methods detail: folded under its caption (an HTML ``<details>``), open on a click."""
         import numpy as np
 
         from .. import tables
 
         if isinstance(frame, tables.Table):
             frame = frame.frame
+        markup = tables.to_html(frame.replace([np.inf, -np.inf], np.nan))
+        if detail:
+            self.outputs.append(("detail", (caption or "Methods detail", markup)))
+            return
         if caption:
             self.text(caption)
-        self.outputs.append(("html", tables.to_html(frame.replace([np.inf, -np.inf], np.nan))))
+        self.outputs.append(("html", markup))
 
     def html(self, markup: str) -> None:
         """HTML the package built itself (a journey grid), already escaped where it holds data."""
@@ -162,6 +168,11 @@ class Section:
                                 "text/plain": "\n".join(f"- {s}" for s in payload)})
             elif kind == "html":
                 bundles.append({"text/html": payload, "text/plain": "(table)"})
+            elif kind == "detail":
+                caption, markup = payload
+                bundles.append({"text/html": f'<details class="wb-detail"><summary>{inline_markdown(caption)}'
+                                             f"</summary>{markup}</details>",
+                                "text/plain": f"{caption} (table)"})
             elif kind == "png":
                 data, alt = payload
                 bundles.append({"image/png": base64.b64encode(data).decode("ascii"), "text/plain": alt})

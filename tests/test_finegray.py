@@ -47,6 +47,7 @@ def test_predicted_incidence_matches_predict_crr(golden_fit):
     assert_allclose(predicted.index, golden["time"])
     assert_allclose(predicted.to_numpy(), golden[["cif_profile1", "cif_profile2"]], rtol=1e-6, atol=1e-12)
     assert_allclose(golden_fit.baseline["jump"], golden["jump"], rtol=1e-6)
+    assert_allclose(golden_fit.baseline["cif"], golden_fit.predict([[0, 0, 0]])[0])
     between = golden_fit.cif([[1, 1, 0]], [0.5, golden["time"].iloc[3] + 0.5])
     assert between[0, 0] == 0 and between[1, 0] == pytest.approx(golden["cif_profile2"].iloc[3])
 

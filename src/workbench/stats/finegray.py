@@ -42,7 +42,8 @@ class FineGrayResult:
         The information matrix at ``params`` (``crr``'s ``inf``); its inverse is the
         naive covariance.
     baseline : DataFrame
-        ``time`` (distinct event times), ``jump`` (``crr``'s ``bfitj``), ``cumulative_hazard``.
+        ``time`` (distinct event times), ``jump`` (``crr``'s ``bfitj``), ``cumulative_hazard``,
+        ``cif`` (the cumulative incidence at covariates 0).
     """
 
     params: np.ndarray
@@ -58,6 +59,11 @@ class FineGrayResult:
     iterations: int
     converged: bool
     baseline: pd.DataFrame = field(repr=False)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """`summary` at 95%."""
+        return self.summary()
 
     @property
     def bse(self) -> np.ndarray:
@@ -267,7 +273,8 @@ def fit_fine_gray(durations, status, X, names=None, *, max_iter: int = 50, tol: 
     except np.linalg.LinAlgError:
         cov = np.full((p, p), np.nan)
     jump = lik.deaths / pieces[1]
-    baseline = pd.DataFrame({"time": lik.times, "jump": jump, "cumulative_hazard": np.cumsum(jump)})
+    baseline = pd.DataFrame({"time": lik.times, "jump": jump, "cumulative_hazard": np.cumsum(jump),
+                             "cif": 1.0 - np.exp(-np.cumsum(jump))})
     return FineGrayResult(params=beta, cov=cov, information=info, names=names, loglik=loglik,
                           loglik_null=loglik_null, n=len(t), events=int((s == EVENT).sum()),
                           competing=int((s == COMPETING).sum()), censored=int((s == CENSORED).sum()),

@@ -323,8 +323,9 @@ def competing_driver_findings(drivers, *, alpha: float = ALPHA) -> Findings:
             step = "Each doubling of" if row.level == "per doubling" else f"Each {row.level.removeprefix('per ')} more of"
             out.append(f"{step} {row.feature} multiplies the rate of winning by {ratio(row.ratio)}, other things "
                        f"equal ({numbers}).")
-    if len(real) > MAX_DRIVERS:
-        out.append(f"{len(real) - MAX_DRIVERS} more effects are significant; the forest plot shows them all.")
+    more = len(real) - MAX_DRIVERS
+    if more > 0:
+        out.append(f"{more} more effect{'s are' if more > 1 else ' is'} significant; the forest plot shows them all.")
     if not len(real):
         out.append(f"No attribute changes how soon or how often deals are won significantly (corrected p < "
                    f"{alpha:g}) once the others are taken into account.")

@@ -26,6 +26,7 @@ from .. import tables
 from ..dataset.model import Dataset
 from ..exceptions import SeparationWarning, SmallSampleWarning, WorkbenchError, fixes
 from ..stats.finegray import COMPETING, EVENT, FineGrayResult, fit_fine_gray
+from ..timeunits import span
 from .cohort import LEAKY_WORDS, candidate_columns, leaky_word
 from .model import _check_rank, _columns, _design
 
@@ -111,7 +112,7 @@ def choose_model(dataset: Dataset, mature_days: int | None) -> tuple[str, str]:
         n, won = len(cohort), int(cohort["won"].sum())
     except WorkbenchError:
         n = won = 0
-    horizon = f"{mature_days:g} days after creation"
+    horizon = f"{span(mature_days)} after creation"
     if n >= MIN_MATURE_DEALS and min(won, n - won) >= MIN_MATURE_OUTCOMES:
         return "logistic", (f"{n:,} deals are old enough to judge {horizon} ({won:,} won): enough for the "
                             "logistic regression of winning within that time, which the model uses.")

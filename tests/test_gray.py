@@ -66,3 +66,14 @@ def test_needs_two_groups():
     """One group is refused."""
     with pytest.raises(ValueError, match="two groups"):
         gray_test([1, 2], [1, 2], ["a", "a"])
+
+
+def test_blocks_of_times_give_the_same_statistic(data, monkeypatch):
+    """Computed a few distinct times at a time (as on data with very many distinct times), the statistics are
+    the same as in one block."""
+    from workbench.stats import gray
+
+    whole = gray_test(data["time"], data["status"], data["group"], data["stratum"])
+    monkeypatch.setattr(gray, "_BLOCK", 9 * 4)
+    blocked = gray_test(data["time"], data["status"], data["group"], data["stratum"])
+    assert_allclose([blocked[c].statistic for c in (1, 2)], [whole[c].statistic for c in (1, 2)], rtol=1e-12)

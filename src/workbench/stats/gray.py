@@ -22,6 +22,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+#: Elements of the (times, groups, groups) arrays computed at once, so many distinct times need no
+#: more memory than a few of these blocks.
+_BLOCK = 1 << 21
+
 
 @dataclass(frozen=True)
 class GrayTest:
@@ -42,11 +46,11 @@ def _stratum(t: np.ndarray, cause: np.ndarray, group: np.ndarray, ng: int, rho: 
     m = len(times)
     counts = np.zeros((3, m, ng))
     np.add.at(counts, (cause, inverse, group), 1.0)
-    d0, d1, d2 = counts
+    _, d1, d2 = counts
     removed = counts.sum(axis=0)
     rs = removed[::-1].cumsum(axis=0)[::-1]                       # at risk in each group at each time
     live = rs > 0
-    nd1, nd2 = d1.sum(axis=1), d2.sum(axis=1)
+    nd1 = d1.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         step = np.where(live, 1.0 - (d1 + d2) / np.where(live, rs, 1.0), 1.0)
     skm = np.cumprod(step, axis=0)                                 # Kaplan-Meier of any event, per group
@@ -63,30 +67,35 @@ def _stratum(t: np.ndarray, cause: np.ndarray, group: np.ndarray, ng: int, rho: 
     fb = (1.0 - fm) ** rho
     score = (fb[:, None] * np.where(live, d1 - nd1[:, None] * h * (1.0 - f1m) / np.where(tq > 0, tq, 1.0)[:, None],
                                     0.0)).sum(axis=0)
-    a = fb[:, None, None] * (np.einsum("ti,ij->tij", h, np.eye(ng)) - h[:, :, None] * h[:, None, :] / trs[:, None, None])
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = np.where(nd1 > 0, nd1 / (trs * (1.0 - fm)), 0.0)
-    c = np.cumsum(a * gain[:, None, None], axis=0)
-    # Events of the cause (the terms of v, v2, v3 at each time, each group k).
-    with np.errstate(divide="ignore", invalid="ignore"):
+        # Events of the cause: the factors of the v, v2, v3 terms at each time, for each group k.
         t4 = np.where(skm > 0, 1.0 - (1.0 - f)[:, None] / np.where(skm > 0, skm, 1.0), 1.0)
         t5 = np.where(nd1[:, None] > 1, 1.0 - (nd1[:, None] - 1.0) / (tr[:, None] * skmm - 1.0), 1.0)
         t3 = np.where(live & (nd1[:, None] > 0), t5 * skmm * nd1[:, None] / (trs[:, None] * safe), 0.0)
-    B = a - t4[:, None, :] * c
-    v = np.einsum("tik,tjk,tk->ij", B, B, t3)
-    v2 = np.einsum("tik,tk->ik", B, t4 * t3)
-    v3 = (t4 * t4 * t3).sum(axis=0)
-    # Events of the other causes.
-    with np.errstate(divide="ignore", invalid="ignore"):
+        # Events of the other causes.
         other = (skm > 0) & (d2 > 0)
-        t4 = np.where(other, (1.0 - f)[:, None] / np.where(skm > 0, skm, 1.0), 0.0)
-        t5 = np.where(d2 > 1, 1.0 - (d2 - 1.0) / (safe - 1.0), 1.0)
-        t3 = np.where(other, t5 * skmm**2 * d2 / safe**2, 0.0)
-    B = t4[:, None, :] * c
-    v += np.einsum("tik,tjk,tk->ij", B, B, t3)
-    v2 -= np.einsum("tik,tk->ik", B, t4 * t3)
-    v3 += (t4 * t4 * t3).sum(axis=0)
-    cf = c[-1]
+        u4 = np.where(other, (1.0 - f)[:, None] / np.where(skm > 0, skm, 1.0), 0.0)
+        u5 = np.where(d2 > 1, 1.0 - (d2 - 1.0) / (safe - 1.0), 1.0)
+        u3 = np.where(other, u5 * skmm**2 * d2 / safe**2, 0.0)
+    v, v2 = np.zeros((ng, ng)), np.zeros((ng, ng))
+    c_end = np.zeros((ng, ng))
+    eye = np.eye(ng)
+    block = max(1, _BLOCK // (ng * ng))  # times per block: (times, groups, groups) arrays stay small
+    for lo in range(0, m, block):
+        at = slice(lo, lo + block)
+        hb = h[at]
+        a = fb[at, None, None] * (hb[:, :, None] * eye - hb[:, :, None] * hb[:, None, :] / trs[at, None, None])
+        c = c_end + np.cumsum(a * gain[at, None, None], axis=0)
+        c_end = c[-1]
+        B = a - t4[at, None, :] * c
+        v += np.einsum("tik,tjk,tk->ij", B, B, t3[at])
+        v2 += np.einsum("tik,tk->ik", B, t4[at] * t3[at])
+        B = u4[at, None, :] * c
+        v += np.einsum("tik,tjk,tk->ij", B, B, u3[at])
+        v2 -= np.einsum("tik,tk->ik", B, u4[at] * u3[at])
+    v3 = (t4 * t4 * t3).sum(axis=0) + (u4 * u4 * u3).sum(axis=0)
+    cf = c_end
     v += (cf * v3) @ cf.T + cf @ v2.T + v2 @ cf.T
     return score, v
 

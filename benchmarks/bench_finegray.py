@@ -4,7 +4,10 @@ Prints, for the same simulated deals (whole days, a quarter open): our Fine-Gray
 (coefficients, robust variance, baseline), the logistic regression the mature-cohort
 model runs (statsmodels ``Logit``, on every deal here, outcome won or not), and, when
 ``Rscript`` with cmprsk is installed, ``cmprsk::crr`` on a 5,000-deal subsample (its
-variance loops over pairs of deals, O(n^2)) beside our fit on the same subsample.
+variance loops over pairs of deals, O(n^2)) beside our fit on the same subsample. Then the
+report's two drivers models on the sample dataset's deals (21 design columns with the default
+covariates): `competing_drivers` (every deal) and `win_drivers` (the mature cohort, with its
+cross-validation and calibration).
 
 Run: ``.venv/bin/python benchmarks/bench_finegray.py [n_deals] [--skip-reference]``
 """
@@ -87,7 +90,28 @@ def main(n_deals: int = 100_000, reference: bool = True) -> dict:
             print(f"  {'cmprsk::crr on the same ' + format(SUBSAMPLE, ',') + ' deals (R)':<52} {seconds:8.2f} s"
                   f"   ({seconds / ours:,.0f} x ours)")
         out.update(subsample_s=ours, crr_s=seconds)
+    out.update(_drivers(n_deals))
     return out
+
+
+def _drivers(n_deals: int) -> dict:
+    import warnings
+
+    from workbench.dataset.sample import generate
+    from workbench.drivers.competing import competing_drivers
+    from workbench.drivers.model import win_drivers
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = generate(n_deals=n_deals, seed="bench_finegray", truth_deals=1_000).dataset()
+        print(f"the sample dataset, {n_deals:,} deals")
+        fine_gray, competing = _timed("competing_drivers: Fine-Gray on every deal",
+                                      lambda: competing_drivers(dataset))
+        logistic, mature = _timed("win_drivers: logistic on the 365-day mature cohort",
+                                  lambda: win_drivers(dataset, mature_days=365))
+    print(f"    Fine-Gray: {fine_gray.n:,} deals, {len(fine_gray.table)} columns; logistic: {logistic.n:,} deals, "
+          f"{len(logistic.table)} columns")
+    return {"competing_drivers_s": competing, "win_drivers_s": mature}
 
 
 if __name__ == "__main__":

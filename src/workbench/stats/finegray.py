@@ -147,10 +147,6 @@ class _Subdistribution:
         S1 = tail1 + self.G_event[:, None] * head1
         return e, S0, S1
 
-    def loglik(self, beta: np.ndarray) -> float:
-        _, S0, _ = self.sums(beta)
-        return float(self.event_sum @ beta - self.deaths @ np.log(S0))
-
     def exposure(self, per_time: np.ndarray) -> np.ndarray:
         """For each subject, sum over event times of ``per_time`` (K, ...) times its weight in the
         risk set there: 1 while at risk, ``G(s_k-)/G(t_i-)`` after a competing event."""
@@ -173,12 +169,12 @@ class _Subdistribution:
         info = (self.X * w[:, None]).T @ self.X - (mean * self.deaths[:, None]).T @ mean
         return loglik, score, info, (e, S0, mean, c, w)
 
-    def robust_middle(self, beta: np.ndarray, pieces) -> np.ndarray:
+    def robust_middle(self, pieces) -> np.ndarray:
         """``sum_i (eta_i + psi_i)(eta_i + psi_i)'``, the meat of ``crr``'s sandwich."""
         e, S0, mean, c, w = pieces
         X = self.X
         # eta_i: the score residual (dN part minus the compensator part).
-        eta = e[:, None] * (self.exposure(c[:, None] * mean) - X * (w / e)[:, None])
+        eta = e[:, None] * self.exposure(c[:, None] * mean) - X * w[:, None]
         eta[self.event] += X[self.event] - mean[self.event_index]
         # psi_i: the part from estimating G, q(u) at each distinct censoring time u.
         times, inverse = np.unique(self.t, return_inverse=True)
@@ -269,7 +265,7 @@ def fit_fine_gray(durations, status, X, names=None, *, max_iter: int = 50, tol: 
             break
     try:
         inverse = np.linalg.inv(info)
-        cov = inverse @ lik.robust_middle(beta, pieces) @ inverse
+        cov = inverse @ lik.robust_middle(pieces) @ inverse
     except np.linalg.LinAlgError:
         cov = np.full((p, p), np.nan)
     jump = lik.deaths / pieces[1]

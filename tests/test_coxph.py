@@ -253,3 +253,14 @@ def test_matches_r_coxph_and_an_r_maximisation_of_firths_penalty():
     assert_allclose(penalized.params, firth["coef"], atol=2e-6)
     assert_allclose(penalized.bse, firth["se"], rtol=1e-5)
     assert_allclose(penalized.penalized_loglik, firth["loglik"].iloc[0], rtol=1e-12)
+
+
+def test_cause_specific_fit_matches_coxph_on_competing_data():
+    """On the competing-risks goldens (make_golden.R), the Efron fit of the hazard of status 1 (lost and open deals
+    censored) equals survival::coxph(ties = "efron"): coefficients, SEs and log partial likelihood."""
+    data = pd.read_csv(GOLDEN / "competing_data.csv")
+    golden = pd.read_csv(GOLDEN / "coxph_efron.csv")
+    fit = fit_cox(data["time"], data["status"] == 1, data[["x", "referral", "size"]].to_numpy())
+    assert_allclose(fit.params, golden["coef"], rtol=1e-6)
+    assert_allclose(fit.bse, golden["se"], rtol=1e-6)
+    assert_allclose(fit.loglik, golden["loglik"].iloc[0], rtol=1e-10)

@@ -105,6 +105,41 @@ def test_segment_comparison_detects_real_differences(sample):
     assert len(table[table["outcome"] == "won"]) == 1 + 5 * 4 // 2
 
 
+def test_winning_is_compared_with_grays_test_not_a_cause_specific_log_rank():
+    """Two channels win at the same rate among open deals, but Outbound deals are lost five times as fast, so fewer
+    of them are ever won: Gray's test of the share won finds it where a cause-specific log-rank test cannot; the
+    rows are gray_test's numbers."""
+    from lifelines.statistics import logrank_test
+
+    from workbench.stats.gray import gray_test
+
+    rng = np.random.default_rng(int.from_bytes(b"gray-vs-logrank", "little") % 2**32)
+    n = 800
+    channel = np.repeat(["Inbound", "Outbound"], n // 2)
+    t_win = rng.exponential(100, n)
+    t_loss = rng.exponential(np.where(channel == "Outbound", 20, 100))
+    age = rng.uniform(0, 400, n)
+    end = np.minimum(np.minimum(t_win, t_loss), age)
+    outcome = np.where(end == age, "open", np.where(t_win < t_loss, "won", "lost"))
+    as_of = pd.Timestamp("2025-06-30")
+    created = as_of - pd.to_timedelta(np.round(age, 2), unit="D")
+    closed = created + pd.to_timedelta(np.round(end, 2), unit="D")
+    deals = pd.DataFrame({"deal_id": [f"D{i}" for i in range(n)], "created_at": created,
+                          "closed_at": closed.where(outcome != "open"), "outcome": outcome, "channel": channel})
+    ds = from_frames(deals, as_of=as_of, name="gray")
+    table = compare_segments(ds, "channel")
+    won = table[(table["outcome"] == "won") & (table["comparison"] == "all")].iloc[0]
+    assert won["test"] == "Gray" and won["p_value"] < 1e-3
+    frame = durations(ds)
+    direct = gray_test(frame["days"], frame["event"], frame["channel"], censored="open")["won"]
+    assert won["statistic"] == pytest.approx(direct.statistic, rel=1e-12)
+    cause_specific = logrank_test(*(frame.loc[frame["channel"] == c, "days"] for c in ("Inbound", "Outbound")),
+                                  *(frame.loc[frame["channel"] == c, "event"] == "won" for c in ("Inbound", "Outbound")))
+    assert cause_specific.p_value > 0.05
+    assert list(table["outcome"].unique()) == ["close", "won", "lost"]
+    assert set(table.loc[table["outcome"] == "close", "test"]) == {"log-rank"}
+
+
 def test_speed_drivers_have_the_true_signs(sample):
     """The cause-specific Cox model for winning gives persona and channel effects the sign of the true odds effects
     where those are strong, and larger deals win more slowly."""

@@ -32,6 +32,13 @@ def _bundles(out: Section) -> list[dict]:
     return [b[0] if isinstance(b, tuple) else b for b in out._bundles()]
 
 
+def _appendix(out: Section) -> str:
+    """The HTML a section sends to the report's methods appendix (its outputs marked `DETAIL_KEY`)."""
+    from workbench.sections.base import DETAIL_KEY
+
+    return "".join(b[0]["text/html"] for b in out._bundles() if isinstance(b, tuple) and DETAIL_KEY in b[1])
+
+
 # --- the mechanism -------------------------------------------------------------------------------
 
 @section("Never", needs=(lambda s: Need(False, f"This part needs {HOSTILE}."),))
@@ -107,7 +114,7 @@ def test_caveats_become_notes_and_the_record_travels_in_the_first_output(sample)
     assert out.notes == ["only 12 deals here"]
     assert out.findings == [f"{HOSTILE} is the biggest leak."]
     assert out.figures == {"win_probability": 0.25, "cif_won": {"30": None}}
-    html = "".join(b["text/html"] for b in _bundles(out))
+    html = "".join(b.get("text/html", "") for b in _bundles(out))
     assert "<strong>more</strong>" in html and "<img" not in html and html.count("&lt;img") == 2
     shown = []
     shell = InteractiveShell.instance()
@@ -165,6 +172,36 @@ def test_mature_days_shrink_until_the_cohort_has_enough_deals(sample):
     settings = choose_settings(young, mature_days=0)
     age = (young.as_of - young.deals["created_at"]).dt.days
     assert settings.mature_days is not None and (age >= settings.mature_days).sum() >= 50
+
+
+def test_a_young_export_gets_drivers_from_every_deal(sample):
+    """All deals created within 200 days: the mature cohort is too small, so "All attributes together" shows
+    Fine-Gray ratios (recorded as the headline drivers, with the reason), and both models sit side by side in a
+    methods table of the appendix."""
+    from workbench.sections import win_loss_drivers
+
+    young = sample.cut(sample.deals["created_at"].min() + pd.Timedelta(days=200))
+    out = win_loss_drivers.model(choose_settings(young, mature_days=0))
+    assert out.ok, out.reason
+    cohort = out.figures["drivers_cohort"]
+    assert cohort["model"] == "fine-gray" and cohort["deals"] == len(young.deals) and "old enough" in cohort["reason"]
+    assert out.figures["drivers"] and {"subdistribution_hazard_ratio", "ci_low", "ci_high"} <= set(out.figures["drivers"][0])
+    assert all(0 < d["ci_low"] < d["subdistribution_hazard_ratio"] < d["ci_high"] < float("inf")
+               for d in out.figures["drivers"])
+    appendix = _appendix(out)
+    assert "Fine-Gray: rate ratio" in appendix and "Methods: both models" in appendix
+    assert out.findings and any("rate of winning" in f or "how soon or how often" in f for f in out.findings)
+
+
+def test_a_mature_export_keeps_the_logistic_model(sample):
+    """With a large mature cohort the section shows the logistic model, records odds ratios, and folds the
+    Fine-Gray comparison into the methods appendix."""
+    from workbench.sections import win_loss_drivers
+
+    out = win_loss_drivers.model(choose_settings(sample, mature_days=180))
+    assert out.ok and out.figures["drivers_cohort"]["model"] == "logistic"
+    assert "odds_ratio" in out.figures["drivers"][0]
+    assert "Logistic: odds ratio" in _appendix(out) and "Fine-Gray: rate ratio" in _appendix(out)
 
 
 # --- records ------------------------------------------------------------------------------------

@@ -173,9 +173,13 @@ def _summary_is_the_report(summary: dict, report: str, everyone: str = "All deal
         assert any(format_share(value) in r for r in overall), (day, value)
     for transition, value in summary["stage_conversion"].items():
         assert any(r[:2] == [everyone, transition] and r[4] == format_share(value) for r in rows), transition
+    model = summary["drivers_cohort"]["model"] if summary["drivers_cohort"] else None
+    ratio = "odds_ratio" if model == "logistic" else "subdistribution_hazard_ratio"
     for driver in summary["drivers"]:
-        assert any(r[:2] == [driver["feature"], driver["level"]] and r[2] == format_number(driver["odds_ratio"])
+        assert any(r[:2] == [driver["feature"], driver["level"]] and r[2] == format_number(driver[ratio])
                    for r in rows), driver
+    if model:
+        assert html.escape(summary["drivers_cohort"]["reason"], quote=False) in report
     excluded = summary["excluded_rows"]["count"]
     assert ("No rows were excluded" in report) == (excluded == 0)
 
@@ -184,13 +188,16 @@ def test_a_persona_split_with_no_parameters(tmp_path, capsys):
     """The most natural split: one report per persona and one for all deals, no parameters, printed to PDF.
     Every segment is complete; inside a persona segment segments are compared by another column, read at the
     horizon chosen on all deals; summary.json says what the report says; each persona report names its deals
-    and opens with the persona against all deals, which the index repeats."""
+    and opens with the persona against all deals, which the index repeats. A persona's few hundred deals leave
+    a small mature cohort: its drivers come from the Fine-Gray model of every deal, with the reason in the
+    report."""
     code, run, err = _run(tmp_path, shapes.full_sample(tmp_path / "data"), capsys, split={"by": ["persona"]},
                           min_deals_per_segment=190, pdf=True)
     _check_whole(run)
     ran = [s for s in run["segments"] if s["status"] != "too_small"]
     assert code == 0 and len(ran) >= 3 and all(s["status"] == "ok" for s in ran), err
     horizons = set()
+    models = []
     for segment in ran:
         summary, report = _segment(tmp_path, segment["slug"])
         chosen = summary["settings"]["cycle_time"]["segment_by"]
@@ -199,10 +206,12 @@ def test_a_persona_split_with_no_parameters(tmp_path, capsys):
         horizons.add(summary["horizon_days"])
         _summary_is_the_report(summary, report, f"All {segment['scope']} deals" if segment["scope"] else "All deals")
         _check_no_leftovers(report)
+        models.append(summary["drivers_cohort"]["model"])
         _check_printed(tmp_path / "out" / "segments" / segment["slug"] / "report.pdf", segment)
         if segment["slug"] != "overall":
             _check_names_its_deals(report, segment, summary)
     assert len(horizons) == 1, horizons
+    assert "fine-gray" in models, models
     index = (tmp_path / "out" / "index.html").read_text()
     for segment in ran:
         assert segment["headline_text"] and html.escape(segment["headline_text"]) in index, segment["slug"]

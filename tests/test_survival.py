@@ -125,3 +125,22 @@ def test_bad_input_is_refused():
         competing_risks([-1, 2], ["won", "lost"])
     with pytest.raises(ValueError, match="neither a cause nor censored"):
         competing_risks([1, 2], ["won", "maybe"], censored="open")
+
+
+def test_aalen_johansen_matches_cuminc_on_tied_data():
+    """On R's tied data (tests/golden/make_golden.R), both cumulative incidence curves equal cmprsk::cuminc's
+    estimates at every time; the variances differ by design (Collett's delta method here, Gray's in cuminc)."""
+    from pathlib import Path
+
+    import pandas as pd
+
+    golden = Path(__file__).parent / "golden"
+    data = pd.read_csv(golden / "competing_data.csv")
+    curves = pd.read_csv(golden / "cuminc_curves.csv")
+    fit = competing_risks(data["time"], data["status"].map({0: 0, 1: "won", 2: "lost"}).to_numpy(dtype=object))
+    for code, cause in ((1, "won"), (2, "lost")):
+        # cuminc lists each jump twice (before and after): the last row at a time is the value from then on.
+        curve = curves[curves["cause"] == code].drop_duplicates("time", keep="last")
+        assert_allclose(fit.cif(cause, curve["time"].to_numpy()), curve["est"], rtol=1e-10, atol=1e-14)
+        nonzero = curve[curve["var"] > 0]
+        assert_allclose(fit.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)

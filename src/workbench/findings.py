@@ -211,7 +211,7 @@ def segment_findings(cycle_times, comparison: pd.DataFrame | None = None, *, hor
             k = int((pairs["p_adjusted"] < alpha).sum())
             share = f"{k} of the {len(pairs)}" if k else f"None of the {len(pairs)}"
             out.append(f"{share} pairs of `{cycle_times.by}` values differ significantly in their rate of "
-                       f"winning (log-rank tests, corrected p < {alpha:g}).")
+                       f"winning (Gray's tests of the share won over time, corrected p < {alpha:g}).")
 
     medians = {label: fit.median() for label, fit in fits.items()}
     finite = {label: m for label, m in medians.items() if np.isfinite(m["estimate"])}
@@ -295,6 +295,40 @@ def driver_findings(drivers, *, alpha: float = ALPHA) -> Findings:
         out.append("The proportional-hazards check (Schoenfeld residuals) finds no sign that any effect changes "
                    "over the life of a deal (all p >= 0.01), so each hazard ratio can be read as a constant "
                    "multiplier.")
+    return out
+
+
+def competing_driver_findings(drivers, *, alpha: float = ALPHA) -> Findings:
+    """The Fine-Gray model of winning in words (``workbench.drivers.competing_drivers``).
+
+    Effects are called real when their Benjamini-Hochberg corrected p-value is below
+    ``alpha``, as for the Cox model; at most `MAX_DRIVERS` get a sentence each.
+    """
+    table = drivers.table.assign(p_adjusted=_bh(drivers.table["p_value"].to_numpy()))
+    references = getattr(drivers, "reference_levels", {}) or {}
+    ci = level(alpha)
+    out = Findings()
+    real = table[table["p_adjusted"] < alpha].sort_values("p_adjusted", kind="stable")
+    for row in real.head(MAX_DRIVERS).itertuples():
+        numbers = f"{ci} {ratio(row.ci_low)}-{ratio(row.ci_high)}; corrected {p_value(row.p_adjusted)}"
+        if row.feature in references:
+            how = "sooner or more often" if row.ratio > 1 else "later or less often"
+            out.append(f"Deals with {row.feature} {row.level} win {how} than those with {references[row.feature]}, "
+                       f"other things equal: {ratio(row.ratio)} times the rate of winning ({numbers}).")
+        elif row.level.startswith("= 0"):
+            how = "sooner or more often" if row.ratio > 1 else "later or less often"
+            out.append(f"Deals with {row.feature} 0 win {how} than deals of median {row.feature}: "
+                       f"{ratio(row.ratio)} times the rate of winning ({numbers}).")
+        else:
+            step = "Each doubling of" if row.level == "per doubling" else f"Each {row.level.removeprefix('per ')} more of"
+            out.append(f"{step} {row.feature} multiplies the rate of winning by {ratio(row.ratio)}, other things "
+                       f"equal ({numbers}).")
+    more = len(real) - MAX_DRIVERS
+    if more > 0:
+        out.append(f"{more} more effect{'s are' if more > 1 else ' is'} significant; the forest plot shows them all.")
+    if not len(real):
+        out.append(f"No attribute changes how soon or how often deals are won significantly (corrected p < "
+                   f"{alpha:g}) once the others are taken into account.")
     return out
 
 

@@ -328,6 +328,21 @@ def odds_ratios(win_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> 
                    "Odds ratio of winning (log scale; > 1: wins more often)", alpha=alpha, ax=ax)
 
 
+def subdistribution_ratios(competing_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> Axes:
+    """Forest plot of the Fine-Gray model's ratios (``workbench.drivers.competing_drivers``).
+
+    A ratio above 1 means the share of deals won by any day rises faster with that level
+    (against the reference level, or per unit for numbers): they win sooner, more often,
+    or both. Coloured where ``p_value < alpha``; drawn as `odds_ratios`.
+    """
+    table = competing_drivers.table
+    references = getattr(competing_drivers, "reference_levels", {}) or {}
+    labels = [f"{f}: {lvl}" + (f" (vs {references[f]})" if f in references else "")
+              for f, lvl in zip(table["feature"], table["level"])]
+    return _forest(table["ratio"], table["ci_low"], table["ci_high"], table["p_value"], labels,
+                   "Rate of winning, ratio (log scale; > 1: wins sooner or more often)", alpha=alpha, ax=ax)
+
+
 def _drawable_ratios(ratio, low, high) -> np.ndarray:
     """Rows a log-scale forest plot can draw: ratio and both bounds finite and above 0."""
     values = np.column_stack([np.asarray(v, dtype=float) for v in (ratio, low, high)])

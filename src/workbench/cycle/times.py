@@ -187,19 +187,27 @@ def naive_estimates(dataset: Dataset, days: Sequence[float] = DEFAULT_DAYS, hori
 def compare_segments(dataset: Dataset, by: str, *, min_deals: int = 30, correction: str = "fdr_bh") -> pd.DataFrame:
     """Do segments differ in time to close, in winning, in losing?
 
-    For each outcome (``close``: time to any close; ``won`` and ``lost``:
-    cause-specific, the competing outcome censored) a k-group log-rank test over
-    all levels, then every pair of levels, with p-values corrected for multiple
-    comparisons (``correction`` as in statsmodels' ``multipletests``).
+    For time to any close (``close``) a k-group log-rank test over all levels; for
+    ``won`` and ``lost``, Gray's test of the cumulative incidence (`workbench.stats.gray`,
+    as R's ``cmprsk::cuminc``): whether the share of deals won (lost) by each day differs,
+    the other outcome competing and open deals censored. A cause-specific log-rank test
+    would compare the rate of winning among deals still open instead, which is not the
+    share a client reads ("wins more often"): a segment that loses fast wins less often at
+    the same cause-specific rate. Then every pair of levels, the same way, with p-values
+    corrected for multiple comparisons (``correction`` as in statsmodels' ``multipletests``).
 
     Returns
     -------
     DataFrame
         ``outcome``, ``comparison`` (``all`` or ``A vs B``), ``statistic``, ``df``,
-        ``p_value``, ``p_adjusted``.
+        ``p_value``, ``p_adjusted``, ``test`` (``log-rank`` or ``Gray``).
     """
+    from itertools import combinations
+
     from lifelines.statistics import multivariate_logrank_test, pairwise_logrank_test
     from statsmodels.stats.multitest import multipletests
+
+    from ..stats.gray import gray_test
 
     frame = durations(dataset)
     frame = frame[frame[by].notna()]
@@ -209,18 +217,30 @@ def compare_segments(dataset: Dataset, by: str, *, min_deals: int = 30, correcti
         raise WorkbenchError(f"`{by}` has fewer than two levels with {min_deals}+ deals: nothing to compare. "
                              + fixes("lower `min_deals`", "compare by another column"))
     rows = []
-    for outcome, observed in (("close", frame["event"] != "open"), ("won", frame["event"] == "won"),
-                              ("lost", frame["event"] == "lost")):
-        overall = multivariate_logrank_test(frame["days"], frame[by], observed)
-        rows.append({"outcome": outcome, "comparison": "all", "statistic": overall.test_statistic,
-                     "df": overall.degrees_of_freedom, "p_value": overall.p_value})
-        pairs = pairwise_logrank_test(frame["days"], frame[by], observed).summary
-        for (a, b), row in pairs.iterrows():
-            rows.append({"outcome": outcome, "comparison": f"{a} vs {b}", "statistic": row["test_statistic"],
-                         "df": 1, "p_value": row["p"]})
+    overall = multivariate_logrank_test(frame["days"], frame[by], frame["event"] != "open")
+    rows.append({"outcome": "close", "comparison": "all", "statistic": overall.test_statistic,
+                 "df": overall.degrees_of_freedom, "p_value": overall.p_value, "test": "log-rank"})
+    pairs = pairwise_logrank_test(frame["days"], frame[by], frame["event"] != "open").summary
+    for (a, b), row in pairs.iterrows():
+        rows.append({"outcome": "close", "comparison": f"{a} vs {b}", "statistic": row["test_statistic"],
+                     "df": 1, "p_value": row["p"], "test": "log-rank"})
+    days, events, groups = frame["days"].to_numpy(), frame["event"].to_numpy(dtype=object), frame[by].to_numpy()
+    tested = {"all": gray_test(days, events, groups, censored="open")}
+    for a, b in combinations(sorted(pd.unique(groups), key=str), 2):
+        pair = (groups == a) | (groups == b)
+        tested[f"{a} vs {b}"] = gray_test(days[pair], events[pair], groups[pair], censored="open")
+    for outcome in CAUSES:
+        for comparison, tests in tested.items():
+            test = tests.get(outcome)
+            rows.append({"outcome": outcome, "comparison": comparison,
+                         "statistic": np.nan if test is None else test.statistic,
+                         "df": (len(pd.unique(groups)) - 1 if comparison == "all" else 1) if test is None else test.df,
+                         "p_value": np.nan if test is None else test.p_value, "test": "Gray"})
     table = pd.DataFrame(rows)
-    table["p_adjusted"] = multipletests(table["p_value"], method=correction)[1]
-    return table
+    tested_rows = table["p_value"].notna()
+    table["p_adjusted"] = np.nan
+    table.loc[tested_rows, "p_adjusted"] = multipletests(table.loc[tested_rows, "p_value"], method=correction)[1]
+    return table[["outcome", "comparison", "statistic", "df", "p_value", "p_adjusted", "test"]]
 
 
 @dataclass(frozen=True)

@@ -173,6 +173,7 @@ class _Design:
     excluded: int = 0
     notes: list[str] = field(default_factory=list)
     categorical: dict[str, pd.Series] = field(default_factory=dict)  # feature -> labels (complete rows)
+    complete: np.ndarray | None = None  # which rows of the deals given to `_design` are in ``frame``
 
 
 def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], min_level: int) -> _Design:
@@ -202,7 +203,7 @@ def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], m
     design = _Design(frame=pd.DataFrame({"won": cohort["won"].to_numpy()[complete].astype(int)}),
                      formula="", labels={}, counts={},
                      dropped={c: int(m) for c, m in missing.sum().items() if m},
-                     excluded=int((~complete).sum()), notes=notes)
+                     excluded=int((~complete).sum()), notes=notes, complete=complete)
     raw = raw[complete].reset_index(drop=True)
     terms = []
     for i, name in enumerate(covariates):
@@ -247,6 +248,24 @@ def _design(dataset: Dataset, cohort: pd.DataFrame, covariates: Sequence[str], m
         terms.append(key)
     design.formula = "won ~ " + " + ".join(terms)
     return design
+
+
+def _columns(design: _Design) -> tuple[np.ndarray, list[str]]:
+    """The design as a numeric matrix without intercept, columns named as patsy names them in the
+    logistic model (``x0[T.1]`` for a level, ``x1`` for a number, ``z1`` for a zero indicator)."""
+    columns, names = [], []
+    for term in design.formula.split("~", 1)[1].split("+"):
+        term = term.strip()
+        values = design.frame[term]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            codes = values.cat.codes.to_numpy()
+            for code in range(1, len(values.cat.categories)):
+                columns.append((codes == code).astype(float))
+                names.append(f"{term}[T.{code}]")
+        else:
+            columns.append(values.to_numpy(dtype=float))
+            names.append(term)
+    return np.column_stack(columns) if columns else np.empty((len(design.frame), 0)), names
 
 
 def _separated_levels(design: _Design) -> list[str]:

@@ -63,7 +63,8 @@ class Section:
         For a section that is not ``ok``: the plain sentence shown in its place.
     outputs : list of (kind, payload)
         In display order: ``text`` (one line of light Markdown), ``findings`` (sentences),
-        ``html`` (a table's HTML), ``png`` (figure bytes, alt text).
+        ``html`` (a table's HTML), ``detail`` (HTML for the report's methods appendix), ``png`` (figure
+        bytes, alt text).
     result : object
         The analysis result behind it (a `CycleTimes`, a `WinDrivers`...), for analysts.
     figures : dict

@@ -83,22 +83,25 @@ def win_probability(out: Section, settings, cycles):
 
 @section("Segment comparison", needs=(needs.dates, needs.closed_deals, needs.comparison), builds_on="Time to close")
 def segment_comparison(out: Section, settings, cycles):
-    """Log-rank tests across segments and between every pair, corrected, with sentences."""
+    """Log-rank tests of time to close and Gray's tests of winning and losing, across segments and between every
+    pair, corrected, with sentences."""
     from ..cycle.times import compare_segments
 
     comparison = compare_segments(settings.dataset, settings.segment_by, min_deals=settings.min_deals)
-    out.text("Log-rank tests of time to close, to winning and to losing, across all segments and for every pair. "
-             "p-values are corrected for the number of tests (Benjamini-Hochberg); a difference is called real "
+    out.text("Whether segments differ, across all segments and for every pair: a log-rank test of time to close, "
+             "and Gray's tests of the share of deals won, and lost, by each day (open deals count for as long as "
+             "they have been open). p-values are corrected for the number of tests (Benjamini-Hochberg); a difference is called real "
              "only when the corrected p-value is below 0.05.")
     out.sentences(findings.segment_findings(cycles, comparison, unit=settings.unit))
     overall = comparison[comparison["comparison"] == "all"]
     out.table(overall.rename(columns={"outcome": "Outcome", "comparison": "Comparison", "statistic": "Chi-square",
-                                      "df": "df", "p_value": "p", "p_adjusted": "Corrected p"}),
-              caption="Log-rank tests across all segments:", detail=True)
+                                      "df": "df", "p_value": "p", "p_adjusted": "Corrected p", "test": "Test"}),
+              caption="Tests across all segments (log-rank for closing, Gray's test for winning and losing):",
+              detail=True)
     pairs = comparison[(comparison["comparison"] != "all") & (comparison["p_adjusted"] < 0.05)]
     if len(pairs):
         out.table(pairs.rename(columns={"outcome": "Outcome", "comparison": "Pair", "statistic": "Chi-square",
-                                        "df": "df", "p_value": "p", "p_adjusted": "Corrected p"}),
+                                        "df": "df", "p_value": "p", "p_adjusted": "Corrected p", "test": "Test"}),
                   caption="Pairs of segments that differ significantly:", detail=True)
     return comparison
 

@@ -1,5 +1,6 @@
-"""The sections of `notebooks/win_loss_drivers.ipynb`: win rates one attribute at a time, the
-mature-cohort logistic model, and the reasons deals are lost and won."""
+"""The sections of `notebooks/win_loss_drivers.ipynb`: win rates one attribute at a time, the model of all
+attributes together (the mature-cohort logistic model, or Fine-Gray on every deal when that cohort is small), and
+the reasons deals are lost and won."""
 from __future__ import annotations
 
 import pandas as pd
@@ -62,37 +63,121 @@ def driver_sentences(drivers, alpha: float = 0.05) -> list[str]:
 
 @section("All attributes together", needs=(needs.won_deals,))
 def model(out: Section, settings, min_level: int = 30):
-    """The mature-cohort logistic model: odds ratios, held-out columns, AUC and calibration."""
+    """The model that fits the data: the mature-cohort logistic model when that cohort is large enough, else a
+    Fine-Gray model of winning on every deal (`workbench.drivers.competing.choose_model`); both side by side in
+    the methods detail."""
+    from ..drivers.competing import choose_model, competing_drivers
     from ..drivers.model import win_drivers
 
+    dataset = settings.dataset
     columns = settings.driver_columns
     if columns:
-        require_columns(settings.dataset, columns, "driver_columns")
-    drivers = win_drivers(settings.dataset, list(columns) if columns else None, mature_days=settings.mature_days,
-                          min_level=min_level)
+        require_columns(dataset, columns, "driver_columns")
+    covariates = list(columns) if columns else None
+
+    def logistic():
+        return win_drivers(dataset, covariates, mature_days=settings.mature_days, min_level=min_level)
+
+    def fine_gray():
+        return competing_drivers(dataset, covariates, min_level=min_level)
+
+    choice, reason = choose_model(dataset, settings.mature_days)
+    if choice == "logistic":
+        drivers, other = logistic(), _quietly(fine_gray)
+        _show_logistic(out, drivers, reason)
+        both = (drivers, other)
+    else:
+        drivers, other = fine_gray(), _quietly(logistic)
+        _show_fine_gray(out, drivers, reason)
+        both = (other, drivers)
+    if other is None:
+        out.text(f"{reason} The other model cannot be fitted on these data, so there is no comparison.")
+    else:
+        out.table(side_by_side(*both), detail=True,
+                  caption=f"Methods: both models side by side. {reason} The logistic regression compares deals old "
+                          "enough to judge (won within the horizon or not); the Fine-Gray model uses every deal.")
+    cohort = {"model": choice, "reason": reason, "mature_days": settings.mature_days, "deals": drivers.n,
+              "won": drivers.won, "method": drivers.method}
+    if choice == "logistic":
+        cohort["cv_auc"] = drivers.cv_auc
+    else:
+        cohort.update(lost=drivers.lost, open=drivers.open)
+    key = "odds_ratio" if choice == "logistic" else "ratio"
+    named = "odds_ratio" if choice == "logistic" else "subdistribution_hazard_ratio"
+    out.record(drivers=[{"feature": row["feature"], "level": row["level"], named: row[key], "ci_low": row["ci_low"],
+                         "ci_high": row["ci_high"], "p_value": row["p_value"]}
+                        for row in drivers.table.to_dict("records")],
+               drivers_cohort=cohort)
+    return drivers
+
+
+def _quietly(fit):
+    """The other model, its caveats kept out of this section's notes; None when it cannot be fitted (it is only
+    the comparison in the methods detail, so its failure must not take the shown model down with it)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return fit()
+        except Exception:  # noqa: BLE001 - the comparison is optional; the sentence says it is missing
+            return None
+
+
+def side_by_side(logistic, fine_gray) -> pd.DataFrame:
+    """The two models' ratios per attribute level, with their intervals (a level one model lacks is empty)."""
+    frames = []
+    for result, prefix, key in ((fine_gray, "Fine-Gray", "ratio"), (logistic, "Logistic", "odds_ratio")):
+        if result is None:
+            continue
+        frames.append(result.table[["feature", "level", key, "ci_low", "ci_high"]].rename(columns={
+            key: f"{prefix}: {'rate ratio' if key == 'ratio' else 'odds ratio'}", "ci_low": f"{prefix}: 95% CI low",
+            "ci_high": f"{prefix}: 95% CI high"}))
+    table = frames[0]
+    for frame in frames[1:]:
+        table = table.merge(frame, on=["feature", "level"], how="outer", sort=False)
+    return table.rename(columns={"feature": "Attribute", "level": "Level"})
+
+
+def _show_logistic(out: Section, drivers, reason: str) -> None:
     out.text("Odds ratios from a logistic regression: above 1, deals with that level win more often than deals at "
              "the reference level, other things equal. Grey intervals are not significant. Columns measured during "
-             "the sale leak the outcome and are held out.")
+             "the sale leak the outcome and are held out.", reason)
     out.figure(plots.odds_ratios(drivers, ax=new_axes(WIDE)),
                alt="Odds ratios of winning with 95% confidence intervals, one row per attribute level.")
     out.sentences(driver_sentences(drivers), key=True)
     out.table(drivers.table[["feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value", "n"]].rename(
         columns={"feature": "Attribute", "level": "Level", "odds_ratio": "Odds ratio", "ci_low": "95% CI low",
                  "ci_high": "95% CI high", "p_value": "p", "n": "Deals"}))
-    if drivers.held_out:
-        out.table(pd.DataFrame({"Column": list(drivers.held_out), "Why it is held out": list(drivers.held_out.values())}),
-                  caption="Columns considered and held out:")
+    _held_out(out, drivers)
     out.text(f"How far to trust the model: a cross-validated AUC of {drivers.cv_auc:.2f} (0.5 is a coin flip, 1 a "
              "perfect ranking of won above other deals), and predicted against observed win rates by decile:")
     out.table(drivers.calibration.rename(columns={"decile": "Decile", "n": "Deals", "mean_predicted": "Predicted",
                                                   "observed_rate": "Observed", "ci_low": "95% CI low",
                                                   "ci_high": "95% CI high"}))
     out.notes.extend(n for n in drivers.notes if "held out" not in n)
-    columns = ("feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value")
-    out.record(drivers=[{c: row[c] for c in columns} for row in drivers.table[list(columns)].to_dict("records")],
-               drivers_cohort={"mature_days": settings.mature_days, "deals": drivers.n, "won": drivers.won,
-                               "method": drivers.method, "cv_auc": drivers.cv_auc})
-    return drivers
+
+
+def _show_fine_gray(out: Section, drivers, reason: str) -> None:
+    out.text("How much faster the share of deals won rises with each attribute level, against the reference level, "
+             "other things equal: above 1, those deals win sooner or more often (a ratio of the rates of winning "
+             "from a Fine-Gray model). Every deal counts: a lost deal can no longer win, and an open deal counts for "
+             "as long as it has been open. Grey intervals are not significant. Columns measured during the sale leak "
+             "the outcome and are held out.", reason)
+    out.figure(drivers.plot(ax=new_axes(WIDE)),
+               alt="Ratios of the rate of winning with 95% confidence intervals, one row per attribute level.")
+    out.sentences(drivers.findings(), key=True)
+    out.table(drivers.table[["feature", "level", "ratio", "ci_low", "ci_high", "p_value", "n"]].rename(
+        columns={"feature": "Attribute", "level": "Level", "ratio": "Rate ratio", "ci_low": "95% CI low",
+                 "ci_high": "95% CI high", "p_value": "p", "n": "Deals"}))
+    _held_out(out, drivers)
+    out.notes.extend(n for n in drivers.notes if "held out" not in n)
+
+
+def _held_out(out: Section, drivers) -> None:
+    if drivers.held_out:
+        out.table(pd.DataFrame({"Column": list(drivers.held_out), "Why it is held out": list(drivers.held_out.values())}),
+                  caption="Columns considered and held out:")
 
 
 def _pareto(out: Section, settings, column: str, outcome: str):

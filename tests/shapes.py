@@ -177,7 +177,7 @@ def level_without_wins(folder: Path, n_deals: int = 1_500) -> Path:
     won_rows = history["deal_id"].isin(deals.loc[doomed, "deal_id"]) & history["stage"].isin(sample.won_stages)
     history = history.assign(stage=history["stage"].where(~won_rows, sample.lost_stages[0]))
     frames = {**sample.frames(), "deals": deals, "stage_history": history}
-    lines = [f'name: One level without wins', f'as_of: "{sample.as_of.date()}"', "dates: iso",
+    lines = ['name: One level without wins', f'as_of: "{sample.as_of.date()}"', "dates: iso",
              f"stages: [{', '.join(sample.stages)}]", f"won_stages: [{', '.join(sample.won_stages)}]",
              f"lost_stages: [{', '.join(sample.lost_stages)}]"]
     lines += [f"{name}: {{source: {name}.csv}}" for name in frames]

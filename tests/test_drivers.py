@@ -21,7 +21,7 @@ from workbench.dataset import sample
 from workbench.drivers.cohort import mature_cohort, other_label
 from workbench.drivers.model import roc_auc, variance_inflation, win_drivers
 from workbench.exceptions import SeparationWarning
-from workbench.exceptions import DataQualityWarning, DataValidationError, WorkbenchError
+from workbench.exceptions import DataQualityWarning, WorkbenchError
 from workbench.stats.firth import firth_logit, penalized_loglik
 from workbench.drivers.reasons import last_open_stage, reason_pareto
 from workbench.dataset.spec import load_spec

@@ -266,3 +266,36 @@ def test_p_values_are_rounded_to_two_digits(value, text):
 def test_ratios_are_rounded_sensibly(value, text):
     """Multipliers: two decimals below 1, one below 10, none above."""
     assert findings.ratio(value) == text
+
+
+def _journey_facts(rows):
+    """JourneyFacts holding only a stages table: (persona, stage, next, entered, conversion, low, high, lost_here)."""
+    from workbench.journey.facts import JourneyFacts
+
+    stages = pd.DataFrame(rows, columns=["persona", "stage", "next", "entered", "conversion", "conversion_low",
+                                         "conversion_high", "lost_here"])
+    return JourneyFacts(stages=stages, items=pd.DataFrame(), sentiment=pd.DataFrame(),
+                        personas=list(dict.fromkeys(stages["persona"])), stage_labels=["Lead", "Deal"],
+                        as_of=pd.Timestamp("2025-06-30"))
+
+
+def test_a_journey_in_one_line_reads_each_stage_and_where_lost_deals_stopped():
+    from workbench.findings import journey_line
+
+    facts = _journey_facts([("All deals", "Lead", "Deal", 200, 0.6, 0.53, 0.67, 60),
+                            ("All deals", "Deal", "Won", 120, 0.25, 0.18, 0.33, 20)])
+    assert journey_line(facts, "All deals", "All IT deals") == (
+        "All IT deals: of the deals that reached each stage, the share that moved on: Lead 60%, Deal 25%; "
+        "75% of the lost deals were last in Lead.")  # 60 of the 80 lost
+
+
+def test_personas_are_said_to_differ_only_when_their_intervals_do_not_overlap():
+    from workbench.findings import persona_findings
+
+    rows = [("A", "Lead", "Deal", 100, 0.5, 0.4, 0.6, 10), ("A", "Deal", "Won", 50, 0.8, 0.7, 0.9, 5),
+            ("B", "Lead", "Deal", 100, 0.5, 0.4, 0.6, 10), ("B", "Deal", "Won", 50, 0.3, 0.2, 0.4, 5)]
+    found = persona_findings(_journey_facts(rows))
+    assert found[0] == "A deals that reach Deal win most often (80%, 95% CI 70% to 90%); B deals least often (30%, 20% to 40%)."
+    assert len(found) == 3 and found[1].startswith("A: ") and found[2].startswith("B: ")
+    rows[3] = ("B", "Deal", "Won", 50, 0.65, 0.5, 0.75, 5)
+    assert "may not really differ" in persona_findings(_journey_facts(rows))[0]

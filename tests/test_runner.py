@@ -8,6 +8,7 @@ fails, `sleeps` waits, `flaky` fails while a marker file exists, `dies` kills it
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -302,6 +303,20 @@ def test_a_failing_notebook_does_not_stop_the_others(data, tmp_path, capsys):
     assert failed.metadata["papermill"]["exception"] is True
     assert any(o.output_type == "error" for c in failed.cells if c.cell_type == "code" for o in c.outputs)
     assert (tmp_path / "out" / "segments" / "inbound" / "report.html").is_file()
+
+
+def test_a_pdf_that_cannot_be_printed_makes_its_segment_partial(data, tmp_path, capsys, monkeypatch):
+    """`--pdf` with a browser that fails: every HTML report stands, each segment is partial with the reason
+    (exit 3), and no PDF, whole or cut, is left behind."""
+    monkeypatch.setenv("WORKBENCH_CHROMIUM", shutil.which("false"))
+    path = write_params(tmp_path, data[0], ["counts"], overall=True, split=None)
+    code = main(["run", str(path), "--pdf"])
+    err = capsys.readouterr().err
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert code == 3 and [s["status"] for s in record["segments"]] == ["partial"], err
+    assert record["segments"][0]["reasons"][0].startswith("report.pdf could not be printed: Chromium could not print")
+    assert (tmp_path / "out" / "segments" / "overall" / "report.html").is_file()
+    assert not [p.name for p in (tmp_path / "out").rglob("*.pdf*")]
 
 
 def test_only_failed_reruns_just_the_failed_jobs(data, tmp_path):

@@ -426,3 +426,46 @@ def backtest_findings(backtest, *, alpha: float = ALPHA, unit: TimeUnit = DAYS) 
     out.append(f"In {hits} of {len(cal)} bins of predicted probability, the share that won is within its "
                f"{100 * (1 - alpha):g}% interval of the predicted probability.")
     return out
+
+
+# --- journeys -----------------------------------------------------------------------------------
+
+def journey_line(facts, persona: str, name: str | None = None) -> str:
+    """One persona's journey in a sentence: the share of deals moving on from each stage they reached, and the
+    stage most lost deals were last in. ``name`` is how the sentence calls the persona (default: its label)."""
+    rows = facts.stages[facts.stages["persona"] == persona]
+    steps = [f"{row.stage} {percent(row.conversion)}" for row in rows.itertuples()
+             if row.conversion == row.conversion and row.entered]
+    if not steps:
+        return ""
+    text = f"{name or persona}: of the deals that reached each stage, the share that moved on: {', '.join(steps)}"
+    lost = rows[rows["lost_here"].fillna(0) > 0]
+    if len(lost):
+        worst = lost.loc[lost["lost_here"].idxmax()]
+        share = worst["lost_here"] / lost["lost_here"].sum()
+        text += f"; {percent(share)} of the lost deals were last in {worst['stage']}"
+    return text + "."
+
+
+def persona_findings(facts, *, alpha: float = ALPHA) -> Findings:
+    """Each persona's journey in one line, then the personas that reach a win most and least often (when their
+    intervals do not overlap)."""
+    personas = [p for p in facts.personas if p != OVERALL]
+    out = Findings(journey_line(facts, p) for p in personas)
+    out = Findings(s for s in out if s)
+    stages = facts.stages
+    last = stages[(stages["next"] == "Won") & stages["persona"].isin(personas)].dropna(subset=["conversion"])
+    if len(last) >= 2:
+        best = last.loc[last["conversion"].idxmax()]
+        worst = last.loc[last["conversion"].idxmin()]
+        if best["conversion_low"] > worst["conversion_high"]:
+            out.insert(0, f"{best['persona']} deals that reach {best['stage']} win most often "
+                          f"({percent(best['conversion'])}, {level(alpha)} {percent(best['conversion_low'])} to "
+                          f"{percent(best['conversion_high'])}); {worst['persona']} deals least often "
+                          f"({percent(worst['conversion'])}, {percent(worst['conversion_low'])} to "
+                          f"{percent(worst['conversion_high'])}).")
+        else:
+            out.insert(0, f"From {best['stage']}, personas win between {percent(worst['conversion'])} "
+                          f"({worst['persona']}) and {percent(best['conversion'])} ({best['persona']}) of deals, but "
+                          "their intervals overlap, so they may not really differ.")
+    return out

@@ -110,11 +110,14 @@ class BuyingRoles:
         """The decision-maker comparison in one sentence."""
         t = self.decision_maker.set_index("decision_maker")
         w, wo = t.loc[True], t.loc[False]
+        from ..findings import level, p_value
+
+        ci = level(self.alpha)
         return (f"Closed deals with a decision maker among their contacts won {w['win_rate']:.0%} "
-                f"({w['ci_low']:.0%}-{w['ci_high']:.0%}, n = {int(w['n'])}) against {wo['win_rate']:.0%} "
-                f"({wo['ci_low']:.0%}-{wo['ci_high']:.0%}, n = {int(wo['n'])}) without: a difference of "
+                f"({ci} {w['ci_low']:.0%}-{w['ci_high']:.0%}, {int(w['n']):,} deals) against {wo['win_rate']:.0%} "
+                f"({wo['ci_low']:.0%}-{wo['ci_high']:.0%}, {int(wo['n']):,} deals) without: a difference of "
                 f"{self.difference * 100:+.1f} points ({self.difference_low * 100:+.1f} to "
-                f"{self.difference_high * 100:+.1f}; two-proportion z-test p = {self.p_value:.2g}).")
+                f"{self.difference_high * 100:+.1f}; {p_value(self.p_value)}).")
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in [self.statement] + self.notes)

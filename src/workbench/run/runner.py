@@ -30,7 +30,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -116,7 +116,7 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
     params = load_params(params_path)
     if pdf is not None:
-        params.spec.pdf = pdf
+        params = replace(params, spec=params.spec.model_copy(update={"pdf": pdf}))
     kernel = check_kernel()
     if executor not in ("local", "dask"):
         raise WorkbenchError(f"Unknown executor `{executor}`. " + fixes("use `local` or `dask`"))
@@ -169,7 +169,8 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
         raise WorkbenchError(f"`--only-failed`: the parameters, notebooks or data changed since the run recorded in "
                              f"`{output / RUN_FILE}`, so its outputs cannot be reused. "
                              + fixes("run again without `--only-failed`"))
-    notes += _shared_horizon(params, dataset)
+    params, horizon_notes = _shared_horizon(params, dataset)
+    notes += horizon_notes
     stale = sorted(p.name for p in (output / "segments").glob("[!.]*") if p.name not in {s.slug for s in segments})
     if stale:
         notes.append(f"segments/ holds folders that are not part of this run (left untouched): {stale}")
@@ -212,20 +213,21 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     return result
 
 
-def _shared_horizon(params: RunParams, dataset) -> list[str]:
+def _shared_horizon(params: RunParams, dataset) -> tuple[RunParams, list[str]]:
     """Give every segment the horizon chosen on all deals when the run leaves it to the data, so that the
     segments' shares won are read at the same point (each segment would otherwise choose its own)."""
     from ..sections.settings import run_horizon
 
     declares = any("horizon" in notebook_parameters(path) for path in params.notebooks)
     if not declares or params.spec.parameters.get("horizon"):
-        return []
+        return params, []
     horizon = run_horizon(dataset)
     if horizon is None:
-        return []
-    params.spec.parameters["horizon"] = int(horizon) if float(horizon).is_integer() else horizon
-    return [f"`horizon` was chosen from all deals ({horizon:g} days) and used for every segment, so that their "
-            "figures compare; set `horizon` in the run specification to choose another."]
+        return params, []
+    parameters = {**params.spec.parameters, "horizon": int(horizon) if float(horizon).is_integer() else horizon}
+    return replace(params, spec=params.spec.model_copy(update={"parameters": parameters})), [
+        f"`horizon` was chosen from all deals ({horizon:g} days) and used for every segment, so that their "
+        "figures compare; set `horizon` in the run specification to choose another."]
 
 
 def _groups(pending: list[dict], parts: int) -> list[list[dict]]:

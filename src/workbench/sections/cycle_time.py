@@ -139,7 +139,7 @@ def time_in_stage(out: Section, settings):
              "stage count up to the cut-off (Kaplan-Meier), so long visits still running are not left out.")
     out.figure(plots.dwell_bars(dwell, unit=settings.unit, overall_label=settings.everyone, ax=new_axes(WIDE)),
                alt=f"Median {settings.unit.name} in each open stage, per segment, with 95% confidence intervals.")
-    out.sentences(findings.dwell_findings(dwell, unit=settings.unit))
+    out.sentences(findings.dwell_findings(dwell, unit=settings.unit), key=1)
     out.record(median_days_in_stage=dwell.medians())
     return dwell
 

@@ -2,6 +2,7 @@
 persona, and the interactive builder (left out of reports)."""
 from __future__ import annotations
 
+from .. import findings
 from . import needs
 from ..dataset.groups import OVERALL
 from .base import Section, escape, section
@@ -23,6 +24,7 @@ def journey(out: Section, settings, journey_template: str = "b2b", journey_path:
              "one or beyond; deals still open count as still in play, not as lost.")
     # The journey's own persona is every deal here: in a segment's report, the segment's deals.
     out.html(to_html(prefill(fitted, own, own.personas[0]), own).replace(OVERALL, escape(settings.everyone)))
+    out.sentences([findings.journey_line(own, own.personas[0], settings.everyone)], key=True)
     return fitted, facts
 
 
@@ -43,6 +45,7 @@ def per_persona(out: Section, settings, built):
                  "grid above is the only one.")
         return personas
     out.text("The same grid for each persona with enough deals of its own.")
+    out.sentences(findings.persona_findings(facts), key=1)
     out.html(persona_grids_html(fitted, facts, personas))
     return personas
 

@@ -68,7 +68,7 @@ class Checker:
             values = frame.loc[mask, column].dropna().unique()[:5]
         self.report.add(Problem("warning", check, self.table, message, fix, self.source, self.name(column),
                                 rows, count, _shown(values if values is not None else ()), excluded=count))
-        return frame.loc[~mask]
+        return frame.loc[~mask].copy()  # a copy: the caller goes on setting columns
 
 
 def _shown(values) -> tuple[str, ...]:

@@ -126,7 +126,8 @@ def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report)
         return None
     frame = mapping.clean_text(frame)
     frame = mapping.map_values(frame, table_spec.values, check)
-    frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check)
+    frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check,
+                                       timezone=spec.timezone)
     return mapping.convert_numbers(frame, table, check)
 
 

@@ -148,19 +148,21 @@ def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFram
 
 
 def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dict,
-                       check: Checker) -> pd.DataFrame:
-    """Parse the table's date columns; exclude rows whose date cannot be read."""
+                       check: Checker, *, timezone: str | None = None) -> pd.DataFrame:
+    """Parse the table's date columns; exclude rows whose date cannot be read, or that two of the
+    column's `date_formats` read as different dates; note a column that mixes UTC offsets."""
     for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
         if column not in frame:
             continue
-        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
+        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column), timezone=timezone)
         if parsed.error:
             conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
             check.error(
                 "ambiguous_dates" if "alike" in parsed.error else "mixed_date_formats",
                 f"column {parsed.error}" + (" (the rows in the rarer format are listed)." if conflict.any() else "."),
                 fixes("declare the order with `dates: day_first` or `dates: month_first` in dataset.yaml",
-                      f"or give an explicit format under `date_formats: {{{column}: '%d/%m/%Y'}}`",
+                      f"or give explicit formats under `date_formats: {{{column}: ['%d/%m/%Y', '%Y-%m-%d']}}` "
+                      "(several are allowed; each value must fit one)",
                       "or export the dates as YYYY-MM-DD"),
                 column=column, frame=frame if conflict.any() else None, mask=conflict if conflict.any() else None)
             check.report.unusable.add((check.table, column))
@@ -168,15 +170,55 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
             continue
         raw = frame[column]
         frame[column] = parsed.values
+        _offset_note(parsed.offsets, column, timezone, check)
+        if parsed.ambiguous:
+            clash = frame.index.isin(list(parsed.ambiguous))
+            readings = list(parsed.ambiguous.values())[:3]
+            frame = check.exclude(
+                frame, pd.Series(clash, index=frame.index), "ambiguous_date_formats",
+                f"`{check.name(column)}` holds values that two of its `date_formats` read as different dates "
+                f"({' / '.join(f'`{r}`' for r in dict.fromkeys(readings))}), so which date is meant is unknown.",
+                fixes(f"keep only the formats the export really uses under `date_formats: {{{column}: [...]}}`",
+                      "correct these cells in the source, or export the dates as YYYY-MM-DD"),
+                column=column, values=raw[clash].astype(str).unique()[:5])
         if len(parsed.bad):
             bad = frame.index.isin(parsed.bad)
+            given = formats.get(column)
+            tried = (f" (tried {', '.join(f'`{f}`' for f in ([given] if isinstance(given, str) else given))})"
+                     if given else "")
             frame = check.exclude(
                 frame, pd.Series(bad, index=frame.index), "unparseable_dates",
-                f"`{check.name(column)}` holds values that are not dates.",
+                f"`{check.name(column)}` holds values that are not dates{tried}.",
                 fixes("correct or blank these cells in the source",
-                      f"give the format under `date_formats: {{{column}: ...}}`"),
+                      f"give the formats under `date_formats: {{{column}: [...]}}` (a list when the column mixes "
+                      "formats, e.g. `['%m/%d/%y', '%m-%d-%y']`)"),
                 column=column, values=raw[bad].astype(str).unique()[:5])
     return frame
+
+
+def _offset_note(offsets: dict, column: str, timezone: str | None, check: Checker) -> None:
+    """A note when a column's timestamps carry more than one UTC offset: what was done with them."""
+    written = {k: v for k, v in offsets.items() if k != "none"}
+    if len(written) < 2:
+        return
+    counts = ", ".join(f"{k} on {v:,}" for k, v in sorted(written.items(), key=lambda kv: -kv[1]))
+    bare = offsets.get("none", 0)
+    also = f", none on {bare:,}" if bare else ""
+    total = sum(offsets.values())
+    if timezone:
+        done = (f"each was converted to the wall time of `timezone: {timezone}` (values without an offset are "
+                "taken as already in that zone)")
+        steps = fixes("check that `timezone:` is the zone the report should speak in")
+    else:
+        done = ("each keeps the local wall time it was written with (23:30+02:00 stays 23:30), so no deal moves "
+                "to another day; times from different offsets are not on one clock, which can shift a duration "
+                "by the difference (an hour or two)")
+        steps = fixes("declare `timezone: <IANA zone>` (e.g. `Europe/Berlin`) at the top of dataset.yaml to "
+                      "convert every timestamp to that zone's wall time instead",
+                      "leave it as is when the offsets are one zone's summer and winter time")
+    check.note("mixed_utc_offsets", f"`{check.name(column)}` carries {len(written)} different UTC offsets "
+               f"({counts}{also}, of {total:,} values): {done}.", steps, column=column, count=total,
+               values=list(written))
 
 
 #: How a number an attribute column may hold is written for the column to become numeric: no

@@ -141,13 +141,18 @@ class AddDaysRule(_Strict):
 DeriveRule = Union[Literal["final_stage", "clear_when_open"], PresentRule, AddDaysRule]
 
 
+#: One ``strftime`` format for a date column, or several: each value must fit exactly one (or
+#: several that read the same date).
+DateFormats = Union[str, Annotated[list[str], Field(min_length=1)]]
+
+
 class TableSpec(_Strict):
     """How one canonical table is read and mapped."""
 
     source: SourceRef
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
-    date_formats: dict[str, str] = {}
+    date_formats: dict[str, DateFormats] = {}
     keep_other_columns: bool = False
 
     @field_validator("source", mode="before")
@@ -192,7 +197,7 @@ class HistorySpec(_Strict):
     source: Optional[SourceRef] = None
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
-    date_formats: dict[str, str] = {}
+    date_formats: dict[str, DateFormats] = {}
     keep_other_columns: bool = False
     wide: WideStages | None = None
     collapse_repeats: bool = False
@@ -218,6 +223,9 @@ class DatasetSpec(_Strict):
     name: str = "dataset"
     as_of: str | None = None
     dates: DateOrder = "auto"
+    #: An IANA time zone (``Europe/Berlin``): timestamps written with a UTC offset are converted
+    #: to its wall time. Default: every timestamp keeps the wall time it was written with.
+    timezone: str | None = None
     stages: list[str] = []
     won_stages: list[str] = []
     lost_stages: list[str] = []
@@ -235,6 +243,20 @@ class DatasetSpec(_Strict):
     def _date_as_text(cls, v):
         # YAML turns 2024-06-30 into a date; keep dates as text until parsed explicitly.
         return None if v is None else str(v)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v):
+        if v is None:
+            return v
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"`timezone: {v}` is not a time zone Python knows; use an IANA name such as "
+                             "Europe/Berlin, America/New_York or UTC") from None
+        return v
 
     @model_validator(mode="after")
     def _stages_declared(self):

@@ -882,3 +882,67 @@ def test_file_source_keys_are_checked_in_the_spec(tmp_path, key, value, shown):
         workbench.validate(fixed)
     assert f"`deals.source.{key}`: Value error, {shown}" in str(info.value)
     assert "has 1 problem(s)" in str(info.value)
+
+
+# --- deals without ids: rows numbered ----------------------------------------------------------------
+
+B2B = ('Company,Sector,Employees,Status\n'
+       'Acme,Retail,50,Won\n'
+       '\n'
+       'Beta,"Retail,\nOnline",20,Lost\n'
+       'Acme,Retail,50,Won\n'
+       'Gamma,Energy,200,Open\n')
+B2B_YAML = ("name: b2b table\n"
+            "deals:\n  source: deals.csv\n"
+            "  columns: {deal_id: {row_number: true}, outcome: Status}\n"
+            "  values: {outcome: {Won: won, Lost: lost, Open: open}}\n")
+
+
+def _b2b(tmp_path: Path, text: str = B2B, yaml_text: str = B2B_YAML) -> Path:
+    (tmp_path / "deals.csv").write_text(text)
+    (tmp_path / "dataset.yaml").write_text(yaml_text)
+    return tmp_path / "dataset.yaml"
+
+
+def test_row_number_ids_are_physical_lines(tmp_path):
+    """`deal_id: {row_number: true}` numbers each deal by the line it starts on (blank lines and multi-line
+    cells counted), as text, and keeps two deals that agree on every column, with a note saying so."""
+    spec = _b2b(tmp_path)
+    lines = (tmp_path / "deals.csv").read_text().split("\n")
+    starts = [str(i) for i, line in enumerate(lines, start=1) if line.split(",")[0] in {"Acme", "Beta", "Gamma"}]
+    report = workbench.validate(spec)
+    assert report.exit_code == 0 and report.excluded_rows() == 0
+    (note,) = [p for p in report.notes if p.check == "identical_rows_kept"]
+    assert note.count == 1 and "row_number" in note.message
+    ds = workbench.load_dataset(spec)
+    assert list(ds.deals["deal_id"]) == starts
+    assert ds.counts() == {"deals": 4, "won": 2, "lost": 1, "open": 1} and not ds.has_dates
+
+
+def test_concat_ids_drop_alike_deals_and_point_to_row_numbers(tmp_path):
+    """A `concat` of attributes as id makes two alike deals one: the copy is excluded, counted, and the fix
+    names `row_number`."""
+    spec = _b2b(tmp_path, yaml_text=B2B_YAML.replace("{row_number: true}", "{concat: [Company, Sector]}"))
+    report = workbench.validate(spec)
+    (problem,) = [p for p in report.problems if p.check == "duplicate_rows"]
+    assert problem.excluded == 1 and "row_number: true" in problem.fix
+
+
+def test_row_number_is_only_true(tmp_path):
+    """`{row_number: false}` is a spec error, not a silent fallback."""
+    with pytest.raises(SpecError, match="row_number"):
+        workbench.validate(_b2b(tmp_path, yaml_text=B2B_YAML.replace("row_number: true", "row_number: false")))
+
+
+def test_numbered_dateless_table_runs_the_drivers(tmp_path):
+    """A table of outcome and attributes only (no ids, no dates) gives win rates per attribute over the
+    closed deals; the open one is left out and said to be."""
+    from workbench.drivers import univariate_drivers
+
+    rows = ["Company,Sector,Status"] + [f"C{i},{'Retail' if i % 3 else 'Energy'},{'Won' if i % 2 else 'Lost'}"
+                                         for i in range(60)] + ["Z,Retail,Open"]
+    spec = _b2b(tmp_path, "\n".join(rows) + "\n")
+    ds = workbench.load_dataset(spec)
+    result = univariate_drivers(ds, ["Sector"], min_level=5)
+    assert result.rates["Sector"].n == 60
+    assert "1 open deal is left out" in result.notes[0]

@@ -150,11 +150,24 @@ def _check_close_dates(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp 
 
 
 def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
+    if check.table in check.report.numbered:
+        # Ids are row numbers: rows alike in everything else are deals alike, all kept and counted.
+        alike = deals.duplicated(subset=[c for c in deals.columns if c not in (ROW, "deal_id")], keep="first")
+        if alike.any():
+            check.note("identical_rows_kept", f"{int(alike.sum())} rows repeat an earlier row in every column; "
+                       "with `deal_id: {row_number: true}` each row is a deal of its own, so all are kept (two "
+                       "deals may share every attribute).",
+                       fixes("remove the rows from the export if they are copies of one deal"),
+                       column="deal_id", count=int(alike.sum()))
+        return deals
     content = [c for c in deals.columns if c != ROW]
     exact = deals.duplicated(subset=content, keep="first")
     deals = check.exclude(deals, exact, "duplicate_rows",
                           "rows repeat an earlier row exactly; the first copy is kept.",
-                          fixes("remove the duplicates from the export"), column="deal_id")
+                          fixes("remove the duplicates from the export",
+                                "if the export has no real ids (a `concat` of attributes is not one) and two deals "
+                                "may share every column, number the rows instead: `deal_id: {row_number: true}`"),
+                          column="deal_id")
     clash = deals["deal_id"].duplicated(keep=False)
     return check.exclude(deals, clash, "duplicate_deal_id",
                          "deal ids appear on several rows that differ; none of them is kept, since it is "

@@ -16,7 +16,7 @@ from .checker import Checker
 from .dates import parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable
-from .spec import Concat, Constant
+from .spec import Concat, Constant, RowNumber
 
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
 ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
@@ -46,6 +46,11 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
         if isinstance(ref, Constant):
             out[canonical] = ref.constant
             continue
+        if isinstance(ref, RowNumber):
+            out[canonical] = frame[ROW].astype(str).astype(object)
+            check.report.source_columns[(check.table, canonical)] = "row number"
+            check.report.numbered.add(check.table)
+            continue
         refs = _source_names(ref)
         check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
         if isinstance(ref, Concat):
@@ -72,7 +77,7 @@ def _source_names(ref) -> list[str]:
         return [ref]
     if isinstance(ref, Concat):
         return list(ref.concat)
-    if isinstance(ref, Constant):
+    if isinstance(ref, (Constant, RowNumber)):
         return []
     return list(ref)
 

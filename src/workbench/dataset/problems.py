@@ -67,6 +67,9 @@ class ValidationReport:
     unusable: set = field(default_factory=set)
     #: (table, canonical column) -> the source column it came from, for messages.
     source_columns: dict = field(default_factory=dict)
+    #: Tables whose ids are their rows' numbers (`{row_number: true}`): rows that agree on every
+    #: other column are distinct records there, not copies.
+    numbered: set = field(default_factory=set)
 
     def add(self, problem: Problem) -> None:
         self.problems.append(problem)

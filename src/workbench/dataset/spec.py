@@ -118,9 +118,18 @@ class Concat(_Strict):
     sep: str = "-"
 
 
+class RowNumber(_Strict):
+    """The row's own number in the source as its value: ``deal_id: {row_number: true}`` for an
+    export without ids. The number is the physical line in a CSV (the header is line 1), the
+    row in an Excel sheet, the 1-based row of a Parquet file or query: the line a user finds the
+    deal on, stable as long as the file is not re-sorted."""
+
+    row_number: Literal[True]
+
+
 #: A canonical column fed by one source column, the first non-empty of several (a list),
-#: a constant, or a concatenation.
-ColumnRef = Union[str, list[str], Constant, Concat]
+#: a constant, a concatenation, or the row's number in the source.
+ColumnRef = Union[str, list[str], Constant, Concat, RowNumber]
 
 
 class PresentRule(_Strict):
@@ -271,7 +280,7 @@ class DatasetSpec(_Strict):
 
 def _known_keys() -> list[str]:
     models = (DatasetSpec, DealsSpec, TableSpec, JoinSpec, HistorySpec, WideStages, FileSource, DuckDBSource,
-              SQLSource, PresentRule, AddDaysRule, Constant, Concat)
+              SQLSource, PresentRule, AddDaysRule, Constant, Concat, RowNumber)
     return sorted({field.alias or name for m in models for name, field in m.model_fields.items()})
 
 

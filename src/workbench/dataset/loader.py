@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataQualityWarning, DataValidationError, SpecError, fixes
-from . import checks, mapping
+from . import checks, mapping, sanity
 from .checker import Checker
 from .dates import parse_timestamp
 from .model import DEAL_COLUMNS, TABLES, Dataset
@@ -296,6 +296,8 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         checks.dateless_note(checkers["deals"])
     attributes = [c for c in deals.columns if c not in DEAL_COLUMNS and c != ROW]
     checks.profile_notes(deals, history, checkers["deals"], attributes)
+    sanity.export_checks(deals, checkers["deals"], cutoff, attributes, dated=dated,
+                         constant=frozenset(c for t, c in report.constants if t == "deals"))
     drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731
     rank = {s: i for i, s in enumerate(stages + won + lost)}
     history = drop(history)

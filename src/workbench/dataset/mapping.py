@@ -45,6 +45,7 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
     for canonical, ref in columns.items():
         if isinstance(ref, Constant):
             out[canonical] = ref.constant
+            check.report.constants.add((check.table, canonical))
             continue
         if isinstance(ref, RowNumber):
             out[canonical] = frame[ROW].astype(str).astype(object)

@@ -70,6 +70,8 @@ class ValidationReport:
     #: Tables whose ids are their rows' numbers (`{row_number: true}`): rows that agree on every
     #: other column are distinct records there, not copies.
     numbered: set = field(default_factory=set)
+    #: (table, canonical column) pairs given one `{constant: ...}` value for every row.
+    constants: set = field(default_factory=set)
 
     def add(self, problem: Problem) -> None:
         self.problems.append(problem)

@@ -946,3 +946,57 @@ def test_numbered_dateless_table_runs_the_drivers(tmp_path):
     result = univariate_drivers(ds, ["Sector"], min_level=5)
     assert result.rates["Sector"].n == 60
     assert "1 open deal is left out" in result.notes[0]
+
+
+# --- quality-note wording (#14) ---------------------------------------------------------------------
+
+def _joined(tmp_path: Path) -> Path:
+    """The clean deals, plus a sectors file joined on the deal id: rows for D01-D06 and two ids no deal has."""
+    spec = _copy(tmp_path, "clean")
+    (spec.parent / "sectors.csv").write_text("Opp,Sector\n" + "".join(f"D{i:02d},Retail\n" for i in range(1, 7))
+                                             + "X98,Energy\nX99,Energy\n")
+    spec.write_text(spec.read_text().replace(
+        "  source: deals.csv\n",
+        "  source: deals.csv\n  join:\n    - {source: sectors.csv, on: {deal_id: Opp}, columns: {sector: Sector}}\n",
+        1))
+    return spec
+
+
+def test_joined_rows_are_filed_under_their_own_file(tmp_path):
+    """Unmatched rows of a joined file are counted as rows of that file, not as deals rows, also in the report box."""
+    from workbench.run.summary import quality_note
+
+    spec = _joined(tmp_path)
+    report = workbench.validate(spec)
+    (problem,) = [p for p in report.warnings if p.check == "join_unmatched"]
+    lines = [n for n, row in records("clean", "deals.csv")]  # the deals file is untouched
+    assert problem.table == "sectors.csv" and problem.source == "sectors.csv"
+    assert problem.rows == (8, 9) and problem.excluded == 2 and len(lines) == 10
+    ds = load_quietly_spec(spec)
+    assert ds.summary().query("table == 'deals'")["excluded"].item() == 0
+    from workbench.dataset.model import excluded_rows
+    text = quality_note({"excluded_rows": excluded_rows(ds)})
+    assert "2 rows of sectors.csv (join_unmatched)" in text and "deals rows" not in text
+
+
+def test_sparse_joined_column_names_its_own_file(tmp_path):
+    """A sparse column that came from a joined file is noted against that file and its own column name."""
+    report = workbench.validate(_joined(tmp_path))
+    (note,) = [p for p in report.notes if p.check == "sparse_column"]
+    assert note.source == "sectors.csv" and note.column == "Sector"
+    assert "empty on 4 of 10 deals" in note.message and "joined onto the deals" in note.message
+
+
+def test_value_map_exclusions_are_informational(tmp_path, capsys):
+    """Deals mapped out with `~` are counted and reported as a note: `workbench validate` exits 0."""
+    text = B2B + "Gone,Retail,5,Deleted\nAgain,Energy,9,Deleted\n"
+    spec = _b2b(tmp_path, text, B2B_YAML.replace("Open: open}", "Open: open, Deleted: ~}"))
+    report = workbench.validate(spec)
+    (note,) = [p for p in report.problems if p.check == "excluded_by_mapping"]
+    deleted = [i for i, line in enumerate(text.split("\n"), start=1) if line.endswith(",Deleted")]
+    assert note.severity == "note" and note.rows == tuple(deleted) and note.excluded == len(deleted) == 2
+    assert report.excluded_rows() == len(deleted) and report.exit_code == 0
+    assert main(["validate", str(spec)]) == 0
+    assert "[excluded_by_mapping]" in capsys.readouterr().out
+    with pytest.warns(DataQualityWarning, match=f"{len(deleted)} row"):
+        assert workbench.load_dataset(spec).exclusions["rows"].sum() == len(deleted)

@@ -308,17 +308,22 @@ def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, at
         missing = int(deals[column].isna().sum())
         if _filled_for_one_outcome(deals, column):
             continue  # e.g. loss_reason, filled on every lost deal and only there
+        origin = check.report.column_files.get(("deals", column))
+        elsewhere = dict(source=origin[0], column=origin[1]) if origin and origin[0] != check.source else \
+            dict(column=column)
         if n and missing / n >= 0.05:
-            check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}); "
-                       "segments by it leave those deals out.", column=column, count=missing)
+            joined = (f" (it comes from `{origin[0]}`, joined onto the deals: a deal without a row there has it "
+                      "empty)" if "source" in elsewhere else "")
+            check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}){joined}; "
+                       "segments by it leave those deals out.", count=missing, **elsewhere)
         if deals[column].dtype == object:
             combined = deals[column].astype("string").str.contains(r",\s|;", regex=True, na=False)
             if combined.any():
                 check.note("combined_values", f"`{column}` combines several values in one cell on "
                            f"{int(combined.sum())} deals; each combination counts as its own level.",
                            fixes(f"map combinations to one level under `values: {{{column}: ...}}`"),
-                           column=column, count=int(combined.sum()),
-                           values=deals.loc[combined, column].unique()[:5])
+                           count=int(combined.sum()), values=deals.loc[combined, column].unique()[:5],
+                           **elsewhere)
     for outcome in ("won", "lost"):
         if n and not deals["outcome"].eq(outcome).any():
             check.note("no_" + outcome, f"no deal is {outcome}: {outcome} deals cannot be analysed, and "

@@ -115,8 +115,11 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     return dataset, report
 
 
-def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report) -> pd.DataFrame | None:
-    check = Checker(report, table, raw.label)
+def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report,
+               filed_as: str | None = None) -> pd.DataFrame | None:
+    """Map one source onto canonical ``table``; problems are filed under ``filed_as`` (a joined
+    file's own name) or ``table``."""
+    check = Checker(report, filed_as or table, raw.label, kind=table)
     for issue in raw.issues:
         check.source_issue(issue)
     if any(issue.fatal for issue in raw.issues):
@@ -136,10 +139,18 @@ def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> p
     raw = read_source(join.source, base)
     (deal_key, source_key), = join.on.items()
     columns = {deal_key: source_key, **join.columns}
-    check = Checker(report, "deals", raw.label)
-    extra = _map_table(raw, join.model_copy(update={"columns": columns}), "deals", spec, report)
+    # The joined file's rows are not deals: its problems are filed under its own name.
+    filed_as = joined_table(raw.label)
+    check = Checker(report, filed_as, raw.label, kind="deals")
+    extra = _map_table(raw, join.model_copy(update={"columns": columns}), "deals", spec, report, filed_as)
+    for table, column in list(report.unusable):
+        if table == filed_as:
+            report.unusable.add(("deals", column))
     if extra is None:
         return deals
+    for column in extra.columns:
+        if column not in deals and (filed_as, column) in report.column_files:
+            report.column_files[("deals", column)] = report.column_files[(filed_as, column)]
     extra = check.exclude(extra, extra[deal_key].duplicated(keep="first"), "duplicate_join_key",
                           f"join rows repeat a `{source_key}`; the first is kept.",
                           fixes("make the key unique in the joined source"), column=source_key)
@@ -157,6 +168,11 @@ def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> p
         merged[base_col] = merged[base_col].where(merged[base_col].notna(), merged[column])
         merged = merged.drop(columns=[column])
     return merged
+
+
+def joined_table(label: str) -> str:
+    """What a joined file's problems are filed under: the file's name (`sectors.csv`), not `deals`."""
+    return Path(label.split(" (sheet")[0]).name or label
 
 
 def _history(hspec: HistorySpec, deals_raw: RawTable, spec: DatasetSpec, base: Path, report):
@@ -204,8 +220,12 @@ def _collapse_repeats(history: pd.DataFrame, check: Checker) -> pd.DataFrame:
     history = history.sort_values(["deal_id", "entered_at", ROW], kind="stable")
     same = history["deal_id"].eq(history["deal_id"].shift()) & history["stage"].eq(history["stage"].shift())
     return check.exclude(history, same, "repeat_rows",
-                         "rows repeat the deal's previous stage (a change of another field), so they are not "
-                         "new stage entries (`collapse_repeats: true`).", column="stage")
+                         "rows repeat the stage the deal was already in, so they are not new stage entries "
+                         "(`collapse_repeats: true`): each run of rows in one stage counts as one entry, at its "
+                         "first date. Such rows log a change of another field (amount, close date, probability), "
+                         "or a deal sent back into the stage it was in (a reworked proposal); a loop through "
+                         "other stages (Proposal, Negotiation, Proposal) is kept as two entries.",
+                         column="stage")
 
 
 def _derive(deals: pd.DataFrame, history, spec: DatasetSpec, report, label) -> pd.DataFrame:

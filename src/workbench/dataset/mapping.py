@@ -54,6 +54,7 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
             continue
         refs = _source_names(ref)
         check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
+        check.report.column_files.setdefault((check.table, canonical), (check.source, " / ".join(refs)))
         if isinstance(ref, Concat):
             parts = [frame[r].astype("string") for r in refs]
             value = parts[0].str.cat(parts[1:], sep=ref.sep)  # missing if any part is missing
@@ -63,12 +64,13 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
         for other in refs[1:]:
             value = value.where(value.notna(), frame[other])
         out[canonical] = value
-    known = KNOWN_COLUMNS.get(check.table, ())
+    known = KNOWN_COLUMNS.get(check.kind, ())
     for name in available:
         if name in out.columns or name in used:
             continue
         if keep_other or name in known:
             out[name] = frame[name]
+            check.report.column_files.setdefault((check.table, name), (check.source, name))
     out[ROW] = frame[ROW]
     return out
 
@@ -149,7 +151,8 @@ def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFram
         if column in EXCLUDING_COLUMNS and mapped_out.any():
             frame = check.exclude(frame, mapped_out, "excluded_by_mapping",
                                   f"rows whose `{check.name(column)}` is mapped to ~ in dataset.yaml are "
-                                  "left out on purpose.", column=column, values=raw[mapped_out].unique()[:5])
+                                  "left out on purpose (counted here, not a problem of the data).",
+                                  column=column, values=raw[mapped_out].unique()[:5], severity="note")
     return frame
 
 

@@ -72,6 +72,9 @@ class ValidationReport:
     numbered: set = field(default_factory=set)
     #: (table, canonical column) pairs given one `{constant: ...}` value for every row.
     constants: set = field(default_factory=set)
+    #: (table, canonical column) -> (file label, source column) it was read from: a deals column
+    #: joined from another file is named by that file in notes.
+    column_files: dict = field(default_factory=dict)
 
     def add(self, problem: Problem) -> None:
         self.problems.append(problem)

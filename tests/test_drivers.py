@@ -613,6 +613,10 @@ def test_outcome_decided_columns_and_the_owner_are_held_out_with_reasons(tmp_pat
     assert {"country", "account_revenue"} <= set(model.covariates)
     assert "amount" not in model.covariates and model.cv_auc < 0.9
     assert any(n.startswith("`owner` held out") for n in model.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        asked = win_drivers(ds, ["country", "amount"], mature_days=90, min_level=10)
+    assert any(n.startswith("`amount` is used as asked, though it is decided by the outcome") for n in asked.notes)
     uni = univariate_drivers(ds, mature_days=90, min_level=10)
     assert {"amount", "status_text", "owner"} <= set(uni.held_out) and "country" in set(uni.table["column"])
 

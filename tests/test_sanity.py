@@ -120,3 +120,28 @@ def test_report_quality_box_carries_the_notes(tmp_path):
     text = quality_note({"excluded_rows": {"count": 0, "by_reason": []}}, notes)
     assert text.splitlines()[0] == "No rows were excluded while loading the data."
     assert text.splitlines()[1] == f"- {notes[0]}"
+
+
+def test_stale_after_days_closes_old_open_deals_as_lost(tmp_path):
+    """`stale_after_days: N` makes open deals older than N days lost, closed N days after creation, in a note
+    listing their lines; the stale note then no longer fires."""
+    as_of = START + timedelta(days=430)
+    rows = _deals(days=120)
+    rows += [{"deal_id": f"S{k}", "created_at": (as_of - timedelta(days=a)).isoformat(), "closed_at": "",
+              "outcome": "open", "amount": 500, "region": "North"} for k, a in enumerate(range(200, 420, 20))]
+    rows += [{"deal_id": "N1", "created_at": (as_of - timedelta(days=3)).isoformat(), "closed_at": "",
+              "outcome": "open", "amount": 500, "region": "South"}]
+    spec = _write(tmp_path, rows, as_of.isoformat())
+    assert "stale_after_days" in _note(workbench.validate(spec), "stale_open_deals").fix
+    spec.write_text(spec.read_text().replace("deals:\n", "stale_after_days: 150\ndeals:\n", 1))
+    report = workbench.validate(spec)
+    note = _note(report, "stale_closed_as_lost")
+    stale = [i for i, r in enumerate(rows, start=2) if r["outcome"] == "open"
+             and (as_of - date.fromisoformat(r["created_at"])).days > 150]
+    assert note is not None and note.rows == tuple(stale) and note.count == len(stale)
+    assert _note(report, "stale_open_deals") is None and report.exit_code == 0
+    ds = workbench.load_dataset(spec)
+    closed = ds.deals.set_index("deal_id").loc[[r["deal_id"] for r in rows if r["deal_id"].startswith("S")]]
+    assert (closed["outcome"] == "lost").all()
+    assert ((closed["closed_at"] - closed["created_at"]).dt.days == 150).all()
+    assert ds.deals.set_index("deal_id").loc["N1", "outcome"] == "open"

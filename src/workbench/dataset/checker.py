@@ -47,12 +47,14 @@ class Checker:
                                 rows, count, _shown(values)))
 
     def note(self, check: str, message: str, fix: str = "", *, column=None, count=0, values=(),
-             source: str | None = None) -> None:
+             source: str | None = None, frame=None, mask=None) -> None:
         """An observation that excludes nothing and does not change the exit code. ``source`` names
-        another file than the checker's (a column joined from it), ``column`` then as named there."""
+        another file than the checker's (a column joined from it), ``column`` then as named there;
+        ``frame`` and ``mask`` give the rows it is about."""
         name = column if source is not None else self.name(column)
+        rows, counted = self._rows(frame, mask)
         self.report.add(Problem("note", check, self.table, message, fix, source or self.source, name,
-                                (), count, _shown(values)))
+                                rows, counted or count, _shown(values)))
 
     def source_issue(self, issue) -> None:
         """Record a problem of the source itself (a `readers.SourceIssue`): its column is the

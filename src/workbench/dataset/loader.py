@@ -108,7 +108,7 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     if tables["deals"] is not None:
         tables["deals"] = _derive(tables["deals"], tables.get("stage_history"), spec, report, sources["deals"])
     dataset = _assemble(tables, sources, tuple(spec.stages), tuple(spec.won_stages), tuple(spec.lost_stages),
-                        as_of, spec.name, report)
+                        as_of, spec.name, report, stale_after_days=spec.stale_after_days)
     if spec.quality is not None and dataset is not None and not report.errors:
         report = read_quality(base / spec.quality, source=str(path))
         dataset = replace(dataset, report=report)
@@ -276,7 +276,8 @@ def _from_final_stage(deals, history, column, spec):
     return deals
 
 
-def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Dataset | None:
+def _assemble(tables, sources, stages, won, lost, as_of, name, report, *,
+              stale_after_days: int | None = None) -> Dataset | None:
     checkers = {t: Checker(report, t, sources.get(t, t)) for t in TABLES}
     # A table without its required columns cannot be checked further; the others still are,
     # so one error never hides the problems after it.
@@ -298,6 +299,8 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         as_of = checks.default_as_of(tables) if dated else pd.NaT
     cutoff = None if pd.isna(as_of) else as_of
     deals = checks.check_deals(deals, checkers["deals"], cutoff, dated=dated)
+    if stale_after_days is not None:
+        deals = sanity.close_stale(deals, stale_after_days, cutoff, checkers["deals"], dated=dated)
     history = tables.get("stage_history")
     if history is not None and not usable["stage_history"]:
         history = None

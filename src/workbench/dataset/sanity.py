@@ -30,7 +30,8 @@ MIN_CLOSED = 30
 #: Deals of the outcome a column is constant on, before that is taken as decided by the outcome.
 MIN_DECIDED = 20
 #: The checks of this module: the notes `quality_notes` carries into reports.
-CHECKS = ("truncated_extract", "stale_open_deals", "creation_date_pile", "outcome_decided", "mixed_utc_offsets")
+CHECKS = ("truncated_extract", "stale_open_deals", "stale_closed_as_lost", "creation_date_pile", "outcome_decided",
+          "mixed_utc_offsets")
 DAY = pd.Timedelta(days=1)
 
 
@@ -100,8 +101,31 @@ def stale_open_deals(deals: pd.DataFrame, cycle: pd.Series, check: Checker, as_o
                "Deals abandoned but never closed in the CRM stay open forever: they pull win rates down (an old "
                "open deal counts as not won) and times to close up (each is a deal that has not closed yet).",
                fixes("close them as lost in the CRM (or mark them so) and export again",
-                     "or leave them out with a segment on `created_at`, and say so in the report"),
+                     f"or declare `stale_after_days: {int(np.ceil(p95))}` at the top of dataset.yaml: open deals older "
+                     "than that are taken as lost on the day they reached that age, and counted in a note"),
                column="created_at", count=int(stale.sum()))
+
+
+def close_stale(deals: pd.DataFrame, days: int, as_of: pd.Timestamp | None, check: Checker, *,
+                dated: bool = True) -> pd.DataFrame:
+    """`stale_after_days`: open deals older than ``days`` at ``as_of`` become lost, closed on the day
+    they reached that age; a note counts them and lists their rows."""
+    if not dated or as_of is None:
+        check.note("stale_after_days", f"`stale_after_days: {days}` does not apply: the deals have no dates "
+                   "or no cut-off to measure their age at.")
+        return deals
+    stale = deals["outcome"].eq("open") & ((as_of - deals["created_at"]) > days * DAY)
+    if not stale.any():
+        return deals
+    deals = deals.copy()
+    check.note("stale_closed_as_lost",
+               f"{int(stale.sum()):,} open deals older than {days} days at {as_of.date()} are taken as lost, "
+               f"closed {days} days after creation (`stale_after_days: {days}`). Win rates and times to close now "
+               "count them as losses at that age instead of deals still open; remove the key to see them open.",
+               column="created_at", frame=deals, mask=stale)
+    deals.loc[stale, "outcome"] = "lost"
+    deals.loc[stale, "closed_at"] = deals.loc[stale, "created_at"] + days * DAY
+    return deals
 
 
 def creation_date_pile(deals: pd.DataFrame, check: Checker) -> None:

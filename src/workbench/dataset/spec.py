@@ -235,6 +235,9 @@ class DatasetSpec(_Strict):
     #: An IANA time zone (``Europe/Berlin``): timestamps written with a UTC offset are converted
     #: to its wall time. Default: every timestamp keeps the wall time it was written with.
     timezone: str | None = None
+    #: Open deals older than this many days at `as_of` are taken as lost, closed the day they
+    #: reached that age (a CRM that never closes abandoned deals); counted in a note.
+    stale_after_days: Annotated[int, Field(gt=0)] | None = None
     stages: list[str] = []
     won_stages: list[str] = []
     lost_stages: list[str] = []

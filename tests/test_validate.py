@@ -193,6 +193,8 @@ CASES = [
          lambda f: lines_where(f, DEALS, lambda r: not is_iso_date(r["created_at"]))),
     Case("mixed_day_first_month_first", "mixed_date_formats", "error", "created_at",
          lambda f: lines_where(f, DEALS, lambda r: int(r["created_at"].split("/")[1]) > 12)),
+    Case("date_formats_disagree", "ambiguous_date_formats", "warning", "created_at",
+         lambda f: lines_where(f, DEALS, lambda r: "/" in r["created_at"])),
     Case("closed_before_created", "closed_before_created", "warning", "closed_at",
          lambda f: lines_where(f, DEALS, lambda r: bool(r["closed_at"]) and r["closed_at"] < r["created_at"])),
     Case("duplicate_deal_ids", "duplicate_deal_id", "warning", "deal_id", conflicting_ids),
@@ -474,6 +476,7 @@ CLI = [(c.folder, 1 if c.severity == "warning" else 2, f"[{c.check}]") for c in 
     ("leading_zeros", 0, "no problems found"),
     ("utf16_bom", 0, "no problems found"),
     ("nul_byte", 1, "[nul_bytes]"),
+    ("mixed_utc_offsets", 0, "[mixed_utc_offsets]"),
 ] + [(folder, 2, shown) for folder, shown in SOURCE_ERRORS.items() if folder != "missing_source_file"]
 
 
@@ -1000,3 +1003,15 @@ def test_value_map_exclusions_are_informational(tmp_path, capsys):
     assert "[excluded_by_mapping]" in capsys.readouterr().out
     with pytest.warns(DataQualityWarning, match=f"{len(deleted)} row"):
         assert workbench.load_dataset(spec).exclusions["rows"].sum() == len(deleted)
+
+
+def test_mixed_utc_offsets_folder_keeps_wall_times_with_a_note():
+    """Winter and summer offsets of one zone: every timestamp keeps its clock reading, one note, exit 0."""
+    report = workbench.validate(spec_of("mixed_utc_offsets"))
+    assert [p.check for p in report.problems] == ["mixed_utc_offsets"] and report.exit_code == 0
+    written = {r["deal_id"]: r["created_at"] for _, r in records("mixed_utc_offsets")}
+    deals = load_quietly("mixed_utc_offsets").deals.set_index("deal_id")
+    for deal, text in written.items():
+        assert deals.loc[deal, "created_at"] == pd.Timestamp(text[:19])
+    offsets = {text[19:] for text in written.values()}
+    assert set(report.notes[0].values) == offsets

@@ -588,7 +588,8 @@ def _leaky_export(tmp_path, seed="leakage"):
         "amount": np.where(outcome == "lost", 0, rng.integers(1, 50, n) * 1000),
         "owner": rng.choice(["Ana", "Ben", "Cleo"], n), "country": country,
         "account_revenue": rng.choice(["small", "mid", "large"], n),
-        "status_text": pd.Series(outcome).map({"won": "Closed Won", "lost": "Closed Lost", "open": "Open"})})
+        "status_text": pd.Series(outcome).map({"won": "Closed Won", "lost": "Closed Lost", "open": "Open"}),
+        "objection": np.where(outcome == "lost", rng.choice(["price", "timing"], n), "")})
     deals.to_csv(tmp_path / "deals.csv", index=False)
     pd.DataFrame({"id": deals["deal_id"], "sector": sector})[outcome != "open"].to_csv(tmp_path / "sectors.csv",
                                                                                      index=False)
@@ -607,7 +608,7 @@ def test_outcome_decided_columns_and_the_owner_are_held_out_with_reasons(tmp_pat
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = win_drivers(ds, mature_days=90, min_level=10)
-    for column in ("amount", "status_text"):
+    for column in ("amount", "status_text", "objection"):
         assert "decided by the outcome" in model.held_out[column]
     assert "sales rep" in model.held_out["owner"]
     assert {"country", "account_revenue"} <= set(model.covariates)

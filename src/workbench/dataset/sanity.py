@@ -47,7 +47,9 @@ def export_checks(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp | Non
                 stale_open_deals(deals, cycle, check, as_of)
         if "created_at" not in constant:
             creation_date_pile(deals, check)
-    for column, why in outcome_decided_columns(deals, ["amount", *attributes]).items():
+    # Columns filled on one outcome only (loss reasons) are what they look like: no note, though
+    # the drivers hold them out too.
+    for column, why in outcome_decided_columns(deals, ["amount", *attributes], empty=False).items():
         check.note("outcome_decided", f"`{check.name(column)}` is decided by the outcome: {why}. As a driver it "
                    "would only restate the outcome (a near-perfect but useless model), so the win/loss drivers "
                    "hold it out.", fixes("keep it for describing closed deals (e.g. loss reasons), not for "
@@ -148,14 +150,15 @@ def creation_date_pile(deals: pd.DataFrame, check: Checker) -> None:
                column="created_at", count=top, values=[str(top_day.date())])
 
 
-def outcome_decided_columns(deals: pd.DataFrame, columns: list[str]) -> dict[str, str]:
+def outcome_decided_columns(deals: pd.DataFrame, columns: list[str], *, empty: bool = True) -> dict[str, str]:
     """Columns whose value the final outcome fixes, each with why in words.
 
     Among the won and lost deals, a column is decided by the outcome when one value (or being
     empty) holds on at least 99% of the `MIN_DECIDED`-or-more deals of one outcome and on at most
     half of the other's: an amount 0 on every lost deal, a reason filled only on lost deals, a
     status text that copies the outcome. Under independence the first would be a chance of at
-    most 0.5 ** 20 per column.
+    most 0.5 ** 20 per column. ``empty=False`` leaves out the columns decided by being empty
+    (filled on one outcome only: a loss reason), whose shape says what they are.
     """
     closed = deals[deals["outcome"].isin(["won", "lost"])]
     out: dict[str, str] = {}
@@ -175,6 +178,8 @@ def outcome_decided_columns(deals: pd.DataFrame, columns: list[str]) -> dict[str
                 continue
             shares = mine.value_counts(normalize=True)
             value, share = shares.index[0], float(shares.iloc[0])
+            if value == "\0missing" and not empty:
+                continue
             if share >= 0.99 and float(theirs.eq(value).mean()) <= 0.5:
                 shown = "empty" if value == "\0missing" else f"`{_shown(value)}`"
                 out[column] = (f"it is {shown} on {share:.0%} of the {len(mine):,} {outcome} deals and on "

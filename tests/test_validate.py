@@ -980,6 +980,7 @@ def test_joined_rows_are_filed_under_their_own_file(tmp_path):
     from workbench.dataset.model import excluded_rows
     text = quality_note({"excluded_rows": excluded_rows(ds)})
     assert "2 rows of sectors.csv (join_unmatched)" in text and "deals rows" not in text
+    assert "2 rows of sectors.csv (join_unmatched)" in " ".join(data_findings(ds))
 
 
 def test_sparse_joined_column_names_its_own_file(tmp_path):

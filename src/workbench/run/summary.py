@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from ..dataset.model import TABLES, Dataset, excluded_rows
+from ..dataset.model import Dataset, excluded_rows, rows_label
 
 
 def too_small_summary(dataset: Dataset, segment: Mapping, min_deals: int) -> dict:
@@ -35,8 +35,7 @@ def quality_note(summary: Mapping, notes: Sequence[str] = ()) -> str:
     if not excluded["count"]:
         text = "No rows were excluded while loading the data."
     else:
-        parts = [(f"{r['rows']:,} {r['table']} rows" if r["table"] in TABLES else f"{r['rows']:,} rows of "
-                  f"{r['table']}") + f" ({r['check']})" for r in excluded["by_reason"][:5]]
+        parts = [f"{rows_label(r['table'], r['rows'])} ({r['check']})" for r in excluded["by_reason"][:5]]
         more = f" and {len(excluded['by_reason']) - 5} more reasons" if len(excluded["by_reason"]) > 5 else ""
         text = (f"{excluded['count']:,} rows of the whole dataset were excluded while loading, before it was split "
                 f"into segments, each counted with its reason: {', '.join(parts)}{more}.")

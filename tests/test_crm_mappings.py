@@ -133,6 +133,9 @@ def test_salesforce_history_collapses_repeated_stage_rows(salesforce):
     assert _history_by_deal(ds.stage_history) == expected
     repeats = [p for p in ds.report.warnings if p.check == "repeat_rows"]
     assert len(repeats) == 1 and repeats[0].excluded == dropped
+    # Right for both reasons a stage repeats: a change of another field, or a rework back into the stage.
+    assert "another field" in repeats[0].message and "reworked" in repeats[0].message
+    assert "kept as two entries" in repeats[0].message
     assert ds.report.excluded_rows() == dropped
     assert quality, "the excluded repeat rows raise a DataQualityWarning"
 
@@ -285,7 +288,8 @@ def test_hubspot_open_deals_have_no_close_date(hubspot):
 # --- Pipedrive --------------------------------------------------------------------------------
 
 def test_pipedrive_deleted_deal_is_excluded_and_reported(pipedrive):
-    """Deleted deals are excluded, counted in dataset.exclusions and named by their CSV line; the rest keep their status."""
+    """Deleted deals are excluded, counted in dataset.exclusions and named by their CSV line, as a note (a
+    deliberate exclusion, not a data problem); the rest keep their status."""
     ds, quality = pipedrive
     raw = _rows(PIPEDRIVE.parent / "deals.csv")
     deleted_lines = tuple(i + 2 for i, r in enumerate(raw) if r["Deal - Status"].lower() == "deleted")
@@ -298,7 +302,8 @@ def test_pipedrive_deleted_deal_is_excluded_and_reported(pipedrive):
     exclusions = ds.exclusions
     assert list(exclusions["table"]) == ["deals"] and list(exclusions["check"]) == ["excluded_by_mapping"]
     assert int(exclusions["rows"].sum()) == len(deleted_lines) == ds.report.excluded_rows()
-    problem, = [p for p in ds.report.warnings if p.check == "excluded_by_mapping"]
+    assert not [p for p in ds.report.warnings if p.check == "excluded_by_mapping"]
+    problem, = [p for p in ds.report.notes if p.check == "excluded_by_mapping"]
     assert problem.rows == deleted_lines
     assert problem.column == "Deal - Status"
     assert set(problem.values) == {r["Deal - Status"] for r in raw if r["Deal - Status"].lower() == "deleted"}

@@ -189,8 +189,9 @@ def test_drivers_table_is_tidy_ranked_and_consistent(drivers, sample_data):
     assert_allclose(table["ci_high"], np.exp(table["coef"] + z * table["se"]), rtol=1e-12)
     assert_allclose(table["p_value"], 2 * stats.norm.sf(np.abs(table["coef"] / table["se"])), rtol=1e-9)
     assert drivers.method == "maximum likelihood"
-    assert set(drivers.held_out) == {"loss_reason", "win_reason"}
-    assert all("`reason`" in why for why in drivers.held_out.values())
+    assert set(drivers.held_out) == {"loss_reason", "win_reason", "owner", "account_id"}
+    assert all("`reason`" in drivers.held_out[c] for c in ("loss_reason", "win_reason"))
+    assert "sales rep" in drivers.held_out["owner"] and "identifier" in drivers.held_out["account_id"]
     cohort = mature_cohort(sample_data[1], 365)
     for feature, reference in drivers.reference_levels.items():
         assert reference == cohort[feature].value_counts().index[0]
@@ -550,3 +551,87 @@ def test_dateless_cohort_with_one_outcome_says_so(dateless):
     only_won = ds.filter({"outcome": ["won", "open"]})
     with pytest.raises(WorkbenchError, match=r"no dates, so the cohort is every closed deal, and it has only won"):
         mature_cohort(only_won)
+
+
+# ------------------------------------------------------------------------- leakage (#14)
+
+from workbench.drivers.leakage import leaky_word, missing_by_openness  # noqa: E402
+
+
+@pytest.mark.parametrize("name, word", [
+    ("country", None), ("account_revenue", None), ("AccountRevenue", None), ("Discounted", None),
+    ("stage_change_count", "stage"), ("Elapsed Days In Sales Stage", "stage"), ("StageChangeCount", "stage"),
+    ("Loss Reasons", "reason"), ("days_to_close", "days"), ("won_date", "won"), ("ratio_days_validated", "days"),
+])
+def test_leaky_names_are_matched_word_by_word(name, word):
+    """A leaky word must be one of the name's words (plural allowed): `country` holds no `count`."""
+    assert leaky_word(name) == word
+
+
+def _leaky_export(tmp_path, seed="leakage"):
+    """Deals over two years: `amount` 0 on every lost deal, `status_text` a copy of the outcome, `country`
+    and `account_revenue` honest attributes, an owner; `sector` comes from a joined file that holds only
+    closed deals, so open deals lack it."""
+    rng = _rng(seed)
+    n = 600
+    as_of = pd.Timestamp("2025-06-30")
+    created = as_of - pd.to_timedelta(rng.integers(100, 800, n), unit="D")
+    country = rng.choice(["DE", "FR", "US"], n)
+    sector = rng.choice(["Retail", "Energy", "Health"], n)
+    p_win = np.where(country == "US", 0.5, 0.3)
+    u = rng.random(n)
+    outcome = np.where(u < 0.15, "open", np.where(rng.random(n) < p_win, "won", "lost"))
+    closed = created + pd.to_timedelta(rng.integers(10, 60, n), unit="D")
+    deals = pd.DataFrame({
+        "deal_id": [f"D{i:03d}" for i in range(n)], "created_at": created.strftime("%Y-%m-%d"),
+        "closed_at": np.where(outcome == "open", "", closed.strftime("%Y-%m-%d")), "outcome": outcome,
+        "amount": np.where(outcome == "lost", 0, rng.integers(1, 50, n) * 1000),
+        "owner": rng.choice(["Ana", "Ben", "Cleo"], n), "country": country,
+        "account_revenue": rng.choice(["small", "mid", "large"], n),
+        "status_text": pd.Series(outcome).map({"won": "Closed Won", "lost": "Closed Lost", "open": "Open"}),
+        "objection": np.where(outcome == "lost", rng.choice(["price", "timing"], n), "")})
+    deals.to_csv(tmp_path / "deals.csv", index=False)
+    pd.DataFrame({"id": deals["deal_id"], "sector": sector})[outcome != "open"].to_csv(tmp_path / "sectors.csv",
+                                                                                     index=False)
+    (tmp_path / "dataset.yaml").write_text(
+        'name: leaky\nas_of: "2025-06-30"\ndeals:\n  source: deals.csv\n'
+        "  join:\n    - source: sectors.csv\n      on: {deal_id: id}\n      columns: {sector: sector}\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        return workbench.load_dataset(tmp_path / "dataset.yaml")
+
+
+def test_outcome_decided_columns_and_the_owner_are_held_out_with_reasons(tmp_path):
+    """An amount 0 on every lost deal and a copy of the outcome are held out by content; `country` and
+    `account_revenue` are used; the owner is listed as held out, never silently dropped."""
+    ds = _leaky_export(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = win_drivers(ds, mature_days=90, min_level=10)
+    for column in ("amount", "status_text", "objection"):
+        assert "decided by the outcome" in model.held_out[column]
+    assert "sales rep" in model.held_out["owner"]
+    assert {"country", "account_revenue"} <= set(model.covariates)
+    assert "amount" not in model.covariates and model.cv_auc < 0.9
+    assert any(n.startswith("`owner` held out") for n in model.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        asked = win_drivers(ds, ["country", "amount"], mature_days=90, min_level=10)
+    assert any(n.startswith("`amount` is used as asked, though it is decided by the outcome") for n in asked.notes)
+    uni = univariate_drivers(ds, mature_days=90, min_level=10)
+    assert {"amount", "status_text", "owner"} <= set(uni.held_out) and "country" in set(uni.table["column"])
+
+
+def test_gaps_of_open_deals_are_no_missing_level(tmp_path):
+    """`sector`, empty only on open deals (the joined file holds closed ones), gets no `(missing)` level:
+    those deals are left out of its comparison and counted in a note."""
+    ds = _leaky_export(tmp_path)
+    cohort = mature_cohort(ds, 90)
+    missing = int(cohort["sector"].isna().sum())
+    assert missing and missing_by_openness(cohort["sector"], cohort) is not None
+    assert missing_by_openness(cohort["country"], cohort) is None
+    rates = win_rates(ds, "sector", mature_days=90, min_level=10)
+    assert "(missing)" not in set(rates.table["level"]) and rates.n == len(cohort) - missing
+    assert f"those {missing} deals are left out" in rates.notes[0]
+    honest = cohort.assign(gappy=cohort["country"].where(cohort.index % 7 != 0))
+    assert missing_by_openness(honest["gappy"], honest) is None

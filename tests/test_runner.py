@@ -5,6 +5,7 @@ not depend on the analysis notebooks: `counts` prints its segment's deal ids, `r
 fails, `sleeps` waits, `flaky` fails while a marker file exists, `dies` kills its own kernel,
 `reads_secret` tries every way to leak a credential.
 """
+import html
 import json
 import os
 import re
@@ -675,3 +676,23 @@ def test_notebooks_sharing_a_warm_kernel_start_from_a_clean_namespace(tmp_path):
     pids = [nb.cells[-1].outputs[0]["data"]["text/plain"] for nb in outs]
     assert pids[0] == pids[1]  # one kernel
     assert outs[1].cells[-1].execution_count <= 3
+
+
+def test_the_report_quality_box_carries_the_export_notes(tmp_path):
+    """A cut extract (closes begin months after creations) is named in the data-quality box of the report."""
+    from datetime import date, timedelta
+
+    lines, start, cut = ["deal_id,created_at,closed_at,outcome,region"], date(2023, 10, 1), date(2024, 3, 1)
+    for i in range(240):
+        created = start + timedelta(days=i)
+        closed = created + timedelta(days=150 + i % 50 if i % 4 == 0 else 5 + (i * 7) % 36)
+        if closed >= cut:  # the extract holds only deals closed from March on
+            lines.append(f"D{i},{created},{closed},{'won' if i % 2 else 'lost'},{('North', 'South')[i % 2]}")
+    (tmp_path / "deals.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dataset.yaml").write_text('name: cut\nas_of: "2025-06-30"\ndeals:\n  source: deals.csv\n')
+    params = write_params(tmp_path, tmp_path / "dataset.yaml", ["counts"], overall=True, min_deals_per_segment=10)
+    assert run(params, progress=False).exit_code == 0
+    (segment,) = (tmp_path / "out" / "segments").iterdir()
+    page = html.unescape((segment / "report.html").read_text())
+    first_close = min(line.split(",")[2] for line in lines[1:])
+    assert "looks cut" in page and f"the first deal closes on {first_close}" in page

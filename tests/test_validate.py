@@ -193,6 +193,8 @@ CASES = [
          lambda f: lines_where(f, DEALS, lambda r: not is_iso_date(r["created_at"]))),
     Case("mixed_day_first_month_first", "mixed_date_formats", "error", "created_at",
          lambda f: lines_where(f, DEALS, lambda r: int(r["created_at"].split("/")[1]) > 12)),
+    Case("date_formats_disagree", "ambiguous_date_formats", "warning", "created_at",
+         lambda f: lines_where(f, DEALS, lambda r: "/" in r["created_at"])),
     Case("closed_before_created", "closed_before_created", "warning", "closed_at",
          lambda f: lines_where(f, DEALS, lambda r: bool(r["closed_at"]) and r["closed_at"] < r["created_at"])),
     Case("duplicate_deal_ids", "duplicate_deal_id", "warning", "deal_id", conflicting_ids),
@@ -474,6 +476,7 @@ CLI = [(c.folder, 1 if c.severity == "warning" else 2, f"[{c.check}]") for c in 
     ("leading_zeros", 0, "no problems found"),
     ("utf16_bom", 0, "no problems found"),
     ("nul_byte", 1, "[nul_bytes]"),
+    ("mixed_utc_offsets", 0, "[mixed_utc_offsets]"),
 ] + [(folder, 2, shown) for folder, shown in SOURCE_ERRORS.items() if folder != "missing_source_file"]
 
 
@@ -882,3 +885,134 @@ def test_file_source_keys_are_checked_in_the_spec(tmp_path, key, value, shown):
         workbench.validate(fixed)
     assert f"`deals.source.{key}`: Value error, {shown}" in str(info.value)
     assert "has 1 problem(s)" in str(info.value)
+
+
+# --- deals without ids: rows numbered ----------------------------------------------------------------
+
+B2B = ('Company,Sector,Employees,Status\n'
+       'Acme,Retail,50,Won\n'
+       '\n'
+       'Beta,"Retail,\nOnline",20,Lost\n'
+       'Acme,Retail,50,Won\n'
+       'Gamma,Energy,200,Open\n')
+B2B_YAML = ("name: b2b table\n"
+            "deals:\n  source: deals.csv\n"
+            "  columns: {deal_id: {row_number: true}, outcome: Status}\n"
+            "  values: {outcome: {Won: won, Lost: lost, Open: open}}\n")
+
+
+def _b2b(tmp_path: Path, text: str = B2B, yaml_text: str = B2B_YAML) -> Path:
+    (tmp_path / "deals.csv").write_text(text)
+    (tmp_path / "dataset.yaml").write_text(yaml_text)
+    return tmp_path / "dataset.yaml"
+
+
+def test_row_number_ids_are_physical_lines(tmp_path):
+    """`deal_id: {row_number: true}` numbers each deal by the line it starts on (blank lines and multi-line
+    cells counted), as text, and keeps two deals that agree on every column, with a note saying so."""
+    spec = _b2b(tmp_path)
+    lines = (tmp_path / "deals.csv").read_text().split("\n")
+    starts = [str(i) for i, line in enumerate(lines, start=1) if line.split(",")[0] in {"Acme", "Beta", "Gamma"}]
+    report = workbench.validate(spec)
+    assert report.exit_code == 0 and report.excluded_rows() == 0
+    (note,) = [p for p in report.notes if p.check == "identical_rows_kept"]
+    assert note.count == 1 and "row_number" in note.message
+    ds = workbench.load_dataset(spec)
+    assert list(ds.deals["deal_id"]) == starts
+    assert ds.counts() == {"deals": 4, "won": 2, "lost": 1, "open": 1} and not ds.has_dates
+
+
+def test_concat_ids_drop_alike_deals_and_point_to_row_numbers(tmp_path):
+    """A `concat` of attributes as id makes two alike deals one: the copy is excluded, counted, and the fix
+    names `row_number`."""
+    spec = _b2b(tmp_path, yaml_text=B2B_YAML.replace("{row_number: true}", "{concat: [Company, Sector]}"))
+    report = workbench.validate(spec)
+    (problem,) = [p for p in report.problems if p.check == "duplicate_rows"]
+    assert problem.excluded == 1 and "row_number: true" in problem.fix
+
+
+def test_row_number_is_only_true(tmp_path):
+    """`{row_number: false}` is a spec error, not a silent fallback."""
+    with pytest.raises(SpecError, match="row_number"):
+        workbench.validate(_b2b(tmp_path, yaml_text=B2B_YAML.replace("row_number: true", "row_number: false")))
+
+
+def test_numbered_dateless_table_runs_the_drivers(tmp_path):
+    """A table of outcome and attributes only (no ids, no dates) gives win rates per attribute over the
+    closed deals; the open one is left out and said to be."""
+    from workbench.drivers import univariate_drivers
+
+    rows = ["Company,Sector,Status"] + [f"C{i},{'Retail' if i % 3 else 'Energy'},{'Won' if i % 2 else 'Lost'}"
+                                         for i in range(60)] + ["Z,Retail,Open"]
+    spec = _b2b(tmp_path, "\n".join(rows) + "\n")
+    ds = workbench.load_dataset(spec)
+    result = univariate_drivers(ds, ["Sector"], min_level=5)
+    assert result.rates["Sector"].n == 60
+    assert "1 open deal is left out" in result.notes[0]
+
+
+# --- quality-note wording (#14) ---------------------------------------------------------------------
+
+def _joined(tmp_path: Path) -> Path:
+    """The clean deals, plus a sectors file joined on the deal id: rows for D01-D06 and two ids no deal has."""
+    spec = _copy(tmp_path, "clean")
+    (spec.parent / "sectors.csv").write_text("Opp,Sector\n" + "".join(f"D{i:02d},Retail\n" for i in range(1, 7))
+                                             + "X98,Energy\nX99,Energy\n")
+    spec.write_text(spec.read_text().replace(
+        "  source: deals.csv\n",
+        "  source: deals.csv\n  join:\n    - {source: sectors.csv, on: {deal_id: Opp}, columns: {sector: Sector}}\n",
+        1))
+    return spec
+
+
+def test_joined_rows_are_filed_under_their_own_file(tmp_path):
+    """Unmatched rows of a joined file are counted as rows of that file, not as deals rows, also in the report box."""
+    from workbench.run.summary import quality_note
+
+    spec = _joined(tmp_path)
+    report = workbench.validate(spec)
+    (problem,) = [p for p in report.warnings if p.check == "join_unmatched"]
+    lines = [n for n, row in records("clean", "deals.csv")]  # the deals file is untouched
+    assert problem.table == "sectors.csv" and problem.source == "sectors.csv"
+    assert problem.rows == (8, 9) and problem.excluded == 2 and len(lines) == 10
+    ds = load_quietly_spec(spec)
+    assert ds.summary().query("table == 'deals'")["excluded"].item() == 0
+    from workbench.dataset.model import excluded_rows
+    text = quality_note({"excluded_rows": excluded_rows(ds)})
+    assert "2 rows of sectors.csv (join_unmatched)" in text and "deals rows" not in text
+    assert "2 rows of sectors.csv (join_unmatched)" in " ".join(data_findings(ds))
+
+
+def test_sparse_joined_column_names_its_own_file(tmp_path):
+    """A sparse column that came from a joined file is noted against that file and its own column name."""
+    report = workbench.validate(_joined(tmp_path))
+    (note,) = [p for p in report.notes if p.check == "sparse_column"]
+    assert note.source == "sectors.csv" and note.column == "Sector"
+    assert "empty on 4 of 10 deals" in note.message and "joined onto the deals" in note.message
+
+
+def test_value_map_exclusions_are_informational(tmp_path, capsys):
+    """Deals mapped out with `~` are counted and reported as a note: `workbench validate` exits 0."""
+    text = B2B + "Gone,Retail,5,Deleted\nAgain,Energy,9,Deleted\n"
+    spec = _b2b(tmp_path, text, B2B_YAML.replace("Open: open}", "Open: open, Deleted: ~}"))
+    report = workbench.validate(spec)
+    (note,) = [p for p in report.problems if p.check == "excluded_by_mapping"]
+    deleted = [i for i, line in enumerate(text.split("\n"), start=1) if line.endswith(",Deleted")]
+    assert note.severity == "note" and note.rows == tuple(deleted) and note.excluded == len(deleted) == 2
+    assert report.excluded_rows() == len(deleted) and report.exit_code == 0
+    assert main(["validate", str(spec)]) == 0
+    assert "[excluded_by_mapping]" in capsys.readouterr().out
+    with pytest.warns(DataQualityWarning, match=f"{len(deleted)} row"):
+        assert workbench.load_dataset(spec).exclusions["rows"].sum() == len(deleted)
+
+
+def test_mixed_utc_offsets_folder_keeps_wall_times_with_a_note():
+    """Winter and summer offsets of one zone: every timestamp keeps its clock reading, one note, exit 0."""
+    report = workbench.validate(spec_of("mixed_utc_offsets"))
+    assert [p.check for p in report.problems] == ["mixed_utc_offsets"] and report.exit_code == 0
+    written = {r["deal_id"]: r["created_at"] for _, r in records("mixed_utc_offsets")}
+    deals = load_quietly("mixed_utc_offsets").deals.set_index("deal_id")
+    for deal, text in written.items():
+        assert deals.loc[deal, "created_at"] == pd.Timestamp(text[:19])
+    offsets = {text[19:] for text in written.values()}
+    assert set(report.notes[0].values) == offsets

@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.stats import norm
 
 from .dataset.groups import OVERALL
+from .dataset.model import rows_label
 from .timeunits import DAYS, TimeUnit
 
 ALPHA = 0.05
@@ -111,7 +112,7 @@ def data_findings(dataset) -> Findings:
     if total == 0:
         out.append("No rows were excluded while loading.")
     else:
-        parts = [f"{int(r.rows):,} {r.table} rows ({r.check})" for r in exclusions.head(5).itertuples()]
+        parts = [f"{rows_label(r.table, int(r.rows))} ({r.check})" for r in exclusions.head(5).itertuples()]
         more = f" and {len(exclusions) - 5} more reasons" if len(exclusions) > 5 else ""
         scope = f" {dataset.report.scope}" if dataset.report.scope else ""
         out.append(f"{total:,} rows were excluded while loading{scope}, each counted with its reason: "

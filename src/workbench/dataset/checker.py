@@ -12,10 +12,11 @@ from .readers import ROW
 
 
 class Checker:
-    def __init__(self, report: ValidationReport, table: str, source: str = ""):
+    def __init__(self, report: ValidationReport, table: str, source: str = "", kind: str | None = None):
         self.report = report
-        self.table = table
+        self.table = table  # what problems are filed under: a canonical table, or a joined file
         self.source = source
+        self.kind = kind or table  # the canonical table whose rules apply (a joined file: deals)
 
     def name(self, column: str | None) -> str | None:
         """The column as the user's source calls it (`Close Date` rather than `closed_at`)."""
@@ -45,10 +46,15 @@ class Checker:
         self.report.add(Problem("warning", check, self.table, message, fix, self.source, self.name(column),
                                 rows, count, _shown(values)))
 
-    def note(self, check: str, message: str, fix: str = "", *, column=None, count=0, values=()) -> None:
-        """An observation that excludes nothing and does not change the exit code."""
-        self.report.add(Problem("note", check, self.table, message, fix, self.source, self.name(column),
-                                (), count, _shown(values)))
+    def note(self, check: str, message: str, fix: str = "", *, column=None, count=0, values=(),
+             source: str | None = None, frame=None, mask=None) -> None:
+        """An observation that excludes nothing and does not change the exit code. ``source`` names
+        another file than the checker's (a column joined from it), ``column`` then as named there;
+        ``frame`` and ``mask`` give the rows it is about."""
+        name = column if source is not None else self.name(column)
+        rows, counted = self._rows(frame, mask)
+        self.report.add(Problem("note", check, self.table, message, fix, source or self.source, name,
+                                rows, counted or count, _shown(values)))
 
     def source_issue(self, issue) -> None:
         """Record a problem of the source itself (a `readers.SourceIssue`): its column is the
@@ -58,17 +64,21 @@ class Checker:
                                 excluded=issue.excluded))
 
     def exclude(self, frame: pd.DataFrame, mask: pd.Series, check: str, message: str, fix: str = "",
-                *, column=None, values=None) -> pd.DataFrame:
-        """Drop the rows where ``mask`` holds and record a warning; return the rest."""
+                *, column=None, values=None, severity: str = "warning") -> pd.DataFrame:
+        """Drop the rows where ``mask`` holds and record a warning; return the rest.
+
+        ``severity="note"``: the rows are left out on purpose (a value mapped to ~): still counted
+        and reported, but not a warning, so `workbench validate` can exit 0.
+        """
         mask = mask.fillna(False).astype(bool)
         if not mask.any():
             return frame
         rows, count = self._rows(frame, mask)
         if values is None and column is not None and column in frame:
             values = frame.loc[mask, column].dropna().unique()[:5]
-        self.report.add(Problem("warning", check, self.table, message, fix, self.source, self.name(column),
+        self.report.add(Problem(severity, check, self.table, message, fix, self.source, self.name(column),
                                 rows, count, _shown(values if values is not None else ()), excluded=count))
-        return frame.loc[~mask]
+        return frame.loc[~mask].copy()  # a copy: the caller goes on setting columns
 
 
 def _shown(values) -> tuple[str, ...]:

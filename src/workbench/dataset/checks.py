@@ -150,11 +150,24 @@ def _check_close_dates(deals: pd.DataFrame, check: Checker, as_of: pd.Timestamp 
 
 
 def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
+    if check.table in check.report.numbered:
+        # Ids are row numbers: rows alike in everything else are deals alike, all kept and counted.
+        alike = deals.duplicated(subset=[c for c in deals.columns if c not in (ROW, "deal_id")], keep="first")
+        if alike.any():
+            check.note("identical_rows_kept", f"{int(alike.sum())} rows repeat an earlier row in every column; "
+                       "with `deal_id: {row_number: true}` each row is a deal of its own, so all are kept (two "
+                       "deals may share every attribute).",
+                       fixes("remove the rows from the export if they are copies of one deal"),
+                       column="deal_id", count=int(alike.sum()))
+        return deals
     content = [c for c in deals.columns if c != ROW]
     exact = deals.duplicated(subset=content, keep="first")
     deals = check.exclude(deals, exact, "duplicate_rows",
                           "rows repeat an earlier row exactly; the first copy is kept.",
-                          fixes("remove the duplicates from the export"), column="deal_id")
+                          fixes("remove the duplicates from the export",
+                                "if the export has no real ids (a `concat` of attributes is not one) and two deals "
+                                "may share every column, number the rows instead: `deal_id: {row_number: true}`"),
+                          column="deal_id")
     clash = deals["deal_id"].duplicated(keep=False)
     return check.exclude(deals, clash, "duplicate_deal_id",
                          "deal ids appear on several rows that differ; none of them is kept, since it is "
@@ -295,17 +308,22 @@ def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, at
         missing = int(deals[column].isna().sum())
         if _filled_for_one_outcome(deals, column):
             continue  # e.g. loss_reason, filled on every lost deal and only there
+        origin = check.report.column_files.get(("deals", column))
+        elsewhere = dict(source=origin[0], column=origin[1]) if origin and origin[0] != check.source else \
+            dict(column=column)
         if n and missing / n >= 0.05:
-            check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}); "
-                       "segments by it leave those deals out.", column=column, count=missing)
+            joined = (f" (it comes from `{origin[0]}`, joined onto the deals: a deal without a row there has it "
+                      "empty)" if "source" in elsewhere else "")
+            check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}){joined}; "
+                       "segments by it leave those deals out.", count=missing, **elsewhere)
         if deals[column].dtype == object:
             combined = deals[column].astype("string").str.contains(r",\s|;", regex=True, na=False)
             if combined.any():
                 check.note("combined_values", f"`{column}` combines several values in one cell on "
                            f"{int(combined.sum())} deals; each combination counts as its own level.",
                            fixes(f"map combinations to one level under `values: {{{column}: ...}}`"),
-                           column=column, count=int(combined.sum()),
-                           values=deals.loc[combined, column].unique()[:5])
+                           count=int(combined.sum()), values=deals.loc[combined, column].unique()[:5],
+                           **elsewhere)
     for outcome in ("won", "lost"):
         if n and not deals["outcome"].eq(outcome).any():
             check.note("no_" + outcome, f"no deal is {outcome}: {outcome} deals cannot be analysed, and "

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import DataQualityWarning, DataValidationError, SpecError, fixes
-from . import checks, mapping
+from . import checks, mapping, sanity
 from .checker import Checker
 from .dates import parse_timestamp
 from .model import DEAL_COLUMNS, TABLES, Dataset
@@ -108,15 +108,18 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     if tables["deals"] is not None:
         tables["deals"] = _derive(tables["deals"], tables.get("stage_history"), spec, report, sources["deals"])
     dataset = _assemble(tables, sources, tuple(spec.stages), tuple(spec.won_stages), tuple(spec.lost_stages),
-                        as_of, spec.name, report)
+                        as_of, spec.name, report, stale_after_days=spec.stale_after_days)
     if spec.quality is not None and dataset is not None and not report.errors:
         report = read_quality(base / spec.quality, source=str(path))
         dataset = replace(dataset, report=report)
     return dataset, report
 
 
-def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report) -> pd.DataFrame | None:
-    check = Checker(report, table, raw.label)
+def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report,
+               filed_as: str | None = None) -> pd.DataFrame | None:
+    """Map one source onto canonical ``table``; problems are filed under ``filed_as`` (a joined
+    file's own name) or ``table``."""
+    check = Checker(report, filed_as or table, raw.label, kind=table)
     for issue in raw.issues:
         check.source_issue(issue)
     if any(issue.fatal for issue in raw.issues):
@@ -126,7 +129,8 @@ def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report)
         return None
     frame = mapping.clean_text(frame)
     frame = mapping.map_values(frame, table_spec.values, check)
-    frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check)
+    frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check,
+                                       timezone=spec.timezone)
     return mapping.convert_numbers(frame, table, check)
 
 
@@ -135,10 +139,18 @@ def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> p
     raw = read_source(join.source, base)
     (deal_key, source_key), = join.on.items()
     columns = {deal_key: source_key, **join.columns}
-    check = Checker(report, "deals", raw.label)
-    extra = _map_table(raw, join.model_copy(update={"columns": columns}), "deals", spec, report)
+    # The joined file's rows are not deals: its problems are filed under its own name.
+    filed_as = joined_table(raw.label)
+    check = Checker(report, filed_as, raw.label, kind="deals")
+    extra = _map_table(raw, join.model_copy(update={"columns": columns}), "deals", spec, report, filed_as)
+    for table, column in list(report.unusable):
+        if table == filed_as:
+            report.unusable.add(("deals", column))
     if extra is None:
         return deals
+    for column in extra.columns:
+        if column not in deals and (filed_as, column) in report.column_files:
+            report.column_files[("deals", column)] = report.column_files[(filed_as, column)]
     extra = check.exclude(extra, extra[deal_key].duplicated(keep="first"), "duplicate_join_key",
                           f"join rows repeat a `{source_key}`; the first is kept.",
                           fixes("make the key unique in the joined source"), column=source_key)
@@ -156,6 +168,11 @@ def _join(deals: pd.DataFrame, join, spec: DatasetSpec, base: Path, report) -> p
         merged[base_col] = merged[base_col].where(merged[base_col].notna(), merged[column])
         merged = merged.drop(columns=[column])
     return merged
+
+
+def joined_table(label: str) -> str:
+    """What a joined file's problems are filed under: the file's name (`sectors.csv`), not `deals`."""
+    return Path(label.split(" (sheet")[0]).name or label
 
 
 def _history(hspec: HistorySpec, deals_raw: RawTable, spec: DatasetSpec, base: Path, report):
@@ -203,8 +220,12 @@ def _collapse_repeats(history: pd.DataFrame, check: Checker) -> pd.DataFrame:
     history = history.sort_values(["deal_id", "entered_at", ROW], kind="stable")
     same = history["deal_id"].eq(history["deal_id"].shift()) & history["stage"].eq(history["stage"].shift())
     return check.exclude(history, same, "repeat_rows",
-                         "rows repeat the deal's previous stage (a change of another field), so they are not "
-                         "new stage entries (`collapse_repeats: true`).", column="stage")
+                         "rows repeat the stage the deal was already in, so they are not new stage entries "
+                         "(`collapse_repeats: true`): each run of rows in one stage counts as one entry, at its "
+                         "first date. Such rows log a change of another field (amount, close date, probability), "
+                         "or a deal sent back into the stage it was in (a reworked proposal); a loop through "
+                         "other stages (Proposal, Negotiation, Proposal) is kept as two entries.",
+                         column="stage")
 
 
 def _derive(deals: pd.DataFrame, history, spec: DatasetSpec, report, label) -> pd.DataFrame:
@@ -255,7 +276,8 @@ def _from_final_stage(deals, history, column, spec):
     return deals
 
 
-def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Dataset | None:
+def _assemble(tables, sources, stages, won, lost, as_of, name, report, *,
+              stale_after_days: int | None = None) -> Dataset | None:
     checkers = {t: Checker(report, t, sources.get(t, t)) for t in TABLES}
     # A table without its required columns cannot be checked further; the others still are,
     # so one error never hides the problems after it.
@@ -277,6 +299,8 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         as_of = checks.default_as_of(tables) if dated else pd.NaT
     cutoff = None if pd.isna(as_of) else as_of
     deals = checks.check_deals(deals, checkers["deals"], cutoff, dated=dated)
+    if stale_after_days is not None:
+        deals = sanity.close_stale(deals, stale_after_days, cutoff, checkers["deals"], dated=dated)
     history = tables.get("stage_history")
     if history is not None and not usable["stage_history"]:
         history = None
@@ -295,6 +319,8 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         checks.dateless_note(checkers["deals"])
     attributes = [c for c in deals.columns if c not in DEAL_COLUMNS and c != ROW]
     checks.profile_notes(deals, history, checkers["deals"], attributes)
+    sanity.export_checks(deals, checkers["deals"], cutoff, attributes, dated=dated,
+                         constant=frozenset(c for t, c in report.constants if t == "deals"))
     drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731
     rank = {s: i for i, s in enumerate(stages + won + lost)}
     history = drop(history)

@@ -16,7 +16,7 @@ from .checker import Checker
 from .dates import parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable
-from .spec import Concat, Constant
+from .spec import Concat, Constant, RowNumber
 
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
 ID_COLUMNS = {"deal_id", "account_id", "contact_id", "owner"}
@@ -45,9 +45,16 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
     for canonical, ref in columns.items():
         if isinstance(ref, Constant):
             out[canonical] = ref.constant
+            check.report.constants.add((check.table, canonical))
+            continue
+        if isinstance(ref, RowNumber):
+            out[canonical] = frame[ROW].astype(str).astype(object)
+            check.report.source_columns[(check.table, canonical)] = "row number"
+            check.report.numbered.add(check.table)
             continue
         refs = _source_names(ref)
         check.report.source_columns[(check.table, canonical)] = " / ".join(refs)
+        check.report.column_files.setdefault((check.table, canonical), (check.source, " / ".join(refs)))
         if isinstance(ref, Concat):
             parts = [frame[r].astype("string") for r in refs]
             value = parts[0].str.cat(parts[1:], sep=ref.sep)  # missing if any part is missing
@@ -57,12 +64,13 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
         for other in refs[1:]:
             value = value.where(value.notna(), frame[other])
         out[canonical] = value
-    known = KNOWN_COLUMNS.get(check.table, ())
+    known = KNOWN_COLUMNS.get(check.kind, ())
     for name in available:
         if name in out.columns or name in used:
             continue
         if keep_other or name in known:
             out[name] = frame[name]
+            check.report.column_files.setdefault((check.table, name), (check.source, name))
     out[ROW] = frame[ROW]
     return out
 
@@ -72,7 +80,7 @@ def _source_names(ref) -> list[str]:
         return [ref]
     if isinstance(ref, Concat):
         return list(ref.concat)
-    if isinstance(ref, Constant):
+    if isinstance(ref, (Constant, RowNumber)):
         return []
     return list(ref)
 
@@ -143,24 +151,27 @@ def map_values(frame: pd.DataFrame, values: dict, check: Checker) -> pd.DataFram
         if column in EXCLUDING_COLUMNS and mapped_out.any():
             frame = check.exclude(frame, mapped_out, "excluded_by_mapping",
                                   f"rows whose `{check.name(column)}` is mapped to ~ in dataset.yaml are "
-                                  "left out on purpose.", column=column, values=raw[mapped_out].unique()[:5])
+                                  "left out on purpose (counted here, not a problem of the data).",
+                                  column=column, values=raw[mapped_out].unique()[:5], severity="note")
     return frame
 
 
 def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dict,
-                       check: Checker) -> pd.DataFrame:
-    """Parse the table's date columns; exclude rows whose date cannot be read."""
+                       check: Checker, *, timezone: str | None = None) -> pd.DataFrame:
+    """Parse the table's date columns; exclude rows whose date cannot be read, or that two of the
+    column's `date_formats` read as different dates; note a column that mixes UTC offsets."""
     for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
         if column not in frame:
             continue
-        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
+        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column), timezone=timezone)
         if parsed.error:
             conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
             check.error(
                 "ambiguous_dates" if "alike" in parsed.error else "mixed_date_formats",
                 f"column {parsed.error}" + (" (the rows in the rarer format are listed)." if conflict.any() else "."),
                 fixes("declare the order with `dates: day_first` or `dates: month_first` in dataset.yaml",
-                      f"or give an explicit format under `date_formats: {{{column}: '%d/%m/%Y'}}`",
+                      f"or give explicit formats under `date_formats: {{{column}: ['%d/%m/%Y', '%Y-%m-%d']}}` "
+                      "(several are allowed; each value must fit one)",
                       "or export the dates as YYYY-MM-DD"),
                 column=column, frame=frame if conflict.any() else None, mask=conflict if conflict.any() else None)
             check.report.unusable.add((check.table, column))
@@ -168,15 +179,55 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
             continue
         raw = frame[column]
         frame[column] = parsed.values
+        _offset_note(parsed.offsets, column, timezone, check)
+        if parsed.ambiguous:
+            clash = frame.index.isin(list(parsed.ambiguous))
+            readings = list(parsed.ambiguous.values())[:3]
+            frame = check.exclude(
+                frame, pd.Series(clash, index=frame.index), "ambiguous_date_formats",
+                f"`{check.name(column)}` holds values that two of its `date_formats` read as different dates "
+                f"({' / '.join(f'`{r}`' for r in dict.fromkeys(readings))}), so which date is meant is unknown.",
+                fixes(f"keep only the formats the export really uses under `date_formats: {{{column}: [...]}}`",
+                      "correct these cells in the source, or export the dates as YYYY-MM-DD"),
+                column=column, values=raw[clash].astype(str).unique()[:5])
         if len(parsed.bad):
             bad = frame.index.isin(parsed.bad)
+            given = formats.get(column)
+            tried = (f" (tried {', '.join(f'`{f}`' for f in ([given] if isinstance(given, str) else given))})"
+                     if given else "")
             frame = check.exclude(
                 frame, pd.Series(bad, index=frame.index), "unparseable_dates",
-                f"`{check.name(column)}` holds values that are not dates.",
+                f"`{check.name(column)}` holds values that are not dates{tried}.",
                 fixes("correct or blank these cells in the source",
-                      f"give the format under `date_formats: {{{column}: ...}}`"),
+                      f"give the formats under `date_formats: {{{column}: [...]}}` (a list when the column mixes "
+                      "formats, e.g. `['%m/%d/%y', '%m-%d-%y']`)"),
                 column=column, values=raw[bad].astype(str).unique()[:5])
     return frame
+
+
+def _offset_note(offsets: dict, column: str, timezone: str | None, check: Checker) -> None:
+    """A note when a column's timestamps carry more than one UTC offset: what was done with them."""
+    written = {k: v for k, v in offsets.items() if k != "none"}
+    if len(written) < 2:
+        return
+    counts = ", ".join(f"{k} on {v:,}" for k, v in sorted(written.items(), key=lambda kv: -kv[1]))
+    bare = offsets.get("none", 0)
+    also = f", none on {bare:,}" if bare else ""
+    total = sum(offsets.values())
+    if timezone:
+        done = (f"each was converted to the wall time of `timezone: {timezone}` (values without an offset are "
+                "taken as already in that zone)")
+        steps = fixes("check that `timezone:` is the zone the report should speak in")
+    else:
+        done = ("each keeps the local wall time it was written with (23:30+02:00 stays 23:30), so no deal moves "
+                "to another day; times from different offsets are not on one clock, which can shift a duration "
+                "by the difference (an hour or two)")
+        steps = fixes("declare `timezone: <IANA zone>` (e.g. `Europe/Berlin`) at the top of dataset.yaml to "
+                      "convert every timestamp to that zone's wall time instead",
+                      "leave it as is when the offsets are one zone's summer and winter time")
+    check.note("mixed_utc_offsets", f"`{check.name(column)}` carries {len(written)} different UTC offsets "
+               f"({counts}{also}, of {total:,} values): {done}.", steps, column=column, count=total,
+               values=list(written))
 
 
 #: How a number an attribute column may hold is written for the column to become numeric: no

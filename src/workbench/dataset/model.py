@@ -238,3 +238,8 @@ def excluded_rows(dataset: Dataset) -> dict:
     return {"count": int(table["rows"].sum()) if len(table) else 0,
             "by_reason": [{"table": r.table, "check": r.check, "reason": r.reason, "rows": int(r.rows)}
                           for r in table.itertuples()]}
+
+
+def rows_label(table: str, rows: int) -> str:
+    """``12 deals rows`` for a canonical table, ``2 rows of sectors.csv`` for a joined file's own rows."""
+    return f"{rows:,} {table} rows" if table in TABLES else f"{rows:,} rows of {table}"

@@ -67,6 +67,14 @@ class ValidationReport:
     unusable: set = field(default_factory=set)
     #: (table, canonical column) -> the source column it came from, for messages.
     source_columns: dict = field(default_factory=dict)
+    #: Tables whose ids are their rows' numbers (`{row_number: true}`): rows that agree on every
+    #: other column are distinct records there, not copies.
+    numbered: set = field(default_factory=set)
+    #: (table, canonical column) pairs given one `{constant: ...}` value for every row.
+    constants: set = field(default_factory=set)
+    #: (table, canonical column) -> (file label, source column) it was read from: a deals column
+    #: joined from another file is named by that file in notes.
+    column_files: dict = field(default_factory=dict)
 
     def add(self, problem: Problem) -> None:
         self.problems.append(problem)

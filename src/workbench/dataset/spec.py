@@ -118,9 +118,18 @@ class Concat(_Strict):
     sep: str = "-"
 
 
+class RowNumber(_Strict):
+    """The row's own number in the source as its value: ``deal_id: {row_number: true}`` for an
+    export without ids. The number is the physical line in a CSV (the header is line 1), the
+    row in an Excel sheet, the 1-based row of a Parquet file or query: the line a user finds the
+    deal on, stable as long as the file is not re-sorted."""
+
+    row_number: Literal[True]
+
+
 #: A canonical column fed by one source column, the first non-empty of several (a list),
-#: a constant, or a concatenation.
-ColumnRef = Union[str, list[str], Constant, Concat]
+#: a constant, a concatenation, or the row's number in the source.
+ColumnRef = Union[str, list[str], Constant, Concat, RowNumber]
 
 
 class PresentRule(_Strict):
@@ -141,13 +150,18 @@ class AddDaysRule(_Strict):
 DeriveRule = Union[Literal["final_stage", "clear_when_open"], PresentRule, AddDaysRule]
 
 
+#: One ``strftime`` format for a date column, or several: each value must fit exactly one (or
+#: several that read the same date).
+DateFormats = Union[str, Annotated[list[str], Field(min_length=1)]]
+
+
 class TableSpec(_Strict):
     """How one canonical table is read and mapped."""
 
     source: SourceRef
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
-    date_formats: dict[str, str] = {}
+    date_formats: dict[str, DateFormats] = {}
     keep_other_columns: bool = False
 
     @field_validator("source", mode="before")
@@ -192,7 +206,7 @@ class HistorySpec(_Strict):
     source: Optional[SourceRef] = None
     columns: dict[str, ColumnRef] = {}
     values: dict[str, dict[str, str | None]] = {}
-    date_formats: dict[str, str] = {}
+    date_formats: dict[str, DateFormats] = {}
     keep_other_columns: bool = False
     wide: WideStages | None = None
     collapse_repeats: bool = False
@@ -218,6 +232,12 @@ class DatasetSpec(_Strict):
     name: str = "dataset"
     as_of: str | None = None
     dates: DateOrder = "auto"
+    #: An IANA time zone (``Europe/Berlin``): timestamps written with a UTC offset are converted
+    #: to its wall time. Default: every timestamp keeps the wall time it was written with.
+    timezone: str | None = None
+    #: Open deals older than this many days at `as_of` are taken as lost, closed the day they
+    #: reached that age (a CRM that never closes abandoned deals); counted in a note.
+    stale_after_days: Annotated[int, Field(gt=0)] | None = None
     stages: list[str] = []
     won_stages: list[str] = []
     lost_stages: list[str] = []
@@ -236,6 +256,20 @@ class DatasetSpec(_Strict):
         # YAML turns 2024-06-30 into a date; keep dates as text until parsed explicitly.
         return None if v is None else str(v)
 
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v):
+        if v is None:
+            return v
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"`timezone: {v}` is not a time zone Python knows; use an IANA name such as "
+                             "Europe/Berlin, America/New_York or UTC") from None
+        return v
+
     @model_validator(mode="after")
     def _stages_declared(self):
         if self.stage_history is not None and not self.stages:
@@ -249,7 +283,7 @@ class DatasetSpec(_Strict):
 
 def _known_keys() -> list[str]:
     models = (DatasetSpec, DealsSpec, TableSpec, JoinSpec, HistorySpec, WideStages, FileSource, DuckDBSource,
-              SQLSource, PresentRule, AddDaysRule, Constant, Concat)
+              SQLSource, PresentRule, AddDaysRule, Constant, Concat, RowNumber)
     return sorted({field.alias or name for m in models for name, field in m.model_fields.items()})
 
 

@@ -29,10 +29,8 @@ import pandas as pd
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
 from ..timeunits import span
+from .leakage import LEAKY_WORDS, decided_by_outcome, leaky_word, role_held_out  # noqa: F401 - re-exported
 
-#: Column names containing one of these words are held out by default: they are
-#: measured during the sale or at its close, so they leak the outcome.
-LEAKY_WORDS = ("reason", "stage", "days", "duration", "count", "closed", "won", "lost", "outcome", "ratio")
 #: More distinct values than this: too many levels for a category (numbers are binned or taken per unit).
 MAX_LEVELS = 20
 #: The level a missing value gets.
@@ -153,32 +151,33 @@ def fold_rare(labels: pd.Series, min_level: int) -> tuple[pd.Series, list[str]]:
 # --------------------------------------------------------------------- covariate choice
 
 
-def leaky_word(name: str, exclude: Sequence[str] = LEAKY_WORDS) -> str | None:
-    """The first of ``exclude`` that ``name`` contains (case-insensitive): it marks a column
-    measured during the sale; ``None`` when there is none."""
-    lowered = name.lower()
-    return next((w for w in exclude if w.lower() in lowered), None)
-
-
 def candidate_columns(dataset: Dataset, cohort: pd.DataFrame, exclude: Sequence[str] = LEAKY_WORDS,
                       prune: bool = True) -> tuple[list[str], dict[str, str]]:
     """Default covariates and, for every column considered and not used, the reason.
 
-    Considered: the deal attributes, ``amount``, and the account columns with a known
-    unit (`UNITS`). Held out: names containing a word of ``exclude``, columns filled on
-    under half of ``cohort``, with a single value, or with more than `MAX_LEVELS` levels
-    (numbers with a known unit excepted); with ``prune``, also a categorical column
+    Considered: the deal attributes, ``amount``, ``owner`` and ``account_id`` when filled, and
+    the account columns with a known unit (`UNITS`). Held out: names holding a word of
+    ``exclude`` (`workbench.drivers.leakage.leaky_word`), the owner and account id (their role,
+    `role_held_out`), columns whose values the outcome decides (`decided_by_outcome`), columns
+    filled on under half of ``cohort``, with a single value, or with more than `MAX_LEVELS`
+    levels (numbers with a known unit excepted); with ``prune``, also a categorical column
     another chosen one determines (a grouping of it, or a binning of ``amount``).
     """
     names = list(dataset.attributes) + ["amount"]
     if dataset.accounts is not None:
         names += [c for c in UNITS if c in dataset.accounts and c not in names]
-    chosen, held_out = [], {}
+    roles = [c for c in ("owner", "account_id") if dataset.deals[c].notna().any()]
+    chosen, held_out = [], {c: role_held_out(c) for c in roles}
+    decided = decided_by_outcome(dataset, [n for n in names if leaky_word(n, exclude) is None])
     for name in names:
         word = leaky_word(name, exclude)
         if word is not None:
-            held_out[name] = (f"its name contains `{word}`: measured during the sale or at its close, "
+            held_out[name] = (f"its name holds the word `{word}`: measured during the sale or at its close, "
                               "it would leak the outcome")
+            continue
+        if name in decided:
+            held_out[name] = (f"decided by the outcome ({decided[name]}): it would restate the outcome, "
+                              "not explain it")
             continue
         values = deal_column(dataset, cohort, name)
         filled = values.notna().mean()

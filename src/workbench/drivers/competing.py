@@ -28,6 +28,7 @@ from ..exceptions import SeparationWarning, SmallSampleWarning, WorkbenchError, 
 from ..stats.finegray import COMPETING, EVENT, FineGrayResult, fit_fine_gray
 from ..timeunits import span
 from .cohort import LEAKY_WORDS, candidate_columns, leaky_word
+from .leakage import decided_by_outcome
 from .model import _check_rank, _columns, _design
 
 DAY = pd.Timedelta(days=1)
@@ -161,6 +162,8 @@ def competing_drivers(dataset: Dataset, covariates: Sequence[str] | None = None,
         covariates, held_out = list(covariates), {}
         notes += [f"`{c}` is used as asked, though its name contains `{leaky_word(c, exclude)}`: check it is known "
                   "before the deal closes." for c in covariates if leaky_word(c, exclude)]
+        notes += [f"`{c}` is used as asked, though it is decided by the outcome ({why}): its effect only restates "
+                  "the outcome." for c, why in decided_by_outcome(dataset, covariates).items()]
     if not covariates:
         raise WorkbenchError("No covariate to model: every column was held out ("
                              + "; ".join(f"`{c}`: {why}" for c, why in held_out.items()) + "). "

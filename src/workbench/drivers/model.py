@@ -29,6 +29,7 @@ from ..seeds import seeded_rng
 from ..stats.firth import firth_logit, logit_newton
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_columns, cohort_note, deal_column, fold_rare,
                      leaky_word, mature_cohort, other_label)
+from .leakage import decided_by_outcome
 
 VIF_NOTE = 10.0
 
@@ -435,6 +436,8 @@ def win_drivers(dataset: Dataset, covariates: Sequence[str] | None = None, *, ma
         covariates, held_out = list(covariates), {}
         explicit_notes = [f"`{c}` is used as asked, though its name contains `{leaky_word(c, exclude)}`: check it is "
                           "known before the deal closes." for c in covariates if leaky_word(c, exclude)]
+        explicit_notes += [f"`{c}` is used as asked, though it is decided by the outcome ({why}): its effect only "
+                           "restates the outcome." for c, why in decided_by_outcome(dataset, covariates).items()]
     if not covariates:
         raise WorkbenchError("No covariate to model: every column was held out ("
                              + "; ".join(f"`{c}`: {why}" for c, why in held_out.items()) + "). "

@@ -23,6 +23,7 @@ from .. import tables
 from ..dataset.model import Dataset
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, MISSING, as_labels, candidate_columns, cohort_note, deal_column,
                      fold_rare, mature_cohort, other_label)
+from .leakage import missing_by_openness
 
 
 def _quantile_bins(values: pd.Series, bins: int = 5) -> pd.Series:
@@ -113,7 +114,9 @@ def win_rates(dataset: Dataset, column: str, *, mature_days: int | None = 365, m
               alpha: float = 0.05) -> WinRates:
     """Win rate per level of ``column`` in the mature cohort, with Wilson intervals and lift.
 
-    Missing values form a ``(missing)`` level; numeric columns with more than 20
+    Missing values form a ``(missing)`` level, unless most of them are on deals still
+    open (`workbench.drivers.leakage.missing_by_openness`): those deals are then left out
+    of the comparison, and a note counts them. Numeric columns with more than 20
     distinct values are cut into quintiles; other levels with fewer than
     ``min_level`` deals are folded into ``other (<min_level deals)``. Account columns
     (e.g. ``employees``) are joined on ``account_id``. The test is a chi-square test
@@ -121,7 +124,20 @@ def win_rates(dataset: Dataset, column: str, *, mature_days: int | None = 365, m
     with an expected count under 5 (``statistic`` is then its sample odds ratio).
     """
     cohort = mature_cohort(dataset, mature_days)
-    return _win_rates(column, deal_column(dataset, cohort, column), cohort["won"], min_level, alpha)
+    return _compared(column, deal_column(dataset, cohort, column), cohort, min_level, alpha)
+
+
+def _compared(column: str, values: pd.Series, cohort: pd.DataFrame, min_level: int, alpha: float) -> WinRates:
+    """`_win_rates` on the cohort, leaving out the deals whose empty value only says they are still
+    open (`workbench.drivers.leakage.missing_by_openness`), with a note counting them."""
+    why = missing_by_openness(values, cohort)
+    if why is None:
+        return _win_rates(column, values, cohort["won"], min_level, alpha)
+    keep = values.notna().to_numpy()
+    result = _win_rates(column, values[keep], cohort["won"][keep], min_level, alpha)
+    result.notes.insert(0, f"`{column}` is {why}; those {int((~keep).sum()):,} deals are left out of its "
+                        f"comparison, rather than shown as a `{MISSING}` level whose low win rate would only restate that.")
+    return result
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,7 @@ def univariate_drivers(dataset: Dataset, columns: Sequence[str] | None = None, *
     held_out: dict[str, str] = {}
     if columns is None:
         columns, held_out = candidate_columns(dataset, cohort, exclude, prune=False)
-    rates = {c: _win_rates(c, deal_column(dataset, cohort, c), cohort["won"], min_level, alpha) for c in columns}
+    rates = {c: _compared(c, deal_column(dataset, cohort, c), cohort, min_level, alpha) for c in columns}
     rows = [{"column": c, "levels": len(r.table), "n": r.n, "test": r.test, "statistic": r.statistic,
              "df": r.df, "p_value": r.p_value} for c, r in rates.items()]
     table = pd.DataFrame(rows, columns=["column", "levels", "n", "test", "statistic", "df", "p_value"])

@@ -374,7 +374,8 @@ def finish_segment(task: dict) -> dict:
         tick = time.perf_counter()
         render_report([tmp / name for name in rendered], tmp / "report.html",
                       title=task["title"], client=task["client"], branding=task["branding"],
-                      segment_label=task["label"], quality_note=quality_note(summary), findings=found)
+                      segment_label=task["label"], quality_note=quality_note(summary, task.get("quality_notes", ())),
+                      findings=found)
         out["report_seconds"] = time.perf_counter() - tick
         for path in tmp.rglob("*"):
             if path.is_file():

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from ..dataset import store
 from ..dataset.model import excluded_rows
+from ..dataset.sanity import quality_notes
 from ..exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import DaskPool, LocalPool
 from .jobs import KERNEL, execute_group, finish_segment
@@ -342,7 +343,8 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
     finish = {"slug": segment.slug, "key": segment.key, "label": segment.label, "filter": segment.filter,
               "tmp": str(tmp), "final": str(final), "slice": None if too_small else str(slice_dir),
               "notebooks": [Path(j["output"]).name for j in jobs],
-              "counts": part.counts(), "excluded_rows": excluded_rows(dataset), "title": spec.title,
+              "counts": part.counts(), "excluded_rows": excluded_rows(dataset),
+              "quality_notes": quality_notes(dataset.report), "title": spec.title,
               "client": spec.client,
               "branding": spec.branding.model_dump(), "too_small": too_small}
     if too_small:

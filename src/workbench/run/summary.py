@@ -7,9 +7,9 @@ for a report, the rows the load excluded, and the data-quality sentence at the t
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Mapping, Sequence
 
-from ..dataset.model import Dataset, excluded_rows
+from ..dataset.model import Dataset, excluded_rows, rows_label
 
 
 def too_small_summary(dataset: Dataset, segment: Mapping, min_deals: int) -> dict:
@@ -27,12 +27,16 @@ def too_small_text(n: int, min_deals: int) -> str:
             "(`min_deals_per_segment`), so nothing was estimated for it.")
 
 
-def quality_note(summary: Mapping) -> str:
-    """One sentence on the rows the load excluded, from a summary's ``excluded_rows``."""
+def quality_note(summary: Mapping, notes: Sequence[str] = ()) -> str:
+    """The data-quality box of a report: a sentence on the rows the load excluded, from a summary's
+    ``excluded_rows``, then one line per export note (`workbench.dataset.sanity.quality_notes`:
+    a cut extract, stale open deals, mixed UTC offsets...)."""
     excluded = summary["excluded_rows"]
     if not excluded["count"]:
-        return "No rows were excluded while loading the data."
-    parts = [f"{r['rows']:,} {r['table']} rows ({r['check']})" for r in excluded["by_reason"][:5]]
-    more = f" and {len(excluded['by_reason']) - 5} more reasons" if len(excluded["by_reason"]) > 5 else ""
-    return (f"{excluded['count']:,} rows of the whole dataset were excluded while loading, before it was split "
-            f"into segments, each counted with its reason: {', '.join(parts)}{more}.")
+        text = "No rows were excluded while loading the data."
+    else:
+        parts = [f"{rows_label(r['table'], r['rows'])} ({r['check']})" for r in excluded["by_reason"][:5]]
+        more = f" and {len(excluded['by_reason']) - 5} more reasons" if len(excluded["by_reason"]) > 5 else ""
+        text = (f"{excluded['count']:,} rows of the whole dataset were excluded while loading, before it was split "
+                f"into segments, each counted with its reason: {', '.join(parts)}{more}.")
+    return "\n".join([text, *(f"- {n}" for n in notes)])

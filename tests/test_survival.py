@@ -1,13 +1,17 @@
-"""Exact-tie Kaplan-Meier and Aalen-Johansen against lifelines and a hand computation."""
+"""Exact-tie Kaplan-Meier and Aalen-Johansen against lifelines, a hand computation and R (cmprsk, survival)."""
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times
 from numpy.testing import assert_allclose
 
 from workbench.stats.survival import competing_risks
+
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def _rng(text):
@@ -127,20 +131,34 @@ def test_bad_input_is_refused():
         competing_risks([1, 2], ["won", "maybe"], censored="open")
 
 
-def test_aalen_johansen_matches_cuminc_on_tied_data():
-    """On R's tied data (tests/golden/make_golden.R), both cumulative incidence curves equal cmprsk::cuminc's
-    estimates at every time; the variances differ by design (Collett's delta method here, Gray's in cuminc)."""
-    from pathlib import Path
+def _golden_fit(**options):
+    """Our fit of R's tied data (tests/golden/make_golden.R), status 1 won, 2 lost, 0 open."""
+    data = pd.read_csv(GOLDEN / "competing_data.csv")
+    return competing_risks(data["time"], data["status"].map({0: 0, 1: "won", 2: "lost"}).to_numpy(dtype=object),
+                           **options)
 
-    import pandas as pd
 
-    golden = Path(__file__).parent / "golden"
-    data = pd.read_csv(golden / "competing_data.csv")
-    curves = pd.read_csv(golden / "cuminc_curves.csv")
-    fit = competing_risks(data["time"], data["status"].map({0: 0, 1: "won", 2: "lost"}).to_numpy(dtype=object))
+def test_aalen_johansen_and_its_variance_match_cuminc_on_tied_data():
+    """On R's tied data, both cumulative incidence curves equal cmprsk::cuminc's estimates, and with
+    ``variance="cuminc"`` their variances equal cuminc's at every time. The default variance is another
+    estimator (Collett's delta method, lifelines'); on these data it is within 25% of Gray's."""
+    curves = pd.read_csv(GOLDEN / "cuminc_curves.csv")
+    delta, gray = _golden_fit(), _golden_fit(variance="cuminc")
     for code, cause in ((1, "won"), (2, "lost")):
         # cuminc lists each jump twice (before and after): the last row at a time is the value from then on.
         curve = curves[curves["cause"] == code].drop_duplicates("time", keep="last")
-        assert_allclose(fit.cif(cause, curve["time"].to_numpy()), curve["est"], rtol=1e-10, atol=1e-14)
+        times = curve["time"].to_numpy()
+        assert_allclose(delta.cif(cause, times), curve["est"], rtol=1e-10, atol=1e-14)
+        assert_allclose(gray.cif(cause, times), curve["est"], rtol=1e-10, atol=1e-14)
+        assert_allclose(gray.cif_se(cause, times) ** 2, curve["var"], rtol=1e-6, atol=1e-15)
         nonzero = curve[curve["var"] > 0]
-        assert_allclose(fit.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)
+        assert_allclose(delta.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)
+
+
+def test_cuminc_variance_holds_between_the_cause_events_and_unknown_names_are_refused():
+    """Like cuminc, Gray's variance of a cause changes only at that cause's event times."""
+    fit = competing_risks([1, 2, 2, 3, 4, 5], ["won", "lost", "lost", 0, "won", "lost"], censored=0, variance="cuminc")
+    var = fit.table["won_var"].to_numpy()
+    assert var[0] > 0 and var[1] == var[2] == var[0] and var[3] > var[0] and var[4] == var[3]
+    with pytest.raises(ValueError, match="variance must be one of"):
+        competing_risks([1, 2], ["won", "lost"], variance="greenwood")

@@ -155,12 +155,12 @@ def test_aalen_johansen_and_its_variance_match_cuminc_on_tied_data():
         assert_allclose(delta.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)
 
 
-def test_aalen_johansen_and_its_jackknife_variance_match_survfit_multistate():
+def test_aalen_johansen_and_its_variance_match_survfit_multistate():
     """On R's tied data, survival::survfit(Surv(time, factor(status)) ~ 1) gives the same at-risk counts and
-    state probabilities at every distinct time, and with ``variance="ij"`` the same standard errors (its
-    infinitesimal jackknife)."""
+    state probabilities at every distinct time, and its standard errors (the infinitesimal jackknife) are
+    those of the default delta method: with exact ties the two estimators coincide."""
     states = pd.read_csv(GOLDEN / "survfit_states.csv")
-    fit = _golden_fit(variance="ij")
+    fit = _golden_fit()
     assert_allclose(fit.table["time"], states["time"])
     assert_allclose(fit.table["at_risk"], states["n_risk"])
     for code, cause in ((1, "won"), (2, "lost")):
@@ -170,7 +170,7 @@ def test_aalen_johansen_and_its_jackknife_variance_match_survfit_multistate():
 
 def test_variances_match_r_where_everyone_left_fails_together():
     """On 11 deals with censorings tied to events and all three left at the last time failing, Gray's variance
-    equals cuminc's and the jackknife standard error survfit's (numbers from R 4.2, cmprsk 2.2-11, survival 3.5-3);
+    equals cuminc's and the default (delta-method) standard error survfit's (numbers from R 4.2, cmprsk 2.2-11, survival 3.5-3);
     like cuminc, Gray's variance of a cause holds between that cause's event times."""
     t, status = [1, 1, 2, 2, 2, 3, 3, 4, 5, 5, 5], [1, 0, 2, 1, 0, 1, 1, 0, 1, 2, 2]
     gray = competing_risks(t, status, causes=(1, 2), variance="cuminc")
@@ -178,9 +178,9 @@ def test_variances_match_r_where_everyone_left_fails_together():
                                           0.03116462039020962, 0.04145331605114622], rtol=1e-12)
     assert_allclose(gray.table["2_var"], [0, 0.0103050709111315, 0.0103050709111315, 0.0103050709111315,
                                           0.0414533160511462], rtol=1e-12)
-    ij = competing_risks(t, status, causes=(1, 2), variance="ij")
-    assert_allclose(ij.cif_se(1, [1, 2, 3, 4, 5]), [0.0866784172041448, 0.1224976890189729, 0.1644307902428618,
+    delta = competing_risks(t, status, causes=(1, 2))
+    assert_allclose(delta.cif_se(1, [1, 2, 3, 4, 5]), [0.0866784172041448, 0.1224976890189729, 0.1644307902428618,
                                                     0.1644307902428618, 0.1772202509683185], rtol=1e-12)
-    assert_allclose(ij.cif_se(2, [1, 2, 5]), [0, 0.0957189858514034, 0.1772202509683185], rtol=1e-12, atol=1e-15)
+    assert_allclose(delta.cif_se(2, [1, 2, 5]), [0, 0.0957189858514034, 0.1772202509683185], rtol=1e-12, atol=1e-15)
     with pytest.raises(ValueError, match="variance must be one of"):
         competing_risks([1, 2], ["won", "lost"], variance="greenwood")

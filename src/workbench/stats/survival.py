@@ -8,10 +8,10 @@ together, and censorings at an event time count as still at risk at that time
 
 Variances: Greenwood for Kaplan-Meier, with log(-log) confidence intervals; for
 the cumulative incidence, the delta-method (Greenwood-type) variance of Collett
-(2015, p. 411), as lifelines uses, with log(-log) intervals; on request Gray's variance
-as cmprsk's ``cuminc`` or the infinitesimal jackknife as survival's multi-state
-``survfit`` (all three agree closely in large samples). Everything is a few cumulative
-sums over the distinct times, O(n log n) for the sort.
+(2015, p. 411), as lifelines uses, with log(-log) intervals. With exact ties it is also
+the infinitesimal jackknife that survival's multi-state ``survfit`` reports. On request,
+Gray's variance as cmprsk's ``cuminc``. Everything is a few cumulative sums over the
+distinct times, O(n log n) for the sort.
 """
 from __future__ import annotations
 
@@ -102,7 +102,7 @@ def _crossing(times: pd.Series, curve: pd.Series, target: float) -> float:
     return float(times.iloc[below[0]]) if len(below) else float("inf")
 
 
-VARIANCES = ("delta", "cuminc", "ij")
+VARIANCES = ("delta", "cuminc")
 
 
 def competing_risks(durations, events, causes: Sequence[str] = ("won", "lost"), alpha: float = 0.05,
@@ -119,11 +119,11 @@ def competing_risks(durations, events, causes: Sequence[str] = ("won", "lost"), 
         The competing causes, in the order their columns appear.
     alpha : float
         1 - confidence level of the pointwise intervals.
-    variance : {"delta", "cuminc", "ij"}
+    variance : {"delta", "cuminc"}
         Variance of the cumulative incidence (and so its intervals). ``"delta"``: Collett's
-        delta method, as lifelines. ``"cuminc"``: Gray's estimator, exactly as R's
-        ``cmprsk::cuminc`` (it changes only at the cause's own event times). ``"ij"``: the
-        infinitesimal jackknife, exactly as R's multi-state ``survival::survfit``.
+        delta method, as lifelines; with exact ties it equals the infinitesimal jackknife
+        of R's multi-state ``survival::survfit``. ``"cuminc"``: Gray's estimator, exactly as
+        R's ``cmprsk::cuminc`` (it changes only at the cause's own event times).
 
     Returns
     -------
@@ -172,8 +172,6 @@ def _estimate(t: np.ndarray, codes: np.ndarray, k: int, causes, alpha: float, va
         cif = np.cumsum(lag_survival * dk / at_risk)
         if variance == "cuminc":
             var = _cuminc_variance(cif, survival, lag_survival, at_risk, d, dk)
-        elif variance == "ij":
-            var = _ij_variance(cif, lag_survival, at_risk, d, dk, counts[0])
         else:
             var = _cif_variance(cif, lag_survival, at_risk, d, dk, greenwood_terms)
         out[f"{cause}_events"] = dk
@@ -208,10 +206,9 @@ def _cuminc_variance(F, s, lag_s, n, d, dk):
     """
     do = d - dk
     with np.errstate(divide="ignore", invalid="ignore"):
-        ties = lambda deaths: np.where(deaths > 1, 1 - (deaths - 1) / (n - 1), 1.0)  # noqa: E731
         inv_s = np.where(s > 0, 1 / s, 0.0)
-        t_cause = lag_s**2 * ties(dk) * dk / n**2
-        t_other = np.where(s > 0, lag_s**2 * ties(do) * do / n**2, 0.0)
+        t_cause = lag_s**2 * _tied_deaths(dk, n) / n**2
+        t_other = np.where(s > 0, lag_s**2 * _tied_deaths(do, n) / n**2, 0.0)
     u_cause, u_other = 1 + F * inv_s, F * inv_s
     v1 = np.cumsum(u_cause**2 * t_cause + u_other**2 * t_other)
     v2 = np.cumsum(inv_s * (u_cause * t_cause + u_other * t_other))
@@ -220,29 +217,10 @@ def _cuminc_variance(F, s, lag_s, n, d, dk):
     return np.nan_to_num(pd.Series(at_event).ffill().to_numpy(), nan=0.0)
 
 
-def _ij_variance(F, lag_s, n, d, dk, censored):
-    """Infinitesimal-jackknife variance of the cumulative incidence, as R's ``survival::survfit`` (3.x)
-    gives for a multi-state fit: the sum over deals of the squared derivative of F(t) in the deal's weight.
-
-    A deal leaving at time j has influence U(t) = F(t) a + b on F(t >= j), with a = P_j - e g_j and
-    b = Q_j + e g_j F_j + k S_{j-1} / n_j (e: it had an event, k: of this cause, g = 1 / (n - d)),
-    P and Q cumulative sums over the times it was at risk; a deal still at risk has F(t) P(t) + Q(t).
-    Deals that leave together have the same influence, so the sum of squares is a few cumulative sums.
-    """
+def _tied_deaths(deaths, n):
+    """cuminc's count of tied deaths: deaths * (1 - (deaths - 1) / (n - 1)), sampling without replacement."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        g = np.where(n > d, 1 / (n - d), 0.0)
-    P = np.cumsum(d / n * g)
-    Q = np.cumsum(-d / n * g * F - lag_s * dk / n**2)
-    other = d - dk
-    a_event = P - g
-    b_cause = Q + g * F + lag_s / n
-    b_other = Q + g * F
-    left_aa = np.cumsum(censored * P**2 + dk * a_event**2 + other * a_event**2)
-    left_ab = np.cumsum(censored * P * Q + dk * a_event * b_cause + other * a_event * b_other)
-    left_bb = np.cumsum(censored * Q**2 + dk * b_cause**2 + other * b_other**2)
-    staying = n - censored - d
-    var = F**2 * left_aa + 2 * F * left_ab + left_bb + staying * (F * P + Q) ** 2
-    return np.maximum(var, 0.0)
+        return deaths * np.where(deaths > 1, 1 - (deaths - 1) / (n - 1), 1.0)
 
 
 def _loglog_survival_ci(s, greenwood, z):

@@ -132,7 +132,7 @@ def test_r_script_reproduces_the_goldens(tmp_path):
     subprocess.run(["Rscript", str(GOLDEN / "make_golden.R"), str(tmp_path)], check=True, capture_output=True)
     written = sorted(p.name for p in tmp_path.glob("*.csv"))
     assert written == ["competing_data.csv", "coxph_efron.csv", "crr.csv", "crr_predict.csv", "cuminc_curves.csv",
-                       "cuminc_tests.csv"]
+                       "cuminc_tests.csv", "survfit_states.csv"]
     for name in written:
         fresh, stored = pd.read_csv(tmp_path / name), pd.read_csv(GOLDEN / name)
         pd.testing.assert_frame_equal(fresh, stored, check_exact=False, rtol=1e-9)

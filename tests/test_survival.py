@@ -1,13 +1,17 @@
-"""Exact-tie Kaplan-Meier and Aalen-Johansen against lifelines and a hand computation."""
+"""Exact-tie Kaplan-Meier and Aalen-Johansen against lifelines, a hand computation and R (cmprsk, survival)."""
 import warnings
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from lifelines import AalenJohansenFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times
 from numpy.testing import assert_allclose
 
 from workbench.stats.survival import competing_risks
+
+GOLDEN = Path(__file__).parent / "golden"
 
 
 def _rng(text):
@@ -127,20 +131,56 @@ def test_bad_input_is_refused():
         competing_risks([1, 2], ["won", "maybe"], censored="open")
 
 
-def test_aalen_johansen_matches_cuminc_on_tied_data():
-    """On R's tied data (tests/golden/make_golden.R), both cumulative incidence curves equal cmprsk::cuminc's
-    estimates at every time; the variances differ by design (Collett's delta method here, Gray's in cuminc)."""
-    from pathlib import Path
+def _golden_fit(**options):
+    """Our fit of R's tied data (tests/golden/make_golden.R), status 1 won, 2 lost, 0 open."""
+    data = pd.read_csv(GOLDEN / "competing_data.csv")
+    return competing_risks(data["time"], data["status"].map({0: 0, 1: "won", 2: "lost"}).to_numpy(dtype=object),
+                           **options)
 
-    import pandas as pd
 
-    golden = Path(__file__).parent / "golden"
-    data = pd.read_csv(golden / "competing_data.csv")
-    curves = pd.read_csv(golden / "cuminc_curves.csv")
-    fit = competing_risks(data["time"], data["status"].map({0: 0, 1: "won", 2: "lost"}).to_numpy(dtype=object))
+def test_aalen_johansen_and_its_variance_match_cuminc_on_tied_data():
+    """On R's tied data, both cumulative incidence curves equal cmprsk::cuminc's estimates, and with
+    ``variance="cuminc"`` their variances equal cuminc's at every time. The default variance is another
+    estimator (Collett's delta method, lifelines'); on these data it is within 25% of Gray's."""
+    curves = pd.read_csv(GOLDEN / "cuminc_curves.csv")
+    delta, gray = _golden_fit(), _golden_fit(variance="cuminc")
     for code, cause in ((1, "won"), (2, "lost")):
         # cuminc lists each jump twice (before and after): the last row at a time is the value from then on.
         curve = curves[curves["cause"] == code].drop_duplicates("time", keep="last")
-        assert_allclose(fit.cif(cause, curve["time"].to_numpy()), curve["est"], rtol=1e-10, atol=1e-14)
+        times = curve["time"].to_numpy()
+        assert_allclose(delta.cif(cause, times), curve["est"], rtol=1e-10, atol=1e-14)
+        assert_allclose(gray.cif(cause, times), curve["est"], rtol=1e-10, atol=1e-14)
+        assert_allclose(gray.cif_se(cause, times) ** 2, curve["var"], rtol=1e-6, atol=1e-15)
         nonzero = curve[curve["var"] > 0]
-        assert_allclose(fit.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)
+        assert_allclose(delta.cif_se(cause, nonzero["time"].to_numpy()) ** 2, nonzero["var"], rtol=0.25)
+
+
+def test_aalen_johansen_and_its_variance_match_survfit_multistate():
+    """On R's tied data, survival::survfit(Surv(time, factor(status)) ~ 1) gives the same at-risk counts and
+    state probabilities at every distinct time, and its standard errors (the infinitesimal jackknife) are
+    those of the default delta method: with exact ties the two estimators coincide."""
+    states = pd.read_csv(GOLDEN / "survfit_states.csv")
+    fit = _golden_fit()
+    assert_allclose(fit.table["time"], states["time"])
+    assert_allclose(fit.table["at_risk"], states["n_risk"])
+    for code, cause in ((1, "won"), (2, "lost")):
+        assert_allclose(fit.table[f"{cause}_cif"], states[f"pstate_{code}"], rtol=1e-10, atol=1e-14)
+        assert_allclose(fit.cif_se(cause, states["time"]), states[f"std_err_{code}"], rtol=1e-6, atol=1e-15)
+
+
+def test_variances_match_r_where_everyone_left_fails_together():
+    """On 11 deals with censorings tied to events and all three left at the last time failing, Gray's variance
+    equals cuminc's and the default (delta-method) standard error survfit's (numbers from R 4.2, cmprsk 2.2-11, survival 3.5-3);
+    like cuminc, Gray's variance of a cause holds between that cause's event times."""
+    t, status = [1, 1, 2, 2, 2, 3, 3, 4, 5, 5, 5], [1, 0, 2, 1, 0, 1, 1, 0, 1, 2, 2]
+    gray = competing_risks(t, status, causes=(1, 2), variance="cuminc")
+    assert_allclose(gray.table["1_var"], [0.00826446280991736, 0.01673298642995612, 0.03116462039020962,
+                                          0.03116462039020962, 0.04145331605114622], rtol=1e-12)
+    assert_allclose(gray.table["2_var"], [0, 0.0103050709111315, 0.0103050709111315, 0.0103050709111315,
+                                          0.0414533160511462], rtol=1e-12)
+    delta = competing_risks(t, status, causes=(1, 2))
+    assert_allclose(delta.cif_se(1, [1, 2, 3, 4, 5]), [0.0866784172041448, 0.1224976890189729, 0.1644307902428618,
+                                                    0.1644307902428618, 0.1772202509683185], rtol=1e-12)
+    assert_allclose(delta.cif_se(2, [1, 2, 5]), [0, 0.0957189858514034, 0.1772202509683185], rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="variance must be one of"):
+        competing_risks([1, 2], ["won", "lost"], variance="greenwood")

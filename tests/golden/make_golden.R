@@ -13,6 +13,9 @@
 #   crr_predict.csv       predict.crr for two profiles at every distinct time of a win
 #   cuminc_tests.csv      Gray's test by group, for cause 1 and 2, without and with strata
 #   cuminc_curves.csv     cuminc estimates and variances of both causes (no groups)
+#   survfit_states.csv    survfit(Surv(time, factor(status)) ~ 1) multi-state Aalen-Johansen at every
+#                         distinct time: at risk, state probabilities of both causes and their
+#                         standard errors (the infinitesimal jackknife of survival 3.x)
 #   coxph_efron.csv       coxph(ties = "efron") of the cause-specific hazard of status 1
 suppressPackageStartupMessages({library(survival); library(cmprsk)})
 args <- commandArgs(trailingOnly = TRUE)
@@ -68,6 +71,11 @@ for (cause in 1:2) {
   curves[[cause]] <- data.frame(cause = cause, time = curve$time, est = curve$est, var = curve$var)
 }
 write(do.call(rbind, curves), "cuminc_curves.csv")
+
+states <- survfit(Surv(time, factor(status)) ~ 1)
+write(data.frame(time = states$time, n_risk = states$n.risk[, 1], pstate_1 = states$pstate[, 2],
+                 pstate_2 = states$pstate[, 3], std_err_1 = states$std.err[, 2],
+                 std_err_2 = states$std.err[, 3]), "survfit_states.csv")
 
 cox <- coxph(Surv(time, status == 1) ~ x + referral + size, ties = "efron")
 write(data.frame(covariate = names(coef(cox)), coef = unname(coef(cox)), se = sqrt(diag(vcov(cox))),

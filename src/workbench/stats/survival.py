@@ -8,8 +8,10 @@ together, and censorings at an event time count as still at risk at that time
 
 Variances: Greenwood for Kaplan-Meier, with log(-log) confidence intervals; for
 the cumulative incidence, the delta-method (Greenwood-type) variance of Collett
-(2015, p. 411), as lifelines uses, with log(-log) intervals. Everything is a few
-cumulative sums over the distinct times, O(n log n) for the sort.
+(2015, p. 411), as lifelines uses, with log(-log) intervals. With exact ties it is also
+the infinitesimal jackknife that survival's multi-state ``survfit`` reports. On request,
+Gray's variance as cmprsk's ``cuminc``. Everything is a few cumulative sums over the
+distinct times, O(n log n) for the sort.
 """
 from __future__ import annotations
 
@@ -100,8 +102,11 @@ def _crossing(times: pd.Series, curve: pd.Series, target: float) -> float:
     return float(times.iloc[below[0]]) if len(below) else float("inf")
 
 
+VARIANCES = ("delta", "cuminc")
+
+
 def competing_risks(durations, events, causes: Sequence[str] = ("won", "lost"), alpha: float = 0.05,
-                    censored: object = CENSORED) -> CompetingRisks:
+                    censored: object = CENSORED, variance: str = "delta") -> CompetingRisks:
     """Fit Kaplan-Meier (any event) and Aalen-Johansen (each cause) in one pass.
 
     Parameters
@@ -114,11 +119,18 @@ def competing_risks(durations, events, causes: Sequence[str] = ("won", "lost"), 
         The competing causes, in the order their columns appear.
     alpha : float
         1 - confidence level of the pointwise intervals.
+    variance : {"delta", "cuminc"}
+        Variance of the cumulative incidence (and so its intervals). ``"delta"``: Collett's
+        delta method, as lifelines; with exact ties it equals the infinitesimal jackknife
+        of R's multi-state ``survival::survfit``. ``"cuminc"``: Gray's estimator, exactly as
+        R's ``cmprsk::cuminc`` (it changes only at the cause's own event times).
 
     Returns
     -------
     CompetingRisks
     """
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {VARIANCES}, not {variance!r}")
     t = np.asarray(durations, dtype=float)
     ev = np.asarray(events, dtype=object)
     if t.shape != ev.shape:
@@ -131,11 +143,11 @@ def competing_risks(durations, events, causes: Sequence[str] = ("won", "lost"), 
     unknown = (codes == 0) & (ev != censored)
     if unknown.any():
         raise ValueError(f"events hold values that are neither a cause nor censored: {sorted(set(ev[unknown]))[:5]}")
-    table = _estimate(t, codes, len(causes), causes, alpha)
+    table = _estimate(t, codes, len(causes), causes, alpha, variance)
     return CompetingRisks(table=table, causes=tuple(causes), alpha=alpha, n=len(t))
 
 
-def _estimate(t: np.ndarray, codes: np.ndarray, k: int, causes, alpha: float) -> pd.DataFrame:
+def _estimate(t: np.ndarray, codes: np.ndarray, k: int, causes, alpha: float, variance: str) -> pd.DataFrame:
     times, inverse = np.unique(t, return_inverse=True)
     m = len(times)
     counts = np.bincount(codes * m + inverse, minlength=(k + 1) * m).reshape(k + 1, m).astype(float)
@@ -158,7 +170,10 @@ def _estimate(t: np.ndarray, codes: np.ndarray, k: int, causes, alpha: float) ->
     for j, cause in enumerate(causes, start=1):
         dk = counts[j]
         cif = np.cumsum(lag_survival * dk / at_risk)
-        var = _cif_variance(cif, lag_survival, at_risk, d, dk, greenwood_terms)
+        if variance == "cuminc":
+            var = _cuminc_variance(cif, survival, lag_survival, at_risk, d, dk)
+        else:
+            var = _cif_variance(cif, lag_survival, at_risk, d, dk, greenwood_terms)
         out[f"{cause}_events"] = dk
         out[f"{cause}_cif"] = cif
         out[f"{cause}_var"] = var
@@ -178,6 +193,34 @@ def _cif_variance(F, lag_s, n, d, dk, a):
     b = lag_s * dk / n**2
     linear = F * np.cumsum(b) - np.cumsum(b * F)
     return np.maximum(quad + second - 2 * linear, 0.0)
+
+
+def _cuminc_variance(F, s, lag_s, n, d, dk):
+    """Gray's variance of the cumulative incidence, as cmprsk's ``cuminc`` (Fortran ``cinc``) computes it.
+
+    At each time j, the cause's deaths (dk_j) and the other causes' (do_j = d_j - dk_j) each add
+    t_j = S_{j-1}^2 c_j / n_j^2 (c_j = deaths * (1 - (deaths - 1) / (n_j - 1)), a ties correction)
+    with weights (u, 1/S_j): u = 1 + F_j / S_j for the cause and F_j / S_j for the others; then
+    Var F(t_j) = V1 + F_j^2 V3 - 2 F_j V2 over the cumulative sums V1 = sum u^2 t, V2 = sum u t / S,
+    V3 = sum t / S^2. cuminc reports it at the cause's event times only; it holds in between.
+    """
+    do = d - dk
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv_s = np.where(s > 0, 1 / s, 0.0)
+        t_cause = lag_s**2 * _tied_deaths(dk, n) / n**2
+        t_other = np.where(s > 0, lag_s**2 * _tied_deaths(do, n) / n**2, 0.0)
+    u_cause, u_other = 1 + F * inv_s, F * inv_s
+    v1 = np.cumsum(u_cause**2 * t_cause + u_other**2 * t_other)
+    v2 = np.cumsum(inv_s * (u_cause * t_cause + u_other * t_other))
+    v3 = np.cumsum(inv_s**2 * (t_cause + t_other))
+    at_event = np.where(dk > 0, v1 + F**2 * v3 - 2 * F * v2, np.nan)
+    return np.nan_to_num(pd.Series(at_event).ffill().to_numpy(), nan=0.0)
+
+
+def _tied_deaths(deaths, n):
+    """cuminc's count of tied deaths: deaths * (1 - (deaths - 1) / (n - 1)), sampling without replacement."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return deaths * np.where(deaths > 1, 1 - (deaths - 1) / (n - 1), 1.0)
 
 
 def _loglog_survival_ci(s, greenwood, z):

@@ -510,6 +510,28 @@ def test_cli_exit_code_in_a_subprocess(folder, code, shown):
     assert shown in done.stdout and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("folder, code, shown", CLI, ids=[c[0] for c in CLI])
+def test_cli_json_on_every_outcome(folder, code, shown, capsys):
+    """`--format json` prints one JSON document whatever happens, with the same exit code: the problems, or
+    for a dataset.yaml or source that cannot be read at all, the error (also on stderr for a person)."""
+    import json
+
+    assert main(["validate", str(spec_of(folder)), "--format", "json"]) == code
+    out, err = capsys.readouterr()
+    document = json.loads(out)
+    assert document["exit_code"] == code
+    if folder == "unknown_yaml_key" or folder in SOURCE_ERRORS:
+        assert shown in document["error"] and shown in err
+    else:
+        assert document["problems"] or code == 0
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["--version"])
+    assert stop.value.code == 0 and capsys.readouterr().out.strip() == f"workbench {workbench.__version__}"
+
+
 def test_cli_on_a_dataset_folder(capsys):
     """`workbench validate FOLDER` validates FOLDER/dataset.yaml or asks for the file, never a traceback."""
     code = main(["validate", str(BROKEN / "clean")])

@@ -79,7 +79,10 @@ def _run(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="workbench", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"workbench {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("validate", help="check a dataset.yaml and its data; exit 0 clean, 1 warnings, 2 errors")
@@ -112,10 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except WorkbenchError as exc:
-        print(f"workbench {args.command}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a folder or unreadable file where a file was expected
+    except (WorkbenchError, OSError) as exc:  # OSError: a folder or unreadable file where a file was expected
+        if getattr(args, "format", "text") == "json":  # a script reading the JSON gets JSON on every outcome
+            print(json.dumps({"exit_code": 2, "error": str(exc), "problems": []}, indent=2))
         print(f"workbench {args.command}: {exc}", file=sys.stderr)
         return 2
 

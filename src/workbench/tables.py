@@ -19,7 +19,10 @@ import pandas as pd
 __all__ = ["format_number", "format_p", "formatted", "to_html", "show", "Table"]
 
 #: Columns holding p-values (``p_value``, ``p_adjusted``, ``logrank_p``...), not probabilities like ``p_win``.
-P_VALUE_COLUMN = re.compile(r"(^|_)(p|p_value|p_adjusted|pvalue)$")
+P_VALUE_COLUMN = re.compile(r"(^|[_ ])(p|p_value|p_adjusted|pvalue)$")
+#: Column names a client reads in place of the code's names.
+READABLE = {"ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p", "p_adjusted": "Corrected p",
+            "n": "Deals"}
 
 
 def format_number(value) -> str:
@@ -59,6 +62,30 @@ def format_p(value) -> str:
     if value < 0.001:
         return "<0.001"
     return f"{value:.3f}" if value < 0.01 else f"{value:.2g}" if value < 0.1 else f"{value:.2f}"
+
+
+def readable_name(column):
+    """A code name as a client reads it: ``share_won_low`` -> ``Share won, 95% CI low``, ``p_adjusted`` ->
+    ``Corrected p``; a name already written for people (``Win rate``) stays as it is."""
+    if not isinstance(column, str) or not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", column):
+        return column
+    if column in READABLE:
+        return READABLE[column]
+    for suffix in ("_low", "_high"):
+        if column.endswith(suffix):
+            return f"{readable_name(column.removesuffix(suffix))}, 95% CI {suffix[1:]}"
+    return column.replace("_", " ").capitalize()
+
+
+def readable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with readable column names (`readable_name`) and yes/no for true/false."""
+    out = frame.rename(columns=readable_name)
+    out.columns.name = None
+    out.index.names = [readable_name(name) for name in out.index.names]
+    for i in range(out.shape[1]):
+        if pd.api.types.is_bool_dtype(out.iloc[:, i]):
+            out.isetitem(i, out.iloc[:, i].map({True: "yes", False: "no"}).astype(object))
+    return out
 
 
 def formatted(frame: pd.DataFrame) -> pd.DataFrame:

@@ -113,7 +113,8 @@ class Section:
     def table(self, frame, *, caption: str = "", percent: Sequence[str] = (), detail: bool = False) -> None:
         """A table, formatted as every table of the reports (`workbench.tables`): ``percent`` columns
         (shares) as percentages, an infinite value (a bound never reached) as an empty cell, which the
-        caption explains, no 0, 1, 2... row numbers. ``detail`` tables go to the report's appendix."""
+        caption explains, no 0, 1, 2... row numbers, column names a client reads (`tables.readable`).
+        ``detail`` tables go to the report's appendix."""
         import numpy as np
 
         from .. import tables
@@ -126,6 +127,7 @@ class Section:
         for column in percent:
             if column in frame:
                 frame[column] = frame[column].map(tables.format_share).astype(object)
+        frame = tables.readable(frame)
         kind = "detail" if detail else "html"
         if caption:
             self.outputs.append((kind, f"<p>{inline_markdown(self._scoped(caption))}</p>"))

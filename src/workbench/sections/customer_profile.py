@@ -32,7 +32,9 @@ def profile(out: Section, settings):
                                      "prospects (no lift's 95% interval lies above 1)."]
     out.sentences(sentences, key=2)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Lift of each trait level among won customers, with intervals.")
-    out.table(result.table, detail=True)
+    shares = [c for c in result.table.columns if c.startswith("share_")]
+    out.table(result.table.rename(columns={"trait": "Trait", "level": "Level", "won_customers": "Won customers"}),
+              percent=shares, detail=True, caption="Each trait level among won customers and among all prospects:")
     out.notes.extend(result.notes)
     return result
 
@@ -95,7 +97,14 @@ def touchpoints(out: Section, settings):
     if len(result.advance):
         out.text(f"Which channels come in the {settings.unit(settings.touch_window_days)} before a stage advance "
                  "more often than usual (lift above 1):")
-        out.table(result.advance.head(10))
+        advance = result.advance.head(10).rename(columns={"dimension": "Attribute", "level": "Level",
+                                                          "window_touches": "Touches before an advance",
+                                                          "window_total": "All touches before an advance",
+                                                          "window_share": "Share before an advance",
+                                                          "overall_touches": "Touches overall",
+                                                          "overall_total": "All touches overall",
+                                                          "overall_share": "Share overall"})
+        out.table(advance, percent=["Share before an advance", "ci_low", "ci_high", "Share overall"])
     return result
 
 
@@ -108,6 +117,9 @@ def attribution(out: Section, settings):
     out.text("Six models side by side: first touch, last touch, linear, time decay, position-based and the Markov "
              "removal effect. Where they agree, the credit is robust.")
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Share of won deals credited to each channel by each model.")
-    out.table(result.wide())
+    out.table(result.wide().rename(columns={"first_touch": "First touch", "last_touch": "Last touch",
+                                            "time_decay": "Time decay", "position_based": "Position-based",
+                                            "markov": "Markov removal"}),
+              caption="Won deals credited to each channel, by model:")
     out.notes.extend(result.notes)
     return result

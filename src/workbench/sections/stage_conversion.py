@@ -57,8 +57,9 @@ def conversion(out: Section, settings):
     overall = table[(table["segment"] == OVERALL) & table["conversion"].notna()]
     if len(overall):
         leak = overall.loc[overall["conversion"].idxmin()]
-        out.sentences([f"The biggest leak is {leak['transition']}: of the deals that reached "
-                       f"{leak['transition'].split('->')[0]}, {percent(leak['conversion'])} eventually move on "
+        start, end = leak["transition"].split("->")
+        out.sentences([f"The biggest leak is from {start} to {end}: of the deals that reached "
+                       f"{start}, {percent(leak['conversion'])} eventually move on "
                        f"(95% CI {percent(leak['ci_low']).rstrip('%')}-{percent(leak['ci_high'])})."], key=True)
     out.record(stage_conversion=result.headline())
     return result

@@ -51,6 +51,11 @@ NO_STATIC_VERSION = "*This interactive output has no static version, so the repo
 #: The methods words a report uses, in plain language, at the head of its appendix.
 GLOSSARY = """The tables here are the evidence behind the sections above. Words the report uses:
 
+- **Win probability** (the report's measure of winning): the share of deals won within the horizon since
+  their creation, with deals still open counted for as long as they were watched. The index and the
+  findings use it.
+- **Win rate**: the share of *closed* deals that were won (open deals left out); tables that use it say so.
+- **Conversion**: of the deals that reached a stage, the share that eventually reach the next one or beyond.
 - **Censored**: a deal still open at the cut-off. It counts for as long as it was watched, never as lost.
 - **Kaplan-Meier**: the share of deals still open at each point in time, counting censored deals correctly.
 - **Aalen-Johansen (cumulative incidence)**: the share of deals won (or lost) by each point in time, with

@@ -21,6 +21,8 @@ MODULES = ["cycle.dwell", "cycle.forecast", "cycle.times", "funnel.conversion", 
            "journey.render"]
 #: Public classes of those modules that are helpers, not results.
 HELPERS = {"Entries", "Visits", "StageClock"}
+#: Results that display their table wide, and the column of ``table`` that names the wide rows.
+WIDE_DISPLAY = {"TransitionMatrix": "from"}
 
 
 def _build(name, ds):
@@ -142,6 +144,6 @@ def test_result_plots_on_the_given_axes_or_a_new_one(name, results):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_result_displays_its_table(name, results):
-    """``_repr_html_()`` shows the table (its first column name is in it)."""
+    """``_repr_html_()`` shows the table (its first column name is in it, or the wide display's rows' name)."""
     result = results(name)
-    assert str(result.table.columns[0]) in result._repr_html_()
+    assert WIDE_DISPLAY.get(name, str(result.table.columns[0])) in result._repr_html_()

@@ -77,3 +77,30 @@ class Result:
         said = "".join(f"<li>{html.escape(s)}</li>" for s in self.findings())
         notes = "".join(f"<p>{html.escape(n)}</p>" for n in self.notes)
         return (f"<ul>{said}</ul>" if said else "") + tables.to_html(self.table, index=False) + notes
+
+
+def interval_bars(labels, value, low=None, high=None, *, xlabel: str, share: bool = True,
+                  ax: Axes | None = None) -> Axes:
+    """Horizontal bars of ``value`` per label (top to bottom in the given order), with the interval
+    ``low``-``high`` as error bars where given; a percentage axis when ``share``. Returns the axes."""
+    import numpy as np
+    from matplotlib.ticker import PercentFormatter
+
+    from .plots import error_lengths, theme
+
+    labels = [str(label) for label in labels]
+    value = np.asarray(value, dtype=float)
+    with theme():
+        ax = axes(ax)
+        xerr = None
+        if low is not None and high is not None:
+            xerr = error_lengths(value, np.asarray(low, dtype=float), np.asarray(high, dtype=float))
+        y = np.arange(len(labels))
+        ax.barh(y, np.nan_to_num(value), xerr=xerr, capsize=3)
+        ax.set_yticks(y, labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel(xlabel)
+        if share:
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+        ax.grid(axis="y", visible=False)
+    return ax

@@ -38,9 +38,14 @@ __all__ = ["Result", "axes"]
 
 
 class _NoNotes:
-    """``notes`` of a result without caveats: a fresh empty list (an instance's own ``notes`` wins)."""
+    """``notes`` of a result without caveats: a fresh empty list (an instance's own ``notes`` wins).
+
+    On the class it is missing, so that a dataclass field ``notes`` without a default stays required.
+    """
 
     def __get__(self, obj, owner=None) -> list[str]:
+        if obj is None:
+            raise AttributeError("notes")
         return []
 
 

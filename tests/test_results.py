@@ -32,7 +32,8 @@ def _build(name, ds):
     from workbench.funnel import conversion, markov, routes, transitions
     from workbench.journey import facts, render
     from workbench.journey.model import fit_to_dataset, template
-    from workbench.profile import attribution, customers, roles, touchpoints
+    attribution, customers, roles, touchpoints = (importlib.import_module(f"workbench.profile.{m}") for m in
+                                                  ("attribution", "customers", "roles", "touchpoints"))
 
     cut = ds.as_of - pd.Timedelta(days=240)
     journey = lambda: fit_to_dataset(template("b2b"), ds)  # noqa: E731

@@ -36,8 +36,8 @@ def _build(name, ds):
                                                   ("attribution", "customers", "roles", "touchpoints"))
 
     cut = ds.as_of - pd.Timedelta(days=240)
-    journey = lambda: fit_to_dataset(template("b2b"), ds)  # noqa: E731
-    persona_facts = lambda: facts.journey_facts(ds, journey(), "persona")  # noqa: E731
+    journey = lambda: fit_to_dataset(template("b2b"), ds)
+    persona_facts = lambda: facts.journey_facts(ds, journey(), "persona")
     build = {
         "StageDwell": lambda: dwell.stage_dwell(ds, "persona"),
         "PipelineForecast": lambda: forecast.forecast_open(ds),

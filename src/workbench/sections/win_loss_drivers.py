@@ -6,7 +6,6 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import plots
-from ..findings import level, p_value, percent, ratio
 from . import needs
 from .base import Section, section
 from .common import WIDE, new_axes, require_columns
@@ -25,9 +24,7 @@ def win_rates(out: Section, settings, min_level: int = 30):
     out.text("The win rate of each level against the overall rate (lift), with chi-square or Fisher tests corrected "
              "for testing many attributes.")
     significant = table[table["p_adjusted"] < 0.05]
-    said = [f"Win rates differ by {', '.join(f'`{c}`' for c in significant['column'])} (corrected p < 0.05)."
-            if len(significant) else "No attribute's win rates differ significantly (corrected p >= 0.05)."]
-    out.sentences(said)
+    out.sentences(result.findings(alpha=0.05))
     out.table(table.rename(columns={"column": "Attribute", "levels": "Levels", "n": "Deals", "test": "Test",
                                     "statistic": "Statistic", "df": "df", "p_value": "p",
                                     "p_adjusted": "Corrected p"}))
@@ -164,10 +161,8 @@ def _pareto(out: Section, settings, column: str, outcome: str):
 
     overall = reason_pareto(settings.dataset, column)
     table = overall.table
-    top = table.iloc[0] if len(table) else None
-    if top is not None:
-        out.sentences([f"The most common {column.replace('_', ' ')} is “{top['reason']}”: {percent(top['share'])} "
-                       f"of the {outcome} deals ({int(top['count']):,} of {int(top['deals']):,})."], key=True)
+    if len(table):
+        out.sentences(overall.findings(), key=True)
     names = {"reason": "Reason", "count": "Deals", "share": "Share", "cumulative_share": "Cumulative share",
              "deals": "Of", "stage": "Stage"}
     out.table(table.rename(columns=names))

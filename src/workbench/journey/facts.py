@@ -136,7 +136,7 @@ class JourneyFacts(Result):
             for persona in self.personas:
                 part = self.stages[self.stages["persona"] == persona].set_index("stage").reindex(self.stage_labels)
                 ax.plot(x, part["reach_share"], "o-", color=colors[persona], label=persona)
-            ax.set_xticks(x, self.stage_labels)
+            ax.set_xticks(x, self.stage_labels, rotation=20, ha="right")
             ax.set_ylabel("Share of deals that reached the stage")
             ax.yaxis.set_major_formatter(PercentFormatter(1.0))
             ax.legend(loc="upper right")

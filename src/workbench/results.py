@@ -23,7 +23,6 @@ checks every result class against this protocol.
 from __future__ import annotations
 
 import html
-
 from typing import TYPE_CHECKING
 
 import pandas as pd

@@ -10,7 +10,7 @@ FLOORS = [
     {"exceptions", "resources", "yamlio", "seeds", "timeunits", "markup", "tables", "jsonsafe"},
     {"dataset"},
     {"stats"},
-    {"plots", "findings"},
+    {"plots", "findings", "results"},
     {"drivers"},
     {"cycle"},
     {"funnel"},

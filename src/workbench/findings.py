@@ -333,6 +333,31 @@ def competing_driver_findings(drivers, *, alpha: float = ALPHA) -> Findings:
     return out
 
 
+#: Most sentences about the logistic drivers model (the forest plot shows the rest).
+MAX_WIN_DRIVERS = 4
+
+
+def win_driver_findings(drivers, *, alpha: float = ALPHA) -> Findings:
+    """The strongest significant effects of the logistic model of winning (`workbench.drivers.model.WinDrivers`),
+    in words; at most `MAX_WIN_DRIVERS` of them."""
+    table = drivers.table
+    real = table[table["p_value"] < alpha]
+    out = Findings()
+    for row in real.head(MAX_WIN_DRIVERS).itertuples():
+        odds = f"odds ratio {ratio(row.odds_ratio)}, {level(alpha)} {ratio(row.ci_low)}-{ratio(row.ci_high)}"
+        if row.feature in drivers.reference_levels:
+            more = "more" if row.odds_ratio > 1 else "less"
+            out.append(f"Deals with {row.feature} {row.level} win {more} often than those with "
+                       f"{drivers.reference_levels[row.feature]}, other things equal ({odds}; {p_value(row.p_value)}).")
+        else:
+            out.append(f"Each step {row.level} of {row.feature} multiplies the odds of winning by "
+                       f"{ratio(row.odds_ratio)} ({odds}; {p_value(row.p_value)}).")
+    if not out:
+        out.append(f"No attribute changes the odds of winning significantly (p < {alpha:g}) once the others are "
+                   "taken into account.")
+    return out
+
+
 def cycle_findings(cycle_times, comparison: pd.DataFrame | None = None, drivers=None, *,
                    horizon: float | None = None, alpha: float = ALPHA) -> Findings:
     """Every cycle-time finding: time to close, outcomes, segments, and drivers when given."""

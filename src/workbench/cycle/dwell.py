@@ -26,6 +26,7 @@ from ..dataset.groups import OVERALL
 from ..dataset.history import history_codes
 from ..dataset.model import Dataset
 from ..exceptions import SmallSampleWarning, WorkbenchError, fixes
+from ..results import Result, axes
 from ..stats.survival import CompetingRisks, competing_risks
 
 DAY_NS = 86_400 * 10**9
@@ -184,7 +185,7 @@ def restricted_mean(fit: CompetingRisks, horizon: float) -> tuple[float, float]:
 
 
 @dataclass(frozen=True)
-class StageDwell:
+class StageDwell(Result):
     """Kaplan-Meier of the first-visit dwell in each open stage, overall and per segment.
 
     ``table`` has one row per segment and stage: ``segment``, ``stage``, ``entered``,
@@ -214,6 +215,18 @@ class StageDwell:
         stages = list(dict.fromkeys(self.table["stage"]))
         segments = list(dict.fromkeys(self.table["segment"]))
         return wide.loc[segments, stages]
+
+    def findings(self, *, unit=None):
+        """The slowest stage and where the time goes, in words (`workbench.findings.dwell_findings`)."""
+        from ..findings import dwell_findings
+
+        return dwell_findings(self) if unit is None else dwell_findings(self, unit=unit)
+
+    def plot(self, *, ax=None, **kwargs):
+        """Median days per stage with intervals (`workbench.plots.dwell_bars`); returns the axes."""
+        from ..plots import dwell_bars
+
+        return dwell_bars(self, ax=axes(ax), **kwargs)
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<p>{n}</p>" for n in self.notes)

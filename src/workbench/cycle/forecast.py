@@ -24,6 +24,7 @@ from scipy.stats import norm, spearmanr
 from .. import tables
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
+from ..results import Result, axes
 from ..stats.survival import CompetingRisks, competing_risks
 from .dwell import DAY_NS, visit_arrays
 from .times import CAUSES
@@ -114,7 +115,7 @@ def stage_clock(stage: str, window: float, days, left, to_close, won, followed) 
 
 
 @dataclass(frozen=True)
-class PipelineForecast:
+class PipelineForecast(Result):
     """Per open deal, the probability of winning within ``window`` days of ``as_of``.
 
     ``deals``: ``deal_id``, ``stage`` (current stage, None when unknown), ``age_days``,
@@ -173,6 +174,30 @@ class PipelineForecast:
         return pd.concat([pd.DataFrame({"stage": name, "days_in_stage": days, "p_win": clock.p_win(days),
                                         "comparable": clock.at_risk(days)})
                           for name, clock in self.stage_clocks.items()], ignore_index=True)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The per-stage `summary`: open deals, mean p_win, expected wins and amount in the window."""
+        return self.summary()
+
+    def findings(self, backtest=None, *, unit=None):
+        """Expected wins and amount in words (`workbench.findings.forecast_findings`)."""
+        from ..findings import forecast_findings
+
+        return forecast_findings(self, backtest) if unit is None else forecast_findings(self, backtest, unit=unit)
+
+    def plot(self, *, ax=None):
+        """Expected wins within the window per current stage, as bars; returns the axes."""
+        from ..plots import theme
+
+        summary = self.summary()
+        with theme():
+            ax = axes(ax)
+            ax.barh(summary["stage"].astype(str), summary["expected_wins"])
+            ax.invert_yaxis()
+            ax.set_xlabel(f"Expected wins within {self.window:g} days")
+            ax.set_ylabel("Current stage")
+        return ax
 
     def _repr_html_(self) -> str:
         head = (f"<p>{len(self.deals)} open deals as of {self.as_of.date()}; "
@@ -307,7 +332,7 @@ def _stage_forecast(dataset: Dataset, rows: np.ndarray, window: float, min_deals
 
 
 @dataclass(frozen=True)
-class Backtest:
+class Backtest(Result):
     """A forecast made at ``cut_at`` against what happened in the next ``window`` days.
 
     ``deals`` is the forecast's table plus ``won`` (1: won within the window).
@@ -349,6 +374,23 @@ class Backtest:
                          "error_in_sd": (expected - self.actual_wins) / sd if sd > 0 else np.nan,
                          "brier": brier})
         return pd.DataFrame(rows)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The `calibration` table, one row per predicted-probability bin."""
+        return self.calibration
+
+    def findings(self, *, unit=None):
+        """Expected against actual wins and the calibration in words (`workbench.findings.backtest_findings`)."""
+        from ..findings import backtest_findings
+
+        return backtest_findings(self) if unit is None else backtest_findings(self, unit=unit)
+
+    def plot(self, *, ax=None):
+        """Observed against predicted win rate per bin (`workbench.plots.calibration`); returns the axes."""
+        from ..plots import calibration
+
+        return calibration(self, ax=axes(ax))
 
     def _repr_html_(self) -> str:
         head = (f"<p>Forecast at {self.cut_at.date()} of wins within {self.window:g} days, "

@@ -18,6 +18,7 @@ from .. import tables
 from ..dataset.groups import OVERALL
 from ..dataset.model import Dataset
 from ..exceptions import SeparationWarning, SmallSampleWarning, WorkbenchError, fixes
+from ..results import Result, axes
 from ..stats.survival import CompetingRisks, competing_risks
 
 DAY = pd.Timedelta(days=1)
@@ -58,7 +59,7 @@ def durations(dataset: Dataset, from_stage: str | None = None) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class CycleTimes:
+class CycleTimes(Result):
     """Competing-risks fits of time to close, overall and per segment.
 
     ``fits`` maps a segment label (``OVERALL`` for all deals) to its
@@ -113,6 +114,30 @@ class CycleTimes:
         """Tidy step curves of every segment (for plotting or export)."""
         return pd.concat([fit.curves().assign(segment=label) for label, fit in self.fits.items()],
                          ignore_index=True)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """The `summary` at the default days: one row per segment."""
+        return self.summary()
+
+    @property
+    def notes(self) -> list[str]:
+        """The fits' caveats (``warnings``) in plain words."""
+        return list(self.warnings)
+
+    def findings(self, *, unit=None):
+        """Time to close and the outcomes at the horizon, for all deals, in words
+        (`workbench.findings.time_to_close_findings`, `outcome_findings`)."""
+        from ..findings import Findings, outcome_findings, time_to_close_findings
+
+        options = {} if unit is None else {"unit": unit}
+        return Findings([*time_to_close_findings(self, **options), *outcome_findings(self, **options)])
+
+    def plot(self, *, ax=None, **kwargs):
+        """Share of deals closed over time per segment (`workbench.plots.survival_curves`); returns the axes."""
+        from ..plots import survival_curves
+
+        return survival_curves(self, ax=axes(ax), **kwargs)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.summary(), index=False)
@@ -244,7 +269,7 @@ def compare_segments(dataset: Dataset, by: str, *, min_deals: int = 30, correcti
 
 
 @dataclass(frozen=True)
-class SpeedDrivers:
+class SpeedDrivers(Result):
     """Cause-specific Cox model for time to an outcome, and its PH check.
 
     ``method`` is ``cox`` (maximum partial likelihood) or ``firth`` (Firth's penalized
@@ -268,6 +293,18 @@ class SpeedDrivers:
         return [f"The effect of {row.covariate} on the speed of {self.cause} deals changes over the life of a "
                 f"deal (Schoenfeld test p={row.p_value:.2g}), so its hazard ratio is an average over time."
                 for row in bad.itertuples()]
+
+    def findings(self, *, alpha: float | None = None):
+        """Which covariates speed deals to the outcome, and the PH check (`workbench.findings.driver_findings`)."""
+        from ..findings import driver_findings
+
+        return driver_findings(self) if alpha is None else driver_findings(self, alpha=alpha)
+
+    def plot(self, *, ax=None, **kwargs):
+        """Forest plot of the hazard ratios (`workbench.plots.hazard_ratios`); returns the axes."""
+        from ..plots import hazard_ratios
+
+        return hazard_ratios(self, ax=axes(ax), **kwargs)
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)

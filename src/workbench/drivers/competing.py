@@ -30,6 +30,7 @@ from ..timeunits import span
 from .cohort import LEAKY_WORDS, candidate_columns, leaky_word
 from .leakage import decided_by_outcome
 from .model import _check_rank, _columns, _design
+from ..results import Result, axes
 
 DAY = pd.Timedelta(days=1)
 #: The mature-cohort logistic model is preferred when its cohort holds at least this many deals and
@@ -40,7 +41,7 @@ MAX_COEF = 10.0
 
 
 @dataclass(frozen=True)
-class CompetingDrivers:
+class CompetingDrivers(Result):
     """A Fine-Gray model of winning, lost deals competing and open deals censored.
 
     Attributes
@@ -72,6 +73,8 @@ class CompetingDrivers:
     method: str = "Fine-Gray"
     fit: FineGrayResult | None = field(repr=False, default=None)
 
+
+
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
         return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
@@ -86,7 +89,7 @@ class CompetingDrivers:
         """Forest plot of the ratios (`workbench.plots.subdistribution_ratios`); returns the axes."""
         from ..plots import subdistribution_ratios
 
-        return subdistribution_ratios(self, alpha=self.alpha, ax=ax)
+        return subdistribution_ratios(self, alpha=self.alpha, ax=axes(ax))
 
 
 def choose_model(dataset: Dataset, mature_days: int | None) -> tuple[str, str]:

@@ -30,12 +30,13 @@ from ..stats.firth import firth_logit, logit_newton
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, UNITS, as_labels, candidate_columns, cohort_note, deal_column, fold_rare,
                      leaky_word, mature_cohort, other_label)
 from .leakage import decided_by_outcome
+from ..results import Result, axes
 
 VIF_NOTE = 10.0
 
 
 @dataclass(frozen=True)
-class WinDrivers:
+class WinDrivers(Result):
     """A logistic regression of winning (within ``mature_days``) on deal attributes.
 
     Attributes
@@ -81,6 +82,18 @@ class WinDrivers:
     alpha: float
     covariates: tuple[str, ...]
     fit: object = field(repr=False, default=None)
+
+    def findings(self, *, alpha: float | None = None):
+        """The strongest significant effects in words (`workbench.findings.win_driver_findings`)."""
+        from ..findings import win_driver_findings
+
+        return win_driver_findings(self, alpha=self.alpha if alpha is None else alpha)
+
+    def plot(self, *, ax=None):
+        """Forest plot of the odds ratios (`workbench.plots.odds_ratios`); returns the axes."""
+        from ..plots import odds_ratios
+
+        return odds_ratios(self, alpha=self.alpha, ax=axes(ax))
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)

@@ -13,6 +13,7 @@ import pandas as pd
 from .. import tables
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
+from ..results import Result
 
 #: ``by=STAGE`` splits by the stage a deal was lost (or won) in: its last open stage.
 STAGE = "stage"
@@ -31,7 +32,7 @@ def last_open_stage(dataset: Dataset) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class ReasonPareto:
+class ReasonPareto(Result):
     """Reasons ranked by count, with shares and cumulative shares, overall or per group.
 
     ``table`` columns: the ``by`` column when given, then ``reason``, ``count``,
@@ -43,6 +44,30 @@ class ReasonPareto:
     outcome: str
     by: str | None
     notes: list[str] = field(default_factory=list)
+
+    def findings(self):
+        """The most common reason and its share of the deals with this outcome."""
+        from ..findings import Findings, percent
+
+        if not len(self.table):
+            return Findings([f"No {self.outcome} deal gives a {self.column.replace('_', ' ')}."])
+        top = self.table.iloc[0]
+        return Findings([f"The most common {self.column.replace('_', ' ')} is “{top['reason']}”: "
+                         f"{percent(top['share'])} of the {self.outcome} deals ({int(top['count']):,} of "
+                         f"{int(top['deals']):,})."])
+
+    def plot(self, *, ax=None):
+        """Share of the deals per reason, most common first, with the cumulative share; returns the axes."""
+        from ..results import interval_bars
+
+        labels = self.table["reason"] if self.by is None else [
+            f"{g}: {r}" for g, r in zip(self.table[self.by], self.table["reason"])]
+        ax = interval_bars(labels, self.table["share"], xlabel=f"Share of {self.outcome} deals", ax=ax)
+        if self.by is None:
+            ax.plot(self.table["cumulative_share"], range(len(self.table)), "o-", color="0.3",
+                    label="cumulative share")
+            ax.legend(loc="lower right")
+        return ax
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)

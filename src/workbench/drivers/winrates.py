@@ -24,6 +24,7 @@ from ..dataset.model import Dataset
 from .cohort import (LEAKY_WORDS, MAX_LEVELS, MISSING, as_labels, candidate_columns, cohort_note, deal_column,
                      fold_rare, mature_cohort, other_label)
 from .leakage import missing_by_openness
+from ..results import Result
 
 
 def _quantile_bins(values: pd.Series, bins: int = 5) -> pd.Series:
@@ -35,7 +36,7 @@ def _quantile_bins(values: pd.Series, bins: int = 5) -> pd.Series:
 
 
 @dataclass(frozen=True)
-class WinRates:
+class WinRates(Result):
     """Win rate per level of one attribute in the mature cohort, and one test of any difference.
 
     ``table``: ``level``, ``n``, ``won``, ``win_rate``, ``ci_low``, ``ci_high`` (Wilson),
@@ -53,6 +54,28 @@ class WinRates:
     p_value: float
     min_level: int
     notes: list[str] = field(default_factory=list)
+
+    def findings(self):
+        """The levels with the highest and the lowest win rate, and the test across levels."""
+        from ..findings import Findings, p_value, percent
+
+        rated = self.table.dropna(subset=["win_rate"])
+        if not len(rated):
+            return Findings([f"No level of {self.column} has closed deals to rate."])
+        best, worst = rated.loc[rated["win_rate"].idxmax()], rated.loc[rated["win_rate"].idxmin()]
+        test = f" ({self.test}, {p_value(self.p_value)})" if self.test else ""
+        return Findings([f"By {self.column}, {best['level']} deals win most often ({percent(best['win_rate'])}) and "
+                         f"{worst['level']} deals least often ({percent(worst['win_rate'])}), against "
+                         f"{percent(self.overall_rate)} overall{test}."])
+
+    def plot(self, *, ax=None):
+        """Win rate per level with its interval, and the overall rate as a line; returns the axes."""
+        from ..results import interval_bars
+
+        ax = interval_bars(self.table["level"], self.table["win_rate"], self.table["ci_low"], self.table["ci_high"],
+                           xlabel=f"Win rate by {self.column}", ax=ax)
+        ax.axvline(self.overall_rate, color="0.3", lw=1, ls="--")
+        return ax
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
@@ -141,7 +164,7 @@ def _compared(column: str, values: pd.Series, cohort: pd.DataFrame, min_level: i
 
 
 @dataclass(frozen=True)
-class UnivariateDrivers:
+class UnivariateDrivers(Result):
     """One test per attribute, Benjamini-Hochberg corrected across them.
 
     ``table``: ``column``, ``levels``, ``n``, ``test``, ``statistic``, ``df``, ``p_value``,
@@ -152,6 +175,38 @@ class UnivariateDrivers:
     rates: dict[str, WinRates]
     held_out: dict[str, str]
     notes: list[str] = field(default_factory=list)
+
+    def findings(self, *, alpha: float = 0.05):
+        """Which attributes' win rates differ (corrected p below ``alpha``)."""
+        from ..findings import Findings
+
+        significant = self.table[self.table["p_adjusted"] < alpha]
+        if len(significant):
+            return Findings([f"Win rates differ by {', '.join(f'`{c}`' for c in significant['column'])} "
+                             f"(corrected p < {alpha:g})."])
+        return Findings([f"No attribute's win rates differ significantly (corrected p >= {alpha:g})."])
+
+    def plot(self, *, ax=None):
+        """Per attribute, the lowest and the highest win rate of its levels; returns the axes."""
+        import numpy as np
+
+        from ..plots import theme
+        from ..results import axes
+
+        columns = list(self.table["column"])
+        low = [self.rates[c].table["win_rate"].min() if c in self.rates else np.nan for c in columns]
+        high = [self.rates[c].table["win_rate"].max() if c in self.rates else np.nan for c in columns]
+        with theme():
+            ax = axes(ax)
+            y = np.arange(len(columns))
+            ax.hlines(y, low, high, color="0.6")
+            ax.plot(low, y, "o", label="lowest level")
+            ax.plot(high, y, "o", label="highest level")
+            ax.set_yticks(y, columns)
+            ax.set_ylim(len(columns) - 0.5, -0.5)
+            ax.set_xlabel("Win rate of the attribute's levels")
+            ax.legend(loc="lower right")
+        return ax
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)

@@ -39,6 +39,7 @@ from ..dataset.history import history, history_quality
 from ..dataset.model import Dataset
 from ..exceptions import SmallSampleWarning, WorkbenchError, fixes
 from ..stats.survival import competing_risks
+from ..results import Result, axes
 
 __all__ = ["transitions", "progress_rows", "stage_outcomes", "stage_conversion", "StageConversion",
            "windowed_conversion", "WindowedConversion", "stage_reach", "StageReach", "funnel", "Funnel",
@@ -142,7 +143,7 @@ def _outcome_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
 
 
 @dataclass(frozen=True)
-class StageConversion:
+class StageConversion(Result):
     """Eventual conversion per transition, overall and per segment.
 
     ``table``: segment, transition, reached, advanced, dropped, open, conversion
@@ -161,6 +162,27 @@ class StageConversion:
         part = self.table[self.table["segment"] == segment]
         return {row.transition: (None if pd.isna(row.conversion) else float(row.conversion))
                 for row in part.itertuples()}
+
+    def findings(self):
+        """The biggest leak of all deals: the transition with the lowest eventual conversion."""
+        from ..findings import Findings, percent
+
+        overall = self.table[(self.table["segment"] == OVERALL) & self.table["conversion"].notna()]
+        if not len(overall):
+            return Findings()
+        leak = overall.loc[overall["conversion"].idxmin()]
+        start, end = leak["transition"].split("->")
+        return Findings([f"The biggest leak is from {start} to {end}: of the deals that reached "
+                         f"{start}, {percent(leak['conversion'])} eventually move on "
+                         f"(95% CI {percent(leak['ci_low']).rstrip('%')}-{percent(leak['ci_high'])})."])
+
+    def plot(self, *, ax=None, segment: str = OVERALL):
+        """Eventual conversion of each transition of ``segment`` with its interval; returns the axes."""
+        from ..results import interval_bars
+
+        part = self.table[self.table["segment"] == segment]
+        return interval_bars(part["transition"], part["conversion"], part["ci_low"], part["ci_high"],
+                             xlabel="Eventual conversion", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)
@@ -225,7 +247,7 @@ def stage_conversion(dataset: Dataset, by: str | None = None, *, alpha: float = 
 # --- windowed conversion ----------------------------------------------------------------
 
 @dataclass(frozen=True)
-class WindowedConversion:
+class WindowedConversion(Result):
     """Conversion within ``window_days`` of the first entry, on entries old enough to tell.
 
     Definition: for ``A->B``, of the deals whose first entry into A was at least
@@ -242,6 +264,26 @@ class WindowedConversion:
     by: str | None
     window_days: float
     alpha: float
+
+    def findings(self):
+        """The transition of all deals that the fewest entries old enough pass within the window."""
+        from ..findings import Findings, level, percent
+
+        overall = self.table[(self.table["segment"] == OVERALL) & self.table["conversion"].notna()]
+        if not len(overall):
+            return Findings([f"No deal entered a stage at least {self.window_days:g} days ago."])
+        slow = overall.loc[overall["conversion"].idxmin()]
+        return Findings([f"Within {self.window_days:g} days, the fewest deals move on at {slow['transition']}: "
+                         f"{percent(slow['conversion'])} of {slow['eligible']:,} entries old enough "
+                         f"({level(self.alpha)} {percent(slow['ci_low'])} to {percent(slow['ci_high'])})."])
+
+    def plot(self, *, ax=None, segment: str = OVERALL):
+        """Conversion within the window of each transition of ``segment`` with its interval; returns the axes."""
+        from ..results import interval_bars
+
+        part = self.table[self.table["segment"] == segment]
+        return interval_bars(part["transition"], part["conversion"], part["ci_low"], part["ci_high"],
+                             xlabel=f"Moved on within {self.window_days:g} days", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)
@@ -279,7 +321,7 @@ def windowed_conversion(dataset: Dataset, window_days: float = 60, by: str | Non
 # --- reach and the funnel ------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class StageReach:
+class StageReach(Result):
     """How far deals have got by ``as_of``, per stage.
 
     ``table``: segment, stage, deals (all deals of the segment), entered (deals with an
@@ -293,6 +335,26 @@ class StageReach:
     table: pd.DataFrame
     by: str | None
     alpha: float
+
+    def findings(self):
+        """How many of all deals have reached the last stage so far."""
+        from ..findings import Findings, level, percent
+
+        overall = self.table[self.table["segment"] == OVERALL]
+        if not len(overall):
+            return Findings()
+        last = overall.iloc[-1]
+        return Findings([f"Of {last['deals']:,} deals, {percent(last['share'])} have reached {last['stage']} so far "
+                         f"({level(self.alpha)} {percent(last['ci_low'])} to {percent(last['ci_high'])}); open deals "
+                         "may still get further."])
+
+    def plot(self, *, ax=None, segment: str = OVERALL):
+        """Share of the deals of ``segment`` that reached each stage, with its interval; returns the axes."""
+        from ..results import interval_bars
+
+        part = self.table[self.table["segment"] == segment]
+        return interval_bars(part["stage"], part["share"], part["ci_low"], part["ci_high"],
+                             xlabel="Share of deals that reached the stage", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)
@@ -334,7 +396,7 @@ def stage_reach(dataset: Dataset, by: str | None = None, *, alpha: float = 0.05,
 
 
 @dataclass(frozen=True)
-class Funnel:
+class Funnel(Result):
     """Reach, eventual and windowed conversion and drop-off per stage: what the funnel chart draws.
 
     ``table``: one row per segment and stage, the columns of `StageReach` (``share``
@@ -354,7 +416,19 @@ class Funnel:
         """The funnel chart (`workbench.funnel.plots.funnel_chart`); returns the axes."""
         from .plots import funnel_chart
 
-        return funnel_chart(self, ax=ax, **kwargs)
+        return funnel_chart(self, ax=axes(ax), **kwargs)
+
+    def findings(self):
+        """The biggest leak of all deals, with the share lost there."""
+        from ..findings import Findings, percent
+
+        overall = self.table[(self.table["segment"] == OVERALL) & self.table["conversion"].notna()]
+        if not len(overall):
+            return Findings()
+        leak = overall.loc[overall["conversion"].idxmin()]
+        return Findings([f"The biggest leak is {leak['transition']}: {percent(leak['conversion'])} of the deals that "
+                         f"reached {leak['stage']} eventually move on (95% CI {percent(leak['conversion_low'])} to "
+                         f"{percent(leak['conversion_high'])}); {percent(leak['drop_off'])} are lost there."])
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)
@@ -387,7 +461,7 @@ CREATED_TO_WON = "Created->Won"
 
 
 @dataclass(frozen=True)
-class CohortConversion:
+class CohortConversion(Result):
     """Eventual conversion per creation cohort, so a change in the process shows up.
 
     ``table``: cohort (e.g. ``2024-03``), cohort_start, transition (every headline
@@ -414,7 +488,22 @@ class CohortConversion:
         """The cohort heatmap (`workbench.funnel.plots.cohort_heatmap`); returns the axes."""
         from .plots import cohort_heatmap
 
-        return cohort_heatmap(self, ax=ax, **kwargs)
+        return cohort_heatmap(self, ax=axes(ax), **kwargs)
+
+    def findings(self):
+        """How many cohorts are mature, and the range of the first transition's conversion among them."""
+        from ..findings import Findings, percent
+
+        cohorts = self.table.drop_duplicates("cohort")
+        out = Findings([f"{int(cohorts['mature'].sum())} of {len(cohorts)} cohorts were followed for at least "
+                        f"{self.mature_days:g} days; younger cohorts show conversion so far, so compare mature ones."])
+        first = self.table["transition"].iloc[0]
+        mature = self.table[self.table["mature"] & (self.table["transition"] == first)].dropna(subset=["conversion"])
+        if len(mature) >= 2:
+            low, high = mature.loc[mature["conversion"].idxmin()], mature.loc[mature["conversion"].idxmax()]
+            out.append(f"Among mature cohorts, {first} ranged from {percent(low['conversion'])} ({low['cohort']}) "
+                       f"to {percent(high['conversion'])} ({high['cohort']}).")
+        return out
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.wide())
@@ -469,7 +558,7 @@ def _end_of(fit, cause: str) -> dict[str, float]:
 # --- segment comparison ----------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class ConversionComparison:
+class ConversionComparison(Result):
     """Each segment against the rest of the deals, per transition, on windowed conversion.
 
     The test is on the *windowed* conversion (`WindowedConversion`): it is a plain
@@ -516,10 +605,19 @@ class ConversionComparison:
         if tested == 0:
             out.append(f"No `{self.by}` value had enough eligible entries to be compared.")
         elif rest:
-            lead = "The other" if len(hits) else "None of the"
-            out.append(f"{lead} {rest} comparisons of a `{self.by}` value against the rest show no statistically "
-                       f"significant difference (Benjamini-Hochberg adjusted p >= {alpha:g}).")
+            lead = f"The other {rest}" if len(hits) else f"All {rest}"
+            out.append(f"{lead} comparisons of a `{self.by}` value against the rest show no statistically "
+                       f"significant difference (corrected p >= {alpha:g}).")
         return out
+
+    def plot(self, *, ax=None):
+        """Each tested segment's difference from the rest, per transition, as bars; returns the axes."""
+        from ..results import interval_bars
+
+        tested = self.table[self.table["p_adjusted"].notna()]
+        labels = [f"{s}: {t}" for s, t in zip(tested["segment"], tested["transition"])]
+        return interval_bars(labels, tested["difference"], xlabel=f"Conversion within {self.window_days:g} days, "
+                             "segment minus the rest", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)

@@ -37,6 +37,7 @@ from ..dataset.groups import OVERALL, segment_codes, segment_groups, wilson
 from ..dataset.history import LOST, WON, history
 from ..dataset.model import Dataset
 from ..stats.survival import competing_risks
+from ..results import Result
 
 DAY_NS = 86_400 * 10**9
 STILL_IN = "(still in stage)"
@@ -73,7 +74,7 @@ def visits(dataset: Dataset) -> Visits:
 
 
 @dataclass(frozen=True)
-class MarkovChain:
+class MarkovChain(Result):
     """The absorbing chain per segment.
 
     ``table``: one row per segment and open stage: ``visits``, ``moves_out`` (completed
@@ -92,6 +93,28 @@ class MarkovChain:
     def matrix(self, segment: str = OVERALL) -> pd.DataFrame:
         """The estimated transition matrix of ``segment``."""
         return self.matrices[segment]
+
+    def findings(self, *, unit=None):
+        """The chance of ending won from the first and the last stage, and the days left from the last."""
+        from ..findings import Findings, percent
+        from ..timeunits import DAYS
+
+        unit = unit or DAYS
+        first = self.table[self.table["segment"] == OVERALL]
+        if not len(first):
+            return Findings()
+        start, last = first.iloc[0], first.iloc[-1]
+        return Findings([f"A deal in {start['stage']} ends won with probability {percent(start['p_won'])}; one in "
+                         f"{last['stage']}, {percent(last['p_won'])}, and closes in about "
+                         f"{unit(last['expected_days'])}."])
+
+    def plot(self, *, ax=None, segment: str = OVERALL):
+        """Probability of ending won from each stage of ``segment``, with its interval; returns the axes."""
+        from ..results import interval_bars
+
+        part = self.table[self.table["segment"] == segment]
+        return interval_bars(part["stage"], part["p_won"], part["ci_low"], part["ci_high"],
+                             xlabel="Probability of ending won", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)

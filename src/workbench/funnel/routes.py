@@ -17,6 +17,7 @@ from ..dataset.groups import segment_codes, segment_groups, wilson
 from ..dataset.history import CONTINUES, STAYS, History, history, move_rows
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
+from ..results import Result, axes
 
 NO_OPEN_STAGE = "(no open stage)"
 OTHER_ROUTES = "(other routes)"
@@ -76,7 +77,7 @@ def route_labels(h: History, holders: np.ndarray, sep: str = " > ") -> list[str]
 
 
 @dataclass(frozen=True)
-class PathVariants:
+class PathVariants(Result):
     """The most common routes through the open stages, with outcomes.
 
     ``table``: ``segment``, ``route`` (open stages in the order entered, repeats collapsed;
@@ -95,7 +96,17 @@ class PathVariants:
         """The routes as stacked bars (`workbench.funnel.plots.path_variants_chart`); returns the axes."""
         from .plots import path_variants_chart
 
-        return path_variants_chart(self, ax=ax, **kwargs)
+        return path_variants_chart(self, ax=axes(ax), **kwargs)
+
+    def findings(self):
+        """The most common route and how its closed deals ended."""
+        from ..findings import Findings, percent
+
+        top = self.table.iloc[0] if len(self.table) else None
+        if top is None:
+            return Findings()
+        return Findings([f"The most common route, {top['route']}, holds {percent(top['share'])} of closed deals "
+                         f"({top['deals']:,} deals); {percent(top['win_rate'])} of its closed deals were won."])
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)
@@ -204,7 +215,7 @@ def stage_flows(dataset: Dataset, *, max_steps: int = 6) -> pd.DataFrame:
 # --- going back a stage ------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class RegressionEffect:
+class RegressionEffect(Result):
     """How many deals go back a stage, and the win rate of closed deals with and without.
 
     ``table``: one row per segment and group (``went back`` / ``never went back``):
@@ -226,6 +237,32 @@ class RegressionEffect:
     among: str | None
     mature_days: float | None
     alpha: float
+
+    def findings(self):
+        """Win rate of closed deals that went back a stage against those that never did."""
+        from ..findings import Findings, p_value, percent
+
+        out = Findings()
+        for segment, part in self.table.groupby("segment", sort=False):
+            rows = part.set_index("group")
+            if not {"went back", "never went back"} <= set(rows.index):
+                continue
+            back, never = rows.loc["went back"], rows.loc["never went back"]
+            test = self.tests[self.tests["segment"] == segment]
+            p = f"; {p_value(float(test['p_value'].iloc[0]))}" if len(test) else ""
+            among = f" among deals that reached {self.among}" if self.among else ""
+            out.append(f"{segment}{among}: {percent(back['win_rate'])} of closed deals that went back a stage were "
+                       f"won, against {percent(never['win_rate'])} of those that never did ({back['closed']:,} and "
+                       f"{never['closed']:,} closed deals{p}).")
+        return out
+
+    def plot(self, *, ax=None):
+        """Win rate of each group of closed deals, with its interval; returns the axes."""
+        from ..results import interval_bars
+
+        labels = [f"{s}: {g}" for s, g in zip(self.table["segment"], self.table["group"])]
+        return interval_bars(labels, self.table["win_rate"], self.table["ci_low"], self.table["ci_high"],
+                             xlabel="Win rate of closed deals", ax=ax)
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.table, index=False)

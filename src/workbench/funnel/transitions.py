@@ -31,6 +31,7 @@ from .. import tables
 from ..dataset.groups import OVERALL, segment_codes, segment_groups
 from ..dataset.history import DAY_NS, KINDS, history, move_rows, skipped_stages
 from ..dataset.model import Dataset
+from ..results import Result, axes
 
 
 def kind_table(k: int) -> np.ndarray:
@@ -83,7 +84,7 @@ def moves(dataset: Dataset) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class TransitionMatrix:
+class TransitionMatrix(Result):
     """Moves between states, overall and per segment.
 
     ``table``: ``segment``, ``from``, ``to``, ``kind``, ``moves``, ``share`` (of the moves out
@@ -119,7 +120,18 @@ class TransitionMatrix:
         """The transition heatmap (`workbench.funnel.plots.transition_heatmap`); returns the axes."""
         from .plots import transition_heatmap
 
-        return transition_heatmap(self, ax=ax, **kwargs)
+        return transition_heatmap(self, ax=axes(ax), **kwargs)
+
+    def findings(self, segment: str = OVERALL):
+        """The share of moves of each kind (advance, skip, back...)."""
+        from ..findings import Findings, percent
+
+        kinds = self.kinds(segment)
+        kinds = kinds[kinds["moves"] > 0]
+        if not len(kinds):
+            return Findings(["No deal has moved between stages yet."])
+        parts = ", ".join(f"{percent(row.share)} {row.kind}" for row in kinds.itertuples())
+        return Findings([f"Of {int(kinds['moves'].sum()):,} moves between states: {parts}."])
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.counts())

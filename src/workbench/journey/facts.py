@@ -40,6 +40,7 @@ from ..exceptions import SmallSampleWarning, WorkbenchError, fixes
 from ..funnel.conversion import stage_conversion, stage_reach
 from ..profile.touchpoints import UNKNOWN
 from .model import Journey, JourneyError, Persona, check_covers
+from ..results import Result, axes
 
 #: Deal columns read for the sentiment lane, when present.
 TEXT_COLUMNS = ("notes", "note", "comments", "loss_reason", "win_reason")
@@ -54,7 +55,7 @@ SENTIMENT_COLUMNS = ["persona", "stage", "texts", "score", "tone"]
 
 
 @dataclass(frozen=True)
-class JourneyFacts:
+class JourneyFacts(Result):
     """Per persona and journey stage, the numbers a grid shows (see the module docstring).
 
     ``stages``: one row per persona and stage (`STAGE_COLUMNS`); ``entered`` counts the deals
@@ -104,6 +105,42 @@ class JourneyFacts:
         s = self.sentiment
         rows = s[(s["persona"] == persona) & (s["stage"] == stage)]
         return None if rows.empty else rows.iloc[0].to_dict()
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """``stages``: one row per persona and journey stage."""
+        return self.stages
+
+    def findings(self):
+        """Each persona's journey in one line, and the personas that win most and least often
+        (`workbench.findings.persona_findings`); the journey of all deals when there are no personas."""
+        from ..findings import Findings, journey_line, persona_findings
+
+        out = persona_findings(self)
+        if not out and self.personas:
+            line = journey_line(self, self.personas[0])
+            out = Findings([line] if line else [])
+        return out
+
+    def plot(self, *, ax=None):
+        """Share of each persona's deals that reached each stage, one line per persona; returns the axes."""
+        import numpy as np
+        from matplotlib.ticker import PercentFormatter
+
+        from ..plots import segment_colors, theme
+
+        colors = segment_colors(self.personas)
+        with theme():
+            ax = axes(ax)
+            x = np.arange(len(self.stage_labels))
+            for persona in self.personas:
+                part = self.stages[self.stages["persona"] == persona].set_index("stage").reindex(self.stage_labels)
+                ax.plot(x, part["reach_share"], "o-", color=colors[persona], label=persona)
+            ax.set_xticks(x, self.stage_labels, rotation=20, ha="right")
+            ax.set_ylabel("Share of deals that reached the stage")
+            ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.legend(loc="upper right")
+        return ax
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.stages, index=False)

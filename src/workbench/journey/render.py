@@ -23,6 +23,7 @@ from ..markup import markdown_text
 from ..timeunits import span
 from .facts import JourneyFacts
 from .model import Journey, Persona
+from ..results import Result, axes
 
 NO_ESTIMATE = "too few deals to estimate"
 SEPARATOR = " · "
@@ -251,7 +252,7 @@ def to_markdown(journey: Journey, facts: JourneyFacts, persona: str | None = Non
 # --- two personas side by side -----------------------------------------------------------------
 
 @dataclass(frozen=True)
-class PersonaComparison:
+class PersonaComparison(Result):
     """Where two personas' numbers differ, stage by stage.
 
     ``table``: per stage, ``reach_a``/``reach_b``, ``conversion_a``/``conversion_b``, their
@@ -290,6 +291,30 @@ class PersonaComparison:
                 out.append(f"{self.a} spends {word} in {r.stage}: median {span(r.median_a)} vs "
                            f"{span(r.median_b)}.")
         return out or [f"No stage differs between {self.a} and {self.b} beyond chance (level {self.alpha:g})."]
+
+    def findings(self):
+        """The significant differences in plain language (``sentences()``)."""
+        from ..findings import Findings
+
+        return Findings(self.sentences())
+
+    def plot(self, *, ax=None):
+        """Conversion from each stage for the two personas, side by side; returns the axes."""
+        from matplotlib.ticker import PercentFormatter
+
+        from ..plots import theme
+
+        with theme():
+            ax = axes(ax)
+            y = np.arange(len(self.table))
+            ax.barh(y - 0.2, np.nan_to_num(self.table["conversion_a"].to_numpy(float)), height=0.4, label=self.a)
+            ax.barh(y + 0.2, np.nan_to_num(self.table["conversion_b"].to_numpy(float)), height=0.4, label=self.b)
+            ax.set_yticks(y, [str(s) for s in self.table["stage"]])
+            ax.set_ylim(len(y) - 0.5, -0.5)
+            ax.set_xlabel("Conversion from the stage")
+            ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+            ax.legend(loc="lower right")
+        return ax
 
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{html.escape(s)}</li>" for s in self.sentences())

@@ -43,6 +43,7 @@ from ..dataset.model import Dataset
 from ..exceptions import SmallSampleWarning, WorkbenchError, fixes
 from ..seeds import seeded_rng
 from .touchpoints import DAY, deal_touches
+from ..results import Result, axes
 
 MODELS = ("first_touch", "last_touch", "linear", "time_decay", "position_based", "markov")
 START, CONVERSION, NULL = "(start)", "(conversion)", "(null)"
@@ -239,7 +240,7 @@ def bootstrap_shares(paths: pd.DataFrame, counts: np.ndarray, half_life_days: fl
 
 
 @dataclass(frozen=True)
-class Attribution:
+class Attribution(Result):
     """Conversions credited to each channel by every attribution model.
 
     Attributes
@@ -305,8 +306,6 @@ class Attribution:
     def plot(self, *, value: str = "share", ax=None):
         """Grouped bars: ``value`` per channel, one bar per model, with the bootstrap intervals
         as error bars for shares; returns the axes."""
-        import matplotlib.pyplot as plt
-
         from ..plots import error_lengths, theme
 
         wide = self.wide(value)
@@ -315,11 +314,26 @@ class Attribution:
             low, high = self.wide("share_low"), self.wide("share_high")
             xerr = np.stack([error_lengths(wide[m], low[m], high[m]) for m in wide.columns])
         with theme():
-            ax = ax if ax is not None else plt.figure().add_subplot()
+            ax = axes(ax)
             wide.plot.barh(ax=ax, xerr=xerr, error_kw={"elinewidth": 0.8, "capsize": 0})
             ax.set_xlabel("Share of won deals credited" if value == "share" else "Won deals credited")
             ax.set_ylabel("Channel")
         return ax
+
+    def findings(self):
+        """The channel the Markov model credits most, and whether the rule-based models agree."""
+        from ..findings import Findings, percent
+
+        shares = self.wide("share")
+        if shares.empty:
+            return Findings(["No won deal has touches to credit."])
+        markov = shares["markov"].dropna() if "markov" in shares else shares.iloc[:, 0].dropna()
+        top = markov.idxmax()
+        leaders = {model: shares[model].idxmax() for model in shares.columns if shares[model].notna().any()}
+        agree = [m.replace("_", " ") for m, channel in leaders.items() if channel == top]
+        return Findings([f"The Markov removal effect credits {top} with the largest share of won deals "
+                         f"({percent(markov[top])}); {len(agree)} of {len(leaders)} models put it first "
+                         f"({', '.join(agree)})."])
 
     def _repr_html_(self) -> str:
         def cell(row) -> str:

@@ -26,6 +26,7 @@ from ..drivers.cohort import MISSING, as_labels
 from ..drivers.model import WinDrivers, win_drivers
 from ..exceptions import WorkbenchError, fixes
 from ..plots import error_lengths
+from ..results import Result, axes
 
 #: Employee bands: left-closed edges [lower, upper).
 EMPLOYEE_EDGES = (0, 50, 200, 1_000, 5_000, np.inf)
@@ -113,7 +114,7 @@ def lift_interval(a, won, with_trait, total, alpha: float = 0.05):
 
 
 @dataclass(frozen=True)
-class CustomerProfile:
+class CustomerProfile(Result):
     """Traits of won customers against all prospects.
 
     ``table``: ``trait``, ``level``, ``won_customers`` (with the level), ``share_won``
@@ -130,15 +131,26 @@ class CustomerProfile:
     alpha: float
     notes: list[str] = field(default_factory=list)
 
+    def findings(self):
+        """The traits over-represented among won customers (``sentences``), or a sentence saying there are none."""
+        from ..findings import Findings
+
+        return Findings(self.sentences or ["No trait is significantly more common among won customers than among "
+                                           "all prospects (no lift's 95% interval lies above 1)."])
+
     def _repr_html_(self) -> str:
         items = "".join(f"<li>{s}</li>" for s in self.sentences + self.notes)
         return f"<ul>{items}</ul>" + tables.to_html(self.table, index=False)
 
-    def plot(self, ax=None):
+    def plot(self, *, ax=None):
         """Lift per level with its interval, one row per (trait, level); returns the axes."""
-        import matplotlib.pyplot as plt
+        from ..plots import theme
 
-        ax = ax or plt.gca()
+        with theme():
+            return self._draw(axes(ax))
+
+    def _draw(self, ax):
+        """Draw on ``ax`` (in the theme already)."""
         t = self.table.dropna(subset=["lift_low"])
         y = np.arange(len(t))
         ax.errorbar(t["lift"], y, xerr=error_lengths(t["lift"], t["lift_low"], t["lift_high"]), fmt="o")
@@ -221,7 +233,7 @@ def predict_win(drivers: WinDrivers, dataset: Dataset, deals: pd.DataFrame) -> t
 
 
 @dataclass(frozen=True)
-class FitScores:
+class FitScores(Result):
     """ICP fit scores: the drivers model's win probability for open deals, and per account.
 
     ``deals``: ``deal_id``, ``account_id``, ``fit_score`` (NaN when a covariate is
@@ -235,6 +247,36 @@ class FitScores:
     drivers: WinDrivers
     unscored: dict[str, int]
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def table(self) -> pd.DataFrame:
+        """``deals``: each open deal's fit score, highest first."""
+        return self.deals
+
+    def findings(self):
+        """How many open deals were scored, and the best-scored account."""
+        from ..findings import Findings
+
+        if not len(self.deals):
+            return Findings(["No open deal could be scored."])
+        out = Findings([f"{len(self.deals):,} open deals of {len(self.accounts):,} accounts were scored with the "
+                        "drivers model; a score is the model's chance that the deal wins."])
+        if len(self.accounts):
+            top = self.accounts.iloc[0]
+            out.append(f"The best-scored account, {top['account_id']}, has a fit score of {top['fit_score']:.2f} "
+                       f"({int(top['open_deals'])} open deal{'s' if top['open_deals'] != 1 else ''}).")
+        return out
+
+    def plot(self, *, ax=None):
+        """Histogram of the open deals' fit scores; returns the axes."""
+        from ..plots import theme
+
+        with theme():
+            ax = axes(ax)
+            ax.hist(self.deals["fit_score"].dropna(), bins=20)
+            ax.set_xlabel("Fit score (chance of winning)")
+            ax.set_ylabel("Open deals")
+        return ax
 
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in self.notes)
@@ -271,7 +313,7 @@ def fit_scores(dataset: Dataset, covariates: Sequence[str] | None = None, *, mat
 
 
 @dataclass(frozen=True)
-class FitScoreBacktest:
+class FitScoreBacktest(Result):
     """Did deals scored high at an earlier cut-off win more often afterwards?
 
     ``table``: ``quintile`` (1 = lowest scores), ``n`` (closed by ``as_of``), ``won``,
@@ -303,15 +345,25 @@ class FitScoreBacktest:
                 f"higher scores went with {way} win rates (Spearman {self.spearman:.2f}, p = {self.spearman_p:.2g}; "
                 f"trend test p = {self.trend_p:.2g}).")
 
+    def findings(self):
+        """The backtest in one sentence (``statement``)."""
+        from ..findings import Findings
+
+        return Findings([self.statement])
+
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in [self.statement] + self.notes)
         return f"<ul>{notes}</ul>" + tables.to_html(self.table, index=False)
 
-    def plot(self, ax=None):
+    def plot(self, *, ax=None):
         """Observed win rate by score quintile with Wilson intervals; returns the axes."""
-        import matplotlib.pyplot as plt
+        from ..plots import theme
 
-        ax = ax or plt.gca()
+        with theme():
+            return self._draw(axes(ax))
+
+    def _draw(self, ax):
+        """Draw on ``ax`` (in the theme already)."""
         t = self.table
         ax.errorbar(t["quintile"], t["win_rate"], yerr=error_lengths(t["win_rate"], t["ci_low"], t["ci_high"]),
                     fmt="o-")

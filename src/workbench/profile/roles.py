@@ -18,6 +18,7 @@ from .. import tables
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
 from ..plots import error_lengths
+from ..results import Result, axes
 
 DECISION_MAKER = "Decision maker"
 NO_STAGE = "(no open stage)"
@@ -62,7 +63,7 @@ def _mean_ci(values: pd.Series, alpha: float) -> tuple[float, float, float]:
 
 
 @dataclass(frozen=True)
-class BuyingRoles:
+class BuyingRoles(Result):
     """Decision makers, contacts and roles on won and lost deals.
 
     Attributes
@@ -119,16 +120,31 @@ class BuyingRoles:
                 f"{self.difference * 100:+.1f} points ({self.difference_low * 100:+.1f} to "
                 f"{self.difference_high * 100:+.1f}; {p_value(self.p_value)}).")
 
+    @property
+    def table(self) -> pd.DataFrame:
+        """``decision_maker``: closed deals, won and win rate with and without a decision maker."""
+        return self.decision_maker
+
+    def findings(self):
+        """The decision-maker comparison in one sentence (``statement``)."""
+        from ..findings import Findings
+
+        return Findings([self.statement])
+
     def _repr_html_(self) -> str:
         notes = "".join(f"<li>{n}</li>" for n in [self.statement] + self.notes)
         return (f"<ul>{notes}</ul>" + tables.to_html(self.decision_maker, index=False)
                 + tables.to_html(self.counts, index=False))
 
-    def plot(self, ax=None):
+    def plot(self, *, ax=None):
         """Win rate by stage reached, with and without a decision maker; returns the axes."""
-        import matplotlib.pyplot as plt
+        from ..plots import theme
 
-        ax = ax or plt.gca()
+        with theme():
+            return self._draw(axes(ax))
+
+    def _draw(self, ax):
+        """Draw on ``ax`` (in the theme already)."""
         stages = list(dict.fromkeys(self.by_stage["stage_reached"]))
         for flag, part in self.by_stage.groupby("decision_maker"):
             x = part["stage_reached"].map({s: i for i, s in enumerate(stages)}).to_numpy()

@@ -22,6 +22,7 @@ from .. import tables
 from ..dataset.groups import wilson
 from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
+from ..results import Result, axes
 
 DAY = pd.Timedelta(days=1)
 ALL = "(all)"
@@ -98,7 +99,7 @@ def _long(t: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass(frozen=True)
-class TouchpointSummary:
+class TouchpointSummary(Result):
     """Touches of won and lost deals by stage, channel and kind; timing; what precedes an advance.
 
     Attributes
@@ -142,16 +143,29 @@ class TouchpointSummary:
 
     def plot(self, *, dimension: str = "channel", ax=None):
         """Mean touches per deal by level of ``dimension``, won against lost; returns the axes."""
-        import matplotlib.pyplot as plt
-
         from ..plots import theme
 
         with theme():
-            ax = ax if ax is not None else plt.figure().add_subplot()
+            ax = axes(ax)
             self.wide(dimension).reindex(columns=list(CLOSED)).plot.barh(ax=ax)
             ax.set_xlabel("Touches per deal")
             ax.set_ylabel(dimension.capitalize())
         return ax
+
+    def findings(self):
+        """Touches per won and lost deal, and the channel most frequent before a stage advance."""
+        from ..findings import Findings, percent
+
+        out = Findings()
+        every = self.table[(self.table["stage"] == ALL) & (self.table["dimension"] == ALL)].set_index("outcome")
+        if {"won", "lost"} <= set(every.index):
+            out.append(f"Won deals had {every.loc['won', 'mean_per_deal']:.1f} touches per deal, lost deals "
+                       f"{every.loc['lost', 'mean_per_deal']:.1f}.")
+        if len(self.advance) and (self.advance["dimension"] == "channel").any():
+            top = self.top_before_advance("channel")
+            out.append(f"In the {self.window_days:g} days before a stage advance, {top['level']} makes "
+                       f"{percent(top['window_share'])} of touches, against {percent(top['overall_share'])} overall.")
+        return out or Findings(["No closed deal has touches to compare."])
 
     def _repr_html_(self) -> str:
         return tables.to_html(self.timing, index=False) + tables.to_html(self.advance, index=False)

@@ -28,9 +28,7 @@ def profile(out: Section, settings):
     result = customer_profile(settings.dataset)
     out.text("Each trait's share among won customers against its share among all prospects (lift), with 95% "
              "intervals. Only lifts whose interval lies above 1 become sentences.")
-    sentences = result.sentences or ["No trait is significantly more common among won customers than among all "
-                                     "prospects (no lift's 95% interval lies above 1)."]
-    out.sentences(sentences, key=2)
+    out.sentences(result.findings(), key=2)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Lift of each trait level among won customers, with intervals.")
     shares = [c for c in result.table.columns if c.startswith("share_")]
     out.table(result.table.rename(columns={"trait": "Trait", "level": "Level", "won_customers": "Won customers"}),
@@ -63,7 +61,7 @@ def fit_score_backtest(out: Section, settings):
     result = replay(settings.dataset, cut, mature_days=mature)
     out.text(f"The score fitted on the data as they were {settings.unit(mature)} before the cut-off, applied to the "
              "deals open then: did high-score deals win more often afterwards?")
-    out.sentences([result.statement])
+    out.sentences(result.findings())
     out.figure(result.plot(ax=new_axes(SQUARE)), alt="Win rate of the backtest's open deals by score quintile.")
     out.notes.extend(result.notes)
     return result
@@ -79,7 +77,7 @@ def buying_roles(out: Section, settings):
     result = roles(settings.dataset, decision_role=role)
     out.text(f"Win rates of closed deals with and without a decision maker (a contact whose role is "
              f"“{role}”) among the contacts, and how many people and roles take part.")
-    out.sentences([result.statement], key=True)
+    out.sentences(result.findings(), key=True)
     out.figure(result.plot(ax=new_axes(WIDE)), alt="Win rate of closed deals with and without a decision maker.")
     out.table(result.decision_maker, detail=True)
     out.notes.extend(result.notes)

@@ -123,7 +123,7 @@ def speed(out: Section, settings):
              "grey intervals are not significant.")
     out.figure(plots.hazard_ratios(drivers, ax=new_axes(WIDE)),
                alt="Hazard ratios of winning with 95% confidence intervals, one row per covariate level.")
-    out.sentences(findings.driver_findings(drivers))
+    out.sentences(drivers.findings())
     for note in getattr(drivers, "notes", []):
         out.notes.append(note)
     return drivers
@@ -139,7 +139,7 @@ def time_in_stage(out: Section, settings):
              "stage count up to the cut-off (Kaplan-Meier), so long visits still running are not left out.")
     out.figure(plots.dwell_bars(dwell, unit=settings.unit, overall_label=settings.everyone, ax=new_axes(WIDE)),
                alt=f"Median {settings.unit.name} in each open stage, per segment, with 95% confidence intervals.")
-    out.sentences(findings.dwell_findings(dwell, unit=settings.unit), key=1)
+    out.sentences(dwell.findings(unit=settings.unit), key=1)
     out.record(median_days_in_stage=dwell.medians())
     return dwell
 
@@ -153,7 +153,7 @@ def forecast(out: Section, settings):
     result = forecast_open(settings.dataset, window=settings.forecast_window)
     out.text(f"The probability that each open deal is won within the next {unit(settings.forecast_window)}, from "
              "how deals that were as long in the same stage ended.")
-    out.sentences(findings.forecast_findings(result, unit=unit), key=1)
+    out.sentences(result.findings(unit=unit), key=1)
     per_stage = result.summary().rename(columns={"stage": "Current stage", "open_deals": "Open deals",
                                                  "mean_p_win": "Mean win probability",
                                                  "expected_wins": "Expected wins",
@@ -186,5 +186,5 @@ def backtest(out: Section, settings, forecast_result):
              "Wilson intervals.")
     out.figure(plots.calibration(result, ax=new_axes(SQUARE)),
                alt="Predicted against observed win rates of the backtest, by bin of predicted probability.")
-    out.sentences(findings.backtest_findings(result, unit=settings.unit))
+    out.sentences(result.findings(unit=settings.unit))
     return result

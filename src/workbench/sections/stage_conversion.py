@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..dataset.groups import OVERALL
-from ..findings import percent
 from ..funnel import plots as funnel_plots
 from . import needs
 from .base import Section, section
@@ -54,13 +52,9 @@ def conversion(out: Section, settings):
              "ratio (advanced / reached), which counts deals still in the stage as lost and is too low.")
     out.table(table[list(SEGMENT_COLUMNS)].rename(columns=SEGMENT_COLUMNS),
               percent=["Eventual conversion", "95% CI low", "95% CI high", "Advanced / reached"])
-    overall = table[(table["segment"] == OVERALL) & table["conversion"].notna()]
-    if len(overall):
-        leak = overall.loc[overall["conversion"].idxmin()]
-        start, end = leak["transition"].split("->")
-        out.sentences([f"The biggest leak is from {start} to {end}: of the deals that reached "
-                       f"{start}, {percent(leak['conversion'])} eventually move on "
-                       f"(95% CI {percent(leak['ci_low']).rstrip('%')}-{percent(leak['ci_high'])})."], key=True)
+    leak = result.findings()
+    if leak:
+        out.sentences(leak, key=True)
     out.record(stage_conversion=result.headline())
     return result
 
@@ -177,12 +171,9 @@ def markov(out: Section, settings):
                           "Win probability": table["p_won"], "95% CI low": table["ci_low"],
                           "95% CI high": table["ci_high"],
                           unit.label("Expected days to close"): table["expected_days"] * unit.per_day})
-    first = table[(table["segment"] == OVERALL)]
-    if len(first):
-        start, last = first.iloc[0], first.iloc[-1]
-        out.sentences([f"A deal in {start['stage']} ends won with probability {percent(start['p_won'])}; one in "
-                       f"{last['stage']}, {percent(last['p_won'])}, and closes in about "
-                       f"{unit(last['expected_days'])}."])
+    said = chain.findings(unit=unit)
+    if said:
+        out.sentences(said)
     out.table(shown, percent=["Win probability", "95% CI low", "95% CI high"], detail=True)
     return chain
 

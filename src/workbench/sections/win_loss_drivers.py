@@ -6,14 +6,12 @@ from __future__ import annotations
 import pandas as pd
 
 from .. import plots
-from ..findings import level, p_value, percent, ratio
 from . import needs
 from .base import Section, section
 from .common import WIDE, new_axes, require_columns
 
 #: Attributes whose win rates are shown level by level (the most significant first).
 SHOWN_ATTRIBUTES = 3
-MAX_DRIVER_SENTENCES = 4
 
 
 @section("One attribute at a time", needs=(needs.won_deals,))
@@ -26,9 +24,7 @@ def win_rates(out: Section, settings, min_level: int = 30):
     out.text("The win rate of each level against the overall rate (lift), with chi-square or Fisher tests corrected "
              "for testing many attributes.")
     significant = table[table["p_adjusted"] < 0.05]
-    said = [f"Win rates differ by {', '.join(f'`{c}`' for c in significant['column'])} (corrected p < 0.05)."
-            if len(significant) else "No attribute's win rates differ significantly (corrected p >= 0.05)."]
-    out.sentences(said)
+    out.sentences(result.findings(alpha=0.05))
     out.table(table.rename(columns={"column": "Attribute", "levels": "Levels", "n": "Deals", "test": "Test",
                                     "statistic": "Statistic", "df": "df", "p_value": "p",
                                     "p_adjusted": "Corrected p"}))
@@ -39,26 +35,6 @@ def win_rates(out: Section, settings, min_level: int = 30):
                   caption=f"Win rate by `{column}`:")
     out.notes.extend(result.notes)
     return result
-
-
-def driver_sentences(drivers, alpha: float = 0.05) -> list[str]:
-    """The strongest significant effects of the logistic model, in words."""
-    table = drivers.table
-    real = table[table["p_value"] < alpha]
-    out = []
-    for row in real.head(MAX_DRIVER_SENTENCES).itertuples():
-        odds = f"odds ratio {ratio(row.odds_ratio)}, {level(alpha)} {ratio(row.ci_low)}-{ratio(row.ci_high)}"
-        if row.feature in drivers.reference_levels:
-            more = "more" if row.odds_ratio > 1 else "less"
-            out.append(f"Deals with {row.feature} {row.level} win {more} often than those with "
-                       f"{drivers.reference_levels[row.feature]}, other things equal ({odds}; {p_value(row.p_value)}).")
-        else:
-            out.append(f"Each step {row.level} of {row.feature} multiplies the odds of winning by "
-                       f"{ratio(row.odds_ratio)} ({odds}; {p_value(row.p_value)}).")
-    if not out:
-        out.append(f"No attribute changes the odds of winning significantly (p < {alpha:g}) once the others are "
-                   "taken into account.")
-    return out
 
 
 @section("All attributes together", needs=(needs.won_deals,))
@@ -145,7 +121,7 @@ def _show_logistic(out: Section, drivers, reason: str) -> None:
              "the sale leak the outcome and are held out.", reason)
     out.figure(plots.odds_ratios(drivers, ax=new_axes(WIDE)),
                alt="Odds ratios of winning with 95% confidence intervals, one row per attribute level.")
-    out.sentences(driver_sentences(drivers), key=True)
+    out.sentences(drivers.findings(alpha=0.05), key=True)
     out.table(drivers.table[["feature", "level", "odds_ratio", "ci_low", "ci_high", "p_value", "n"]].rename(
         columns={"feature": "Attribute", "level": "Level", "odds_ratio": "Odds ratio", "ci_low": "95% CI low",
                  "ci_high": "95% CI high", "p_value": "p", "n": "Deals"}))
@@ -185,10 +161,8 @@ def _pareto(out: Section, settings, column: str, outcome: str):
 
     overall = reason_pareto(settings.dataset, column)
     table = overall.table
-    top = table.iloc[0] if len(table) else None
-    if top is not None:
-        out.sentences([f"The most common {column.replace('_', ' ')} is “{top['reason']}”: {percent(top['share'])} "
-                       f"of the {outcome} deals ({int(top['count']):,} of {int(top['deals']):,})."], key=True)
+    if len(table):
+        out.sentences(overall.findings(), key=True)
     names = {"reason": "Reason", "count": "Deals", "share": "Share", "cumulative_share": "Cumulative share",
              "deals": "Of", "stage": "Stage"}
     out.table(table.rename(columns=names))

@@ -19,10 +19,10 @@ import pandas as pd
 __all__ = ["format_number", "format_p", "formatted", "to_html", "show", "Table"]
 
 #: Columns holding p-values (``p_value``, ``p_adjusted``, ``logrank_p``...), not probabilities like ``p_win``.
-P_VALUE_COLUMN = re.compile(r"(^|[_ ])(p|p_value|p_adjusted|pvalue)$")
+P_VALUE_COLUMN = re.compile(r"(^|[_ ])(p|p_value|p_adjusted|pvalue)$", re.IGNORECASE)
 #: Column names a client reads in place of the code's names.
-READABLE = {"ci_low": "95% CI low", "ci_high": "95% CI high", "p_value": "p", "p_adjusted": "Corrected p",
-            "n": "Deals"}
+READABLE = {"ci_low": "95% CI low", "ci_high": "95% CI high", "p": "p", "p_value": "p", "p_adjusted": "Corrected p",
+            "n": "Deals", "df": "df"}
 
 
 def format_number(value) -> str:
@@ -83,7 +83,9 @@ def readable(frame: pd.DataFrame) -> pd.DataFrame:
     out.columns.name = None
     out.index.names = [readable_name(name) for name in out.index.names]
     for i in range(out.shape[1]):
-        if pd.api.types.is_bool_dtype(out.iloc[:, i]):
+        values = out.iloc[:, i]
+        if pd.api.types.is_bool_dtype(values) or (values.dtype == object and len(values) and values.map(
+                lambda v: isinstance(v, (bool, np.bool_))).all()):
             out.isetitem(i, out.iloc[:, i].map({True: "yes", False: "no"}).astype(object))
     return out
 

@@ -62,8 +62,8 @@ def role_held_out(name: str) -> str | None:
     """Why a canonical column with a role of its own is left out of the default drivers."""
     if name == "owner":
         return ("the deal owner (sales rep): who works a deal, not what the deal is, and reps are often "
-                "assigned by size, region or stage, so the effect would mix skill with assignment; compare "
-                "reps with `win_rates(ds, 'owner')`, or pass it in `covariates=`/`columns=` to use it")
+                "assigned by size, region or stage, so the effect would mix skill with assignment; compare reps "
+                "on their own (win rates by owner), or name the column in `driver_columns` to use it")
     if name == "account_id":
         return "an identifier of the account, not an attribute: one level per account"
     return None

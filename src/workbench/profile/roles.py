@@ -226,7 +226,7 @@ def buying_roles(dataset: Dataset, *, decision_role: str = DECISION_MAKER, alpha
     if no_contacts:
         notes.append(f"{no_contacts} deals have no contact: they count as 0 contacts, no decision maker.")
     notes.append("A deal wins only by passing every stage, so the overall comparison mixes an effect on each "
-                 "step; `by_stage` compares deals that got equally far, `from_stage` deals from each stage on.")
+                 "step; the tables by stage compare deals that got equally far.")
     return BuyingRoles(deals=deals, decision_maker=dm, difference=float(w["win_rate"] - wo["win_rate"]),
                        difference_low=float(low), difference_high=float(high), z=float(z), p_value=float(p),
                        counts=counts, by_stage=by_stage, from_stage=at_least, open_deals=open_deals, alpha=alpha,

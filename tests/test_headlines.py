@@ -25,7 +25,7 @@ def test_a_segment_outside_its_interval_is_called_lower_and_ranked():
              "c": summary(0.40, 0.37, 0.43)}
     text = versus_all("Procurement", peers["a"], everyone, list(peers.values()), "personas")
     assert text == ("Procurement wins 23% of its deals within 365 days (95% interval 20% to 26%), less than all deals "
-                    "(33%): the lowest of 3 personas. Half its deals close within 90 days, against 80 for all deals.")
+                    "(33%): the lowest of 3 personas. Half its deals close within 90 days, against 80 days for all deals.")
     assert "the highest of 3 personas" in versus_all("C", peers["c"], everyone, list(peers.values()), "personas")
 
 
@@ -39,6 +39,15 @@ def test_shares_at_different_horizons_are_not_compared():
     text = versus_all("IT", summary(0.31, 0.25, 0.37, horizon=180), summary(0.33, horizon=365), [], "personas")
     assert text.startswith("IT wins 31% of its deals within 180 days")
     assert "all deals (" not in text
+
+
+def test_deals_closing_within_hours_are_told_in_hours():
+    """A process log whose deals close within hours: the horizon and medians in hours, as the reports say them."""
+    text = versus_all("Online", summary(0.4, 0.3, 0.5, horizon=0.5, median=0.25), summary(0.35, horizon=0.5, median=0.2))
+    assert text.startswith("Online wins 40% of its deals within 12 hours")
+    assert text.endswith("Half its deals close within 6 hours, against 4.8 hours for all deals.")
+    assert overall_headline(summary(0.35, horizon=0.5, median=0.2)) == (
+        "35% of deals won within 12 hours; half of them close within 4.8 hours.")
 
 
 def test_missing_figures_give_no_sentence():

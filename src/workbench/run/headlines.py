@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..findings import days, percent
-
-#: The figures a headline reads from a segment's summary.
-FIGURES = ("win_probability", "win_probability_interval", "horizon_days", "median_days_to_close")
+from ..findings import percent
+from ..timeunits import DAYS, unit_for
 
 
 def plural(column: str) -> str:
@@ -37,11 +35,17 @@ def _wins(summary: Mapping) -> tuple[float, float] | None:
     return float(share), float(horizon)
 
 
+def _unit(*summaries: Mapping):
+    """Hours when the deals close within hours (as the reports choose), else days."""
+    medians = [s["median_days_to_close"] for s in summaries if s and s.get("median_days_to_close") is not None]
+    return unit_for(medians) if medians else DAYS
+
+
 def _closes(summary: Mapping) -> str:
     median = summary.get("median_days_to_close")
     if median is None:
         return ""
-    return f"half of them close within {days(float(median))} days"
+    return f"half of them close within {_unit(summary)(float(median))}"
 
 
 def overall_headline(summary: Mapping) -> str:
@@ -49,11 +53,12 @@ def overall_headline(summary: Mapping) -> str:
     parts = []
     wins = _wins(summary)
     if wins:
-        parts.append(f"{percent(wins[0])} of deals won within {days(wins[1])} days")
+        parts.append(f"{percent(wins[0])} of deals won within {_unit(summary)(wins[1])}")
     closes = _closes(summary)
     if closes:
         parts.append(closes)
-    return ("; ".join(parts) + ".").capitalize() if parts else ""
+    text = "; ".join(parts)
+    return text[:1].upper() + text[1:] + "." if parts else ""
 
 
 def _rank(share: float, peers: Sequence[float], group: str) -> str:
@@ -84,7 +89,8 @@ def versus_all(label: str, summary: Mapping, overall: Mapping | None, peers: Seq
     if not wins:
         return ""
     share, horizon = wins
-    text = f"{label} wins {percent(share)} of its deals within {days(horizon)} days"
+    unit = _unit(summary, overall or {})
+    text = f"{label} wins {percent(share)} of its deals within {unit(horizon)}"
     interval = summary.get("win_probability_interval")
     if interval and None not in interval:
         text += f" (95% interval {percent(interval[0])} to {percent(interval[1])})"
@@ -101,7 +107,7 @@ def versus_all(label: str, summary: Mapping, overall: Mapping | None, peers: Seq
             text += f": {rank}"
     mine, theirs = summary.get("median_days_to_close"), (overall or {}).get("median_days_to_close")
     if mine is not None and theirs is not None:
-        text += f". Half its deals close within {days(float(mine))} days, against {days(float(theirs))} for all deals"
+        text += f". Half its deals close within {unit(float(mine))}, against {unit(float(theirs))} for all deals"
     return text + "."
 
 

@@ -63,6 +63,8 @@ def _check_no_leftovers(report: str) -> None:
                    "(table)", "<pre>"):
         assert absent not in report, absent
     assert not re.search(r"(?<![\d.,])(0|1) days", report), re.search(r".{80}(?<![\d.,])(0|1) days", report)
+    images = re.findall(r"<img\b[^>]*>", report)
+    assert images and all(re.search(r'\balt="[^"]+"', i) for i in images), [i[:120] for i in images if 'alt="' not in i]
 
 
 def test_an_opportunities_export_without_stage_history_or_reasons(tmp_path, capsys):

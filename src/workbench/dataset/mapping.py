@@ -6,14 +6,19 @@ exclude their rows, ambiguous or mixed date formats are errors.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
+import functools
+import sys
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..exceptions import fixes
 from .checker import Checker
-from .dates import parse_dates
+from .dates import ParsedDates, parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable
 from .spec import Concat, Constant
@@ -95,8 +100,7 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
             frame[name] = col
         kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":
-            stripped = col.str.strip()
-            frame[name] = stripped.where(stripped != "", None)
+            frame[name] = _strip_text(col)
         elif kind.startswith("mixed"):  # e.g. Excel: text beside numbers and dates
             is_text = col.map(lambda v: isinstance(v, str))
             stripped = col[is_text].str.strip()
@@ -104,6 +108,32 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
             col[is_text] = stripped.where(stripped != "", None)
             frame[name] = col
     return frame
+
+
+@functools.cache
+def _needs_strip() -> str:
+    """An RE2 pattern (pyarrow's) for a text cell that `str.strip` would change, or an empty one:
+    Python's own whitespace, every character `str.isspace` holds true for."""
+    blanks = "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    return f"^$|^[{blanks}]|[{blanks}]$"
+
+
+def _strip_text(col: pd.Series) -> pd.Series:
+    """``col.str.strip()`` with empty results missing, for a column of text: pyarrow finds the few
+    cells with surrounding blanks (or none at all) in one vectorised pass, and only those go
+    through Python's `str.strip`, so the result is exactly the per-cell one."""
+    try:
+        found = pc.match_substring_regex(pa.array(col.to_numpy(), type=pa.string(), from_pandas=True),
+                                         _needs_strip())
+    except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate no UTF-8 can hold
+        stripped = col.str.strip()
+        return stripped.where(stripped != "", None)
+    at = np.flatnonzero(found.to_numpy(zero_copy_only=False) == True)  # noqa: E712 - nulls are None
+    if not len(at):
+        return col
+    values = col.to_numpy(copy=True)
+    values[at] = [v.strip() or None for v in values[at]]
+    return pd.Series(values, index=col.index, name=col.name)
 
 
 def _as_text_ids(col: pd.Series) -> pd.Series:
@@ -153,7 +183,7 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
     for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
         if column not in frame:
             continue
-        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column))
+        parsed = _parse_distinct(frame[column], order, formats.get(column))
         if parsed.error:
             conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
             check.error(
@@ -177,6 +207,26 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
                       f"give the format under `date_formats: {{{column}: ...}}`"),
                 column=column, values=raw[bad].astype(str).unique()[:5])
     return frame
+
+
+def _parse_distinct(col: pd.Series, order: str, fmt: str | None) -> ParsedDates:
+    """`parse_dates` on each distinct text once, taken back to every row by its code: an export
+    repeats the same few thousand days over millions of rows. Values that are not dates are
+    named by their rows as before. A column-level error (mixed or ambiguous formats) counts rows
+    in the rarer format, so the column is parsed again as a whole to name and count them."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) != "string":
+        return parse_dates(col, order=order, fmt=fmt)  # datetimes already, or an Excel column
+    codes, distinct = pd.factorize(col)  # in order of first appearance; -1 where missing
+    parsed = parse_dates(pd.Series(distinct, dtype=object), order=order, fmt=fmt)
+    if parsed.error:
+        return parse_dates(col, order=order, fmt=fmt)
+    filled = codes >= 0
+    values = np.full(len(col), np.datetime64("NaT"), dtype="datetime64[ns]")
+    values[filled] = parsed.values.to_numpy(dtype="datetime64[ns]")[codes[filled]]
+    bad = np.zeros(len(distinct), dtype=bool)
+    bad[np.asarray(parsed.bad, dtype=np.int64)] = True
+    return dataclasses.replace(parsed, values=pd.Series(values, index=col.index),
+                               bad=col.index[filled & bad[np.where(filled, codes, 0)]])
 
 
 #: How a number an attribute column may hold is written for the column to become numeric: no
@@ -204,15 +254,28 @@ def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataF
                 frame[column] = col.where(~bad, np.nan)
             continue
         if column in NUMERIC_COLUMNS:
-            numbers = pd.to_numeric(col, errors="coerce")
+            numbers = _to_numeric(col, errors="coerce")
             bad = col.notna() & ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
                 _not_a_number(frame, column, bad, col, check)
                 numbers = numbers.where(~bad, np.nan)
             frame[column] = numbers
         elif _plain_numbers(col):
-            frame[column] = pd.to_numeric(col)
+            frame[column] = _to_numeric(col)
     return frame
+
+
+def _to_numeric(col: pd.Series, errors: str = "raise") -> pd.Series:
+    """`pd.to_numeric` on each distinct text once, taken back to every row by its code (amounts
+    and head counts repeat): the same numbers, NaN where a cell is missing."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) != "string":
+        return pd.to_numeric(col, errors=errors)
+    codes, distinct = pd.factorize(col)
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors=errors).to_numpy()
+    missing = codes < 0
+    if missing.any():
+        numbers = np.append(numbers.astype(float), np.nan)  # code -1 takes the last: NaN
+    return pd.Series(numbers[codes], index=col.index, name=col.name)
 
 
 def _not_a_number(frame: pd.DataFrame, column: str, bad: pd.Series, col: pd.Series, check: Checker) -> None:

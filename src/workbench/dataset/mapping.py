@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import functools
-import sys
 
 import numpy as np
 import pandas as pd
@@ -110,12 +108,13 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-@functools.cache
-def _needs_strip() -> str:
-    """An RE2 pattern (pyarrow's) for a text cell that `str.strip` would change, or an empty one:
-    Python's own whitespace, every character `str.isspace` holds true for."""
-    blanks = "".join(f"\\x{{{c:x}}}" for c in range(sys.maxunicode + 1) if chr(c).isspace())
-    return f"^$|^[{blanks}]|[{blanks}]$"
+#: Python's whitespace, every character `str.isspace` holds true for (what `str.strip` removes),
+#: as an RE2 character class for pyarrow; `tests/test_crm_mappings.py` checks it against Python's.
+BLANKS = ("\\x{9}\\x{a}\\x{b}\\x{c}\\x{d}\\x{1c}\\x{1d}\\x{1e}\\x{1f}\\x{20}\\x{85}\\x{a0}\\x{1680}"
+          "\\x{2000}\\x{2001}\\x{2002}\\x{2003}\\x{2004}\\x{2005}\\x{2006}\\x{2007}\\x{2008}\\x{2009}"
+          "\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}")
+#: A text cell that `str.strip` would change, or an empty one.
+_NEEDS_STRIP = f"^$|^[{BLANKS}]|[{BLANKS}]$"
 
 
 def _strip_text(col: pd.Series) -> pd.Series:
@@ -124,11 +123,11 @@ def _strip_text(col: pd.Series) -> pd.Series:
     through Python's `str.strip`, so the result is exactly the per-cell one."""
     try:
         found = pc.match_substring_regex(pa.array(col.to_numpy(), type=pa.string(), from_pandas=True),
-                                         _needs_strip())
+                                         _NEEDS_STRIP)
     except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate no UTF-8 can hold
         stripped = col.str.strip()
         return stripped.where(stripped != "", None)
-    at = np.flatnonzero(found.to_numpy(zero_copy_only=False) == True)  # noqa: E712 - nulls are None
+    at = pc.indices_nonzero(found).to_numpy()  # a missing cell is null: not found
     if not len(at):
         return col
     values = col.to_numpy(copy=True)

@@ -26,7 +26,7 @@ from .model import DEAL_COLUMNS, TABLES, Dataset
 from .problems import ValidationReport
 from .readers import ROW, RawTable, read_source
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
-from .store import SPEC_FILE, read_quality
+from .store import SPEC_FILE, is_typed, read_quality
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -89,6 +89,8 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
             as_of = parse_timestamp(spec.as_of, spec.dates, "`as_of`")
         except ValueError as exc:
             raise SpecError(f"`{path}`: {exc}.") from None
+    if spec.quality is not None and is_typed(base / spec.quality):
+        return _read_typed(spec, base, as_of, path)
     tables, sources = {}, {}
     deals_raw = read_source(spec.deals.source, base)
     deals = _map_table(deals_raw, spec.deals, "deals", spec, report)
@@ -113,6 +115,42 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
         report = read_quality(base / spec.quality, source=str(path))
         dataset = replace(dataset, report=report)
     return dataset, report
+
+
+def _read_typed(spec: DatasetSpec, base: Path, as_of, path) -> tuple[Dataset, ValidationReport]:
+    """A folder `save_dataset` wrote (a segment's slice): its Parquet tables as written, typed and
+    validated when the whole dataset was loaded, so that a kernel neither parses nor checks them again.
+    The result equals what mapping and checking them again gives (`tests/test_store.py`)."""
+    tables = {}
+    for name in TABLES:
+        table_spec = getattr(spec, name)
+        if table_spec is not None:
+            tables[name] = _as_loaded(pd.read_parquet(base / table_spec.source.path))
+    deals = tables.pop("deals")
+    if checks.is_dateless(deals):
+        deals = checks.add_missing_dates(deals)
+    history = tables.pop("stage_history", None)
+    if history is None:
+        history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                                "entered_at": pd.Series(dtype="datetime64[ns]")})
+    report = read_quality(base / spec.quality, source=str(path))
+    if as_of is None:
+        as_of = pd.NaT  # a slice carries its dataset's cut-off unless that dataset had none (dateless)
+    return Dataset(deals=deals, stage_history=history, stages=tuple(spec.stages), won_stages=tuple(spec.won_stages),
+                   lost_stages=tuple(spec.lost_stages), as_of=as_of, report=report, name=spec.name,
+                   **tables), report
+
+
+def _as_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table read back from Parquet as a load leaves it: a missing text cell NaN (Parquet gives None),
+    dates as nanosecond timestamps."""
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and col.isna().any():
+            frame[name] = col.where(col.notna(), np.nan)
+        elif pd.api.types.is_datetime64_any_dtype(col) and col.dtype != "datetime64[ns]":
+            frame[name] = col.astype("datetime64[ns]")
+    return frame
 
 
 def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report) -> pd.DataFrame | None:

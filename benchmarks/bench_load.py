@@ -9,10 +9,11 @@ included) is its own:
 - ``load_dataset``: `workbench.dataset.loader.load_dataset` (what ``workbench run`` loads before
   the first kernel starts);
 - ``pyarrow``: ``pyarrow.csv.read_csv`` of the five files with its type inference (Arrow tables);
-- ``duckdb``: DuckDB's ``read_csv_auto`` of the five files handed over as pandas frames.
+- ``duckdb``: DuckDB's ``read_csv_auto`` of the five files handed over as pandas frames;
+- ``duckdb_arrow``: the same handed over as Arrow tables (no Python objects).
 
 Each is timed ``--repeat`` times (the minimum is printed: the machine is shared) and set against
-DuckDB's read as a ratio. The process' CPU time (user and system, imports included) is printed
+both DuckDB reads as ratios. The process' CPU time (user and system, imports included) is printed
 beside the wall time: on a busy machine it moves less than the wall time does (DuckDB's and
 pyarrow's readers use every core, so their CPU time can exceed their wall time).
 
@@ -53,7 +54,11 @@ elif how == "pyarrow":
 elif how == "duckdb":
     import duckdb
     con = duckdb.connect()
-    rows = sum(len(con.execute("SELECT * FROM read_csv_auto(?)", [str(folder / f"{{t}}.csv")]).df())
+    rows = sum(len(con.sql(f"SELECT * FROM read_csv_auto('{{folder / t}}.csv')").df()) for t in tables)
+elif how == "duckdb_arrow":
+    import duckdb
+    con = duckdb.connect()
+    rows = sum(con.sql(f"SELECT * FROM read_csv_auto('{{folder / t}}.csv')").to_arrow_table().num_rows
                for t in tables)
 seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -61,7 +66,7 @@ print(json.dumps({{"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "
                   "rows": rows}}))
 """.format(tables=TABLES)
 
-READERS = ("validate", "load_dataset", "pyarrow", "duckdb")
+READERS = ("validate", "load_dataset", "pyarrow", "duckdb", "duckdb_arrow")
 
 
 def measure(folder: Path, how: str) -> dict:
@@ -92,9 +97,10 @@ def main(n_deals: int, repeat: int, data: Path | None, readers: tuple[str, ...] 
     rows = results.get("pyarrow", results.get("duckdb", {})).get("rows")
     print(f"{folder}: {size / 1e6:,.0f} MB of CSV" + (f", {rows:,} rows in five files" if rows else "")
           + f"; best of {repeat}")
-    base = results.get("duckdb", {}).get("seconds")
+    bases = [(name, results[how]["seconds"]) for how, name in (("duckdb", "DuckDB->pandas"),
+                                                                ("duckdb_arrow", "DuckDB->Arrow")) if how in results]
     for how, r in results.items():
-        ratio = f"{r['seconds'] / base:5.1f}x DuckDB" if base else ""
+        ratio = "  ".join(f"{r['seconds'] / base:5.1f}x {name}" for name, base in bases)
         print(f"  {how:13s} {r['seconds']:7.2f} s  (CPU {r['cpu']:7.2f} s)  peak {r['peak_mb']:7,.0f} MB  {ratio}")
     return results
 

@@ -12,7 +12,6 @@ import uuid
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -764,19 +763,3 @@ def test_postgres_guard_skips_locally_and_fails_under_ci(pytester, monkeypatch, 
     else:
         assert counts.get("errors") == 1 and "skipped" not in counts
         result.stdout.fnmatch_lines(["*WORKBENCH_PG_URL*"])
-
-
-def test_a_plain_file_reads_through_pyarrow_as_pandas_reads_it(tmp_path, monkeypatch):
-    """pyarrow's reader (a plain UTF-8 file) gives the frame pandas' parser gives: quoted line breaks,
-    doubled quotes, quoted and unquoted empty cells (NaN, not None), blanks kept, CRLF line ends."""
-    from workbench.dataset import readers
-
-    path = tmp_path / "plain.csv"
-    path.write_bytes('id,note,owner\r\n1,"",Ana\r\n2,"two\r\nlines",\r\n3," sp ","say ""hi"""\r\n4,é,x\r\n'
-                     .encode("utf-8"))
-    pandas = readers._parse(path, ",", readers._Codec("utf-8"), 3, False, plain=False)  # noqa: SLF001
-    monkeypatch.setattr(pd, "read_csv", None)  # the plain file never reaches pandas' parser
-    frame, issues = readers.read_csv_text(path, ",")
-    assert not issues and list(frame["_row"]) == [2, 3, 5, 6]
-    pd.testing.assert_frame_equal(frame.drop(columns="_row"), pandas)
-    assert frame.loc[0, "note"] is np.nan and frame.loc[1, "owner"] is np.nan

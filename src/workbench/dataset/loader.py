@@ -333,14 +333,23 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report) -> Datase
         checks.dateless_note(checkers["deals"])
     attributes = [c for c in deals.columns if c not in DEAL_COLUMNS and c != ROW]
     checks.profile_notes(deals, history, checkers["deals"], attributes)
-    drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731
     rank = {s: i for i, s in enumerate(stages + won + lost)}
-    history = drop(history)
-    history = (history.assign(_rank=history["stage"].map(rank))
-               .sort_values(["deal_id", "entered_at", "_rank"], kind="stable")
-               .drop(columns="_rank").reset_index(drop=True))
-    return Dataset(deals=drop(deals), stage_history=history, stages=stages, won_stages=won, lost_stages=lost,
-                   as_of=as_of, report=report, name=name, **{k: drop(v) for k, v in related.items()})
+    order = (pd.DataFrame({"deal_id": history["deal_id"].to_numpy(), "entered_at": history["entered_at"].to_numpy(),
+                           "_rank": history["stage"].map(rank).to_numpy()})
+             .sort_values(["deal_id", "entered_at", "_rank"], kind="stable").index)
+    history = _without_rows(history.take(order))
+    return Dataset(deals=_without_rows(deals), stage_history=history, stages=stages, won_stages=won,
+                   lost_stages=lost, as_of=as_of, report=report, name=name,
+                   **{k: _without_rows(v) for k, v in related.items()})
+
+
+def _without_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The loaded table without `_row`, indexed 0..n-1. In place: the table is the loader's own
+    (mapped, or copied by `from_frames`), and a copy of millions of text cells costs seconds."""
+    if ROW in frame:
+        del frame[ROW]
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 def load_slice(folder: str | Path) -> Dataset:

@@ -93,9 +93,12 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
         col = frame[name]
         if col.dtype != object:
             continue
-        if col.isna().any():
-            col = col.where(col.notna(), np.nan)
-            frame[name] = col
+        values = col.to_numpy()
+        missing = pd.isna(values)
+        if any(v is not np.nan for v in values[missing]):  # None, NaT or pd.NA beside CSV's NaN
+            values = values.copy()
+            values[missing] = np.nan
+            col = frame[name] = pd.Series(values, index=col.index, name=name)
         kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":
             frame[name] = _strip_text(col)
@@ -108,25 +111,24 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-#: Python's whitespace, every character `str.isspace` holds true for (what `str.strip` removes),
-#: as an RE2 character class for pyarrow; `tests/test_crm_mappings.py` checks it against Python's.
-BLANKS = ("\\x{9}\\x{a}\\x{b}\\x{c}\\x{d}\\x{1c}\\x{1d}\\x{1e}\\x{1f}\\x{20}\\x{85}\\x{a0}\\x{1680}"
-          "\\x{2000}\\x{2001}\\x{2002}\\x{2003}\\x{2004}\\x{2005}\\x{2006}\\x{2007}\\x{2008}\\x{2009}"
-          "\\x{200a}\\x{2028}\\x{2029}\\x{202f}\\x{205f}\\x{3000}")
-#: A text cell that `str.strip` would change, or an empty one.
-_NEEDS_STRIP = f"^$|^[{BLANKS}]|[{BLANKS}]$"
+#: Python's whitespace: every character `str.isspace` holds true for, what `str.strip` removes
+#: (`tests/test_validate.py` checks the list against Python's own).
+BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+          "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
 def _strip_text(col: pd.Series) -> pd.Series:
-    """``col.str.strip()`` with empty results missing, for a column of text: pyarrow finds the few
-    cells with surrounding blanks (or none at all) in one vectorised pass, and only those go
-    through Python's `str.strip`, so the result is exactly the per-cell one."""
+    """``col.str.strip()`` with empty results missing, for a column of text: pyarrow trims Python's
+    blanks off every cell at once to find the few cells that change or are empty, and only those
+    go through Python's `str.strip`, so the result is exactly the per-cell one."""
     try:
-        found = pc.match_substring_regex(pa.array(col.to_numpy(), type=pa.string(), from_pandas=True),
-                                         _NEEDS_STRIP)
+        text = pa.array(col.to_numpy(), type=pa.string(), from_pandas=True)
     except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate no UTF-8 can hold
         stripped = col.str.strip()
         return stripped.where(stripped != "", None)
+    length = pc.binary_length(text)
+    found = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(text, characters=BLANKS)), length),
+                   pc.equal(length, 0))
     at = pc.indices_nonzero(found).to_numpy()  # a missing cell is null: not found
     if not len(at):
         return col
@@ -288,6 +290,11 @@ def _plain_numbers(col: pd.Series) -> bool:
     """Whether every filled cell is a number, or text written as a plain number (checked on a
     sample first, since most text columns fail at once; then on the whole column with pyarrow's
     regex). Numbers as such (an Excel or JSON cell) count as written."""
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind == "string":  # most text columns fail on their first filled cells: no copy of the rest
+        head = col.iloc[: 4 * _SAMPLE].dropna()
+        if len(head) >= _SAMPLE and not head.iloc[:_SAMPLE].str.fullmatch(PLAIN_NUMBER).all():
+            return False
     filled = col.dropna()
     if filled.empty:
         return False

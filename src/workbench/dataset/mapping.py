@@ -93,13 +93,14 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
         col = frame[name]
         if col.dtype != object:
             continue
-        values = col.to_numpy()
-        missing = pd.isna(values)
-        if any(v is not np.nan for v in values[missing]):  # None, NaT or pd.NA beside CSV's NaN
-            values = values.copy()
-            values[missing] = np.nan
-            col = frame[name] = pd.Series(values, index=col.index, name=name)
         kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "string":  # text and missing cells only: pyarrow sees both at once
+            frame[name] = _strip_text(col)
+            continue
+        missing = pd.isna(col.to_numpy())
+        if any(v is not np.nan for v in col.to_numpy()[missing]):  # None, NaT or pd.NA beside CSV's NaN
+            col = frame[name] = _nan_where(col, missing)
+            kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":
             frame[name] = _strip_text(col)
         elif kind.startswith("mixed"):  # e.g. Excel: text beside numbers and dates
@@ -124,8 +125,13 @@ def _strip_text(col: pd.Series) -> pd.Series:
     try:
         text = pa.array(col.to_numpy(), type=pa.string(), from_pandas=True)
     except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate no UTF-8 can hold
-        stripped = col.str.strip()
+        missing = col.isna().to_numpy()
+        stripped = _nan_where(col, missing).str.strip()
         return stripped.where(stripped != "", None)
+    if text.null_count:
+        missing = text.is_null().to_numpy(zero_copy_only=False)
+        if any(v is not np.nan for v in col.to_numpy()[missing]):  # None, NaT or pd.NA beside CSV's NaN
+            col = _nan_where(col, missing)
     length = pc.binary_length(text)
     found = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(text, characters=BLANKS)), length),
                    pc.equal(length, 0))
@@ -134,6 +140,15 @@ def _strip_text(col: pd.Series) -> pd.Series:
         return col
     values = col.to_numpy(copy=True)
     values[at] = [v.strip() or None for v in values[at]]
+    return pd.Series(values, index=col.index, name=col.name)
+
+
+def _nan_where(col: pd.Series, missing: np.ndarray) -> pd.Series:
+    """``col`` with NaN in the ``missing`` cells: a missing text cell is NaN from every source."""
+    if not missing.any():
+        return col
+    values = col.to_numpy(copy=True)
+    values[missing] = np.nan
     return pd.Series(values, index=col.index, name=col.name)
 
 

@@ -121,3 +121,16 @@ def test_a_slice_is_read_typed_without_mapping_or_checking_again(tmp_path, monke
     checked = loader._load(spec_path)[0]  # noqa: SLF001 - without the key: mapped and checked as any dataset
     _assert_same(checked, back)
     assert checked.report == back.report and back.report.scope == store.WHOLE_DATASET
+
+
+def test_a_slice_loaded_with_another_cut_off_is_checked_against_it(tmp_path):
+    """`load_dataset(slice, as_of=...)` with a cut-off of the caller's own maps and checks the rows against it
+    (deals closed after it are excluded), as for any dataset; only the slice's own cut-off is read as is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        whole = workbench.load_dataset(CLEAN)
+        spec_path = store.save_dataset(whole, tmp_path / "slice")
+        earlier = whole.deals["closed_at"].dropna().sort_values().iloc[len(whole.deals) // 3]
+        cut = workbench.load_dataset(spec_path, as_of=earlier)
+    assert cut.as_of == earlier and len(cut.deals) < len(whole.deals)
+    assert not (cut.deals["closed_at"] > earlier).any()

@@ -84,13 +84,14 @@ def _with_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     spec, base = load_spec(path)
     report = ValidationReport(source=str(path))
+    if as_of is None and spec.quality is not None and is_typed(base / spec.quality):
+        # A cut-off of the caller's own is checked against the rows: only the slice's own is read as is.
+        return _read_typed(spec, base, path)
     if as_of is None and spec.as_of is not None:
         try:
             as_of = parse_timestamp(spec.as_of, spec.dates, "`as_of`")
         except ValueError as exc:
             raise SpecError(f"`{path}`: {exc}.") from None
-    if spec.quality is not None and is_typed(base / spec.quality):
-        return _read_typed(spec, base, as_of, path)
     tables, sources = {}, {}
     deals_raw = read_source(spec.deals.source, base)
     deals = _map_table(deals_raw, spec.deals, "deals", spec, report)
@@ -117,7 +118,7 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     return dataset, report
 
 
-def _read_typed(spec: DatasetSpec, base: Path, as_of, path) -> tuple[Dataset, ValidationReport]:
+def _read_typed(spec: DatasetSpec, base: Path, path) -> tuple[Dataset, ValidationReport]:
     """A folder `save_dataset` wrote (a segment's slice): its Parquet tables as written, typed and
     validated when the whole dataset was loaded, so that a kernel neither parses nor checks them again.
     The result equals what mapping and checking them again gives (`tests/test_store.py`)."""
@@ -134,8 +135,8 @@ def _read_typed(spec: DatasetSpec, base: Path, as_of, path) -> tuple[Dataset, Va
         history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
                                 "entered_at": pd.Series(dtype="datetime64[ns]")})
     report = read_quality(base / spec.quality, source=str(path))
-    if as_of is None:
-        as_of = pd.NaT  # a slice carries its dataset's cut-off unless that dataset had none (dateless)
+    # A slice carries its dataset's cut-off, written as ISO, unless that dataset had none (dateless).
+    as_of = pd.NaT if spec.as_of is None else parse_timestamp(spec.as_of, "iso", "`as_of`")
     return Dataset(deals=deals, stage_history=history, stages=tuple(spec.stages), won_stages=tuple(spec.won_stages),
                    lost_stages=tuple(spec.lost_stages), as_of=as_of, report=report, name=spec.name,
                    **tables), report

@@ -96,3 +96,41 @@ def test_every_dateless_segment_round_trips(tmp_path, segment):
     part = _survey(tmp_path / "source").filter(segment)
     store.save_dataset(part, tmp_path / "slice")
     _assert_same(load_slice(tmp_path / "slice"), part)
+
+
+def test_a_slice_is_read_typed_without_mapping_or_checking_again(tmp_path, monkeypatch):
+    """A kernel's `load_dataset` of a slice reads its Parquet tables as written (no second parse or
+    check) and gets what the mapped and checked reload gave: equal frames, fingerprint and report."""
+    from workbench.dataset import loader, mapping
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        part = workbench.load_dataset(CLEAN).filter({"region": "North"})
+    spec_path = store.save_dataset(part, tmp_path / "slice")
+    assert store.is_typed(tmp_path / "slice" / store.QUALITY_FILE)
+
+    def no_second_parse(*args, **kwargs):
+        raise AssertionError("a slice is mapped again")
+
+    monkeypatch.setattr(mapping, "map_columns", no_second_parse)
+    back = load_slice(tmp_path / "slice")
+    _assert_same(back, part)
+    monkeypatch.undo()
+    (tmp_path / "slice" / store.QUALITY_FILE).write_text(
+        (tmp_path / "slice" / store.QUALITY_FILE).read_text().replace(f'"{store.TYPED}": true', f'"{store.TYPED}": false'))
+    checked = loader._load(spec_path)[0]  # noqa: SLF001 - without the key: mapped and checked as any dataset
+    _assert_same(checked, back)
+    assert checked.report == back.report and back.report.scope == store.WHOLE_DATASET
+
+
+def test_a_slice_loaded_with_another_cut_off_is_checked_against_it(tmp_path):
+    """`load_dataset(slice, as_of=...)` with a cut-off of the caller's own maps and checks the rows against it
+    (deals closed after it are excluded), as for any dataset; only the slice's own cut-off is read as is."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)
+        whole = workbench.load_dataset(CLEAN)
+        spec_path = store.save_dataset(whole, tmp_path / "slice")
+        earlier = whole.deals["closed_at"].dropna().sort_values().iloc[len(whole.deals) // 3]
+        cut = workbench.load_dataset(spec_path, as_of=earlier)
+    assert cut.as_of == earlier and len(cut.deals) < len(whole.deals)
+    assert not (cut.deals["closed_at"] > earlier).any()

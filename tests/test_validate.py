@@ -1038,3 +1038,36 @@ def test_mixed_utc_offsets_folder_keeps_wall_times_with_a_note():
         assert deals.loc[deal, "created_at"] == pd.Timestamp(text[:19])
     offsets = {text[19:] for text in written.values()}
     assert set(report.notes[0].values) == offsets
+
+
+def test_clean_text_strips_every_blank_python_strips():
+    """Text cells lose exactly the surrounding blanks `str.strip` removes (all of Python's whitespace,
+    which pyarrow looks for), all-blank and empty cells become missing, and other cells are left as they are."""
+    from workbench.dataset.mapping import BLANKS, clean_text
+
+    blanks = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
+    assert BLANKS == "".join(blanks)
+    cells = ["plain", "in side", "\u200bzero-width is not a blank", None, "", *(f"{b}x{b}" for b in blanks),
+             *blanks, "\x1ctab\t"]
+    cleaned = clean_text(pd.DataFrame({"persona": pd.Series(cells, dtype=object)}))["persona"].tolist()
+    expected = [None if c is None else (c.strip() or None) for c in cells]
+    assert [None if isinstance(v, float) else v for v in cleaned] == expected
+    assert cleaned[0] is cells[0] and cleaned[3] != cleaned[3]  # untouched; missing is NaN
+
+
+def test_a_bad_date_repeated_is_reported_on_every_row_it_stands(tmp_path):
+    """Dates are parsed once per distinct text: a bad date written on several rows is still reported
+    with each of their lines, and the rows with good copies of a date all get it."""
+    folder = tmp_path / "repeated_bad_date"
+    shutil.copytree(BROKEN / "clean", folder)
+    path = folder / DEALS
+    lines = path.read_text().splitlines(keepends=True)
+    rows = list(csv.reader(lines))
+    closed = rows[0].index("closed_at")
+    hit = [n for n, row in enumerate(rows[1:], start=2) if row[closed]][:3]
+    for n in hit:
+        rows[n - 1][closed] = "2024-02-30"
+    with open(path, "w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    problem, = [p for p in workbench.validate(folder / "dataset.yaml").problems if p.check == "unparseable_dates"]
+    assert list(problem.rows) == hit and problem.count == len(hit) and problem.values == ("2024-02-30",)

@@ -6,6 +6,7 @@ and are counted too.
 """
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from ..exceptions import fixes
@@ -161,7 +162,9 @@ def _duplicate_ids(deals: pd.DataFrame, check: Checker) -> pd.DataFrame:
                        column="deal_id", count=int(alike.sum()))
         return deals
     content = [c for c in deals.columns if c != ROW]
-    exact = deals.duplicated(subset=content, keep="first")
+    # Rows that repeat exactly repeat their id: only the rows whose id repeats are compared whole.
+    repeated = deals["deal_id"].duplicated(keep=False)
+    exact = deals[repeated].duplicated(subset=content, keep="first").reindex(deals.index, fill_value=False)
     deals = check.exclude(deals, exact, "duplicate_rows",
                           "rows repeat an earlier row exactly; the first copy is kept.",
                           fixes("remove the duplicates from the export",
@@ -317,7 +320,9 @@ def profile_notes(deals: pd.DataFrame, history: pd.DataFrame, check: Checker, at
             check.note("sparse_column", f"`{column}` is empty on {missing} of {n} deals ({missing / n:.0%}){joined}; "
                        "segments by it leave those deals out.", count=missing, **elsewhere)
         if deals[column].dtype == object:
-            combined = deals[column].astype("string").str.contains(r",\s|;", regex=True, na=False)
+            codes, levels = pd.factorize(deals[column])  # each level looked at once, not each deal
+            hit = pd.Series(levels, dtype=object).astype("string").str.contains(r",\s|;", regex=True, na=False)
+            combined = pd.Series(np.append(hit.to_numpy(dtype=bool), False)[codes], index=deals.index)
             if combined.any():
                 check.note("combined_values", f"`{column}` combines several values in one cell on "
                            f"{int(combined.sum())} deals; each combination counts as its own level.",

@@ -26,7 +26,7 @@ from .model import DEAL_COLUMNS, TABLES, Dataset
 from .problems import ValidationReport
 from .readers import ROW, RawTable, read_source
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
-from .store import SPEC_FILE, read_quality
+from .store import SPEC_FILE, is_typed, read_quality
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -84,6 +84,9 @@ def _with_rows(frame: pd.DataFrame) -> pd.DataFrame:
 def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     spec, base = load_spec(path)
     report = ValidationReport(source=str(path))
+    if as_of is None and spec.quality is not None and is_typed(base / spec.quality):
+        # A cut-off of the caller's own is checked against the rows: only the slice's own is read as is.
+        return _read_typed(spec, base, path)
     if as_of is None and spec.as_of is not None:
         try:
             as_of = parse_timestamp(spec.as_of, spec.dates, "`as_of`")
@@ -113,6 +116,42 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
         report = read_quality(base / spec.quality, source=str(path))
         dataset = replace(dataset, report=report)
     return dataset, report
+
+
+def _read_typed(spec: DatasetSpec, base: Path, path) -> tuple[Dataset, ValidationReport]:
+    """A folder `save_dataset` wrote (a segment's slice): its Parquet tables as written, typed and
+    validated when the whole dataset was loaded, so that a kernel neither parses nor checks them again.
+    The result equals what mapping and checking them again gives (`tests/test_store.py`)."""
+    tables = {}
+    for name in TABLES:
+        table_spec = getattr(spec, name)
+        if table_spec is not None:
+            tables[name] = _as_loaded(pd.read_parquet(base / table_spec.source.path))
+    deals = tables.pop("deals")
+    if checks.is_dateless(deals):
+        deals = checks.add_missing_dates(deals)
+    history = tables.pop("stage_history", None)
+    if history is None:
+        history = pd.DataFrame({"deal_id": pd.Series(dtype=object), "stage": pd.Series(dtype=object),
+                                "entered_at": pd.Series(dtype="datetime64[ns]")})
+    report = read_quality(base / spec.quality, source=str(path))
+    # A slice carries its dataset's cut-off, written as ISO, unless that dataset had none (dateless).
+    as_of = pd.NaT if spec.as_of is None else parse_timestamp(spec.as_of, "iso", "`as_of`")
+    return Dataset(deals=deals, stage_history=history, stages=tuple(spec.stages), won_stages=tuple(spec.won_stages),
+                   lost_stages=tuple(spec.lost_stages), as_of=as_of, report=report, name=spec.name,
+                   **tables), report
+
+
+def _as_loaded(frame: pd.DataFrame) -> pd.DataFrame:
+    """A table read back from Parquet as a load leaves it: a missing text cell NaN (Parquet gives None),
+    dates as nanosecond timestamps."""
+    for name in frame.columns:
+        col = frame[name]
+        if col.dtype == object and col.isna().any():
+            frame[name] = col.where(col.notna(), np.nan)
+        elif pd.api.types.is_datetime64_any_dtype(col) and col.dtype != "datetime64[ns]":
+            frame[name] = col.astype("datetime64[ns]")
+    return frame
 
 
 def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report,
@@ -321,14 +360,23 @@ def _assemble(tables, sources, stages, won, lost, as_of, name, report, *,
     checks.profile_notes(deals, history, checkers["deals"], attributes)
     sanity.export_checks(deals, checkers["deals"], cutoff, attributes, dated=dated,
                          constant=frozenset(c for t, c in report.constants if t == "deals"))
-    drop = lambda f: None if f is None else f.drop(columns=[ROW]).reset_index(drop=True)  # noqa: E731
     rank = {s: i for i, s in enumerate(stages + won + lost)}
-    history = drop(history)
-    history = (history.assign(_rank=history["stage"].map(rank))
-               .sort_values(["deal_id", "entered_at", "_rank"], kind="stable")
-               .drop(columns="_rank").reset_index(drop=True))
-    return Dataset(deals=drop(deals), stage_history=history, stages=stages, won_stages=won, lost_stages=lost,
-                   as_of=as_of, report=report, name=name, **{k: drop(v) for k, v in related.items()})
+    order = (pd.DataFrame({"deal_id": history["deal_id"].to_numpy(), "entered_at": history["entered_at"].to_numpy(),
+                           "_rank": history["stage"].map(rank).to_numpy()})
+             .sort_values(["deal_id", "entered_at", "_rank"], kind="stable").index)
+    history = _without_rows(history.take(order))
+    return Dataset(deals=_without_rows(deals), stage_history=history, stages=stages, won_stages=won,
+                   lost_stages=lost, as_of=as_of, report=report, name=name,
+                   **{k: _without_rows(v) for k, v in related.items()})
+
+
+def _without_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The loaded table without `_row`, indexed 0..n-1. In place: the table is the loader's own
+    (mapped, or copied by `from_frames`), and a copy of millions of text cells costs seconds."""
+    if ROW in frame:
+        del frame[ROW]
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
 
 
 def load_slice(folder: str | Path) -> Dataset:

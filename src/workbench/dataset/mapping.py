@@ -6,14 +6,17 @@ exclude their rows, ambiguous or mixed date formats are errors.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..exceptions import fixes
 from .checker import Checker
-from .dates import parse_dates
+from .dates import ParsedDates, parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable
 from .spec import Concat, Constant, RowNumber
@@ -98,13 +101,16 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
         col = frame[name]
         if col.dtype != object:
             continue
-        if col.isna().any():
-            col = col.where(col.notna(), np.nan)
-            frame[name] = col
         kind = pd.api.types.infer_dtype(col, skipna=True)
+        if kind == "string":  # text and missing cells only: pyarrow sees both at once
+            frame[name] = _strip_text(col)
+            continue
+        missing = pd.isna(col.to_numpy())
+        if any(v is not np.nan for v in col.to_numpy()[missing]):  # None, NaT or pd.NA beside CSV's NaN
+            col = frame[name] = _nan_where(col, missing)
+            kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":
-            stripped = col.str.strip()
-            frame[name] = stripped.where(stripped != "", None)
+            frame[name] = _strip_text(col)
         elif kind.startswith("mixed"):  # e.g. Excel: text beside numbers and dates
             is_text = col.map(lambda v: isinstance(v, str))
             stripped = col[is_text].str.strip()
@@ -112,6 +118,46 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
             col[is_text] = stripped.where(stripped != "", None)
             frame[name] = col
     return frame
+
+
+#: Python's whitespace: every character `str.isspace` holds true for, what `str.strip` removes
+#: (`tests/test_validate.py` checks the list against Python's own).
+BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+          "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+
+
+def _strip_text(col: pd.Series) -> pd.Series:
+    """``col.str.strip()`` with empty results missing, for a column of text: pyarrow trims Python's
+    blanks off every cell at once to find the few cells that change or are empty, and only those
+    go through Python's `str.strip`, so the result is exactly the per-cell one."""
+    try:
+        text = pa.array(col.to_numpy(), type=pa.string(), from_pandas=True)
+    except (pa.ArrowException, UnicodeEncodeError):  # e.g. a lone surrogate no UTF-8 can hold
+        missing = col.isna().to_numpy()
+        stripped = _nan_where(col, missing).str.strip()
+        return stripped.where(stripped != "", None)
+    if text.null_count:
+        missing = text.is_null().to_numpy(zero_copy_only=False)
+        if any(v is not np.nan for v in col.to_numpy()[missing]):  # None, NaT or pd.NA beside CSV's NaN
+            col = _nan_where(col, missing)
+    length = pc.binary_length(text)
+    found = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(text, characters=BLANKS)), length),
+                   pc.equal(length, 0))
+    at = pc.indices_nonzero(found).to_numpy()  # a missing cell is null: not found
+    if not len(at):
+        return col
+    values = col.to_numpy(copy=True)
+    values[at] = [v.strip() or None for v in values[at]]
+    return pd.Series(values, index=col.index, name=col.name)
+
+
+def _nan_where(col: pd.Series, missing: np.ndarray) -> pd.Series:
+    """``col`` with NaN in the ``missing`` cells: a missing text cell is NaN from every source."""
+    if not missing.any():
+        return col
+    values = col.to_numpy(copy=True)
+    values[missing] = np.nan
+    return pd.Series(values, index=col.index, name=col.name)
 
 
 def _as_text_ids(col: pd.Series) -> pd.Series:
@@ -163,7 +209,7 @@ def parse_date_columns(frame: pd.DataFrame, table: str, order: str, formats: dic
     for column in dict.fromkeys((*DATE_COLUMNS.get(table, ()), *formats)):
         if column not in frame:
             continue
-        parsed = parse_dates(frame[column], order=order, fmt=formats.get(column), timezone=timezone)
+        parsed = _parse_distinct(frame[column], order, formats.get(column), timezone)
         if parsed.error:
             conflict = pd.Series(frame.index.isin(parsed.conflict), index=frame.index)
             check.error(
@@ -230,6 +276,28 @@ def _offset_note(offsets: dict, column: str, timezone: str | None, check: Checke
                values=list(written))
 
 
+def _parse_distinct(col: pd.Series, order: str, fmt, timezone: str | None) -> ParsedDates:
+    """`parse_dates` on each distinct text once, taken back to every row by its code: an export
+    repeats the same few thousand days over millions of rows. Values that are not dates are
+    named by their rows as before. What is counted or named per row otherwise (a column-level
+    error of mixed formats, values two formats read differently, UTC offsets) comes from parsing
+    the column again as a whole, so those rows are named and counted exactly."""
+    whole = dict(order=order, fmt=fmt, timezone=timezone)
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) != "string":
+        return parse_dates(col, **whole)  # datetimes already, or an Excel column
+    codes, distinct = pd.factorize(col)  # in order of first appearance; -1 where missing
+    parsed = parse_dates(pd.Series(distinct, dtype=object), **whole)
+    if parsed.error or parsed.ambiguous or parsed.offsets:
+        return parse_dates(col, **whole)
+    filled = codes >= 0
+    values = np.full(len(col), np.datetime64("NaT"), dtype="datetime64[ns]")
+    values[filled] = parsed.values.to_numpy(dtype="datetime64[ns]")[codes[filled]]
+    bad = np.zeros(len(distinct), dtype=bool)
+    bad[np.asarray(parsed.bad, dtype=np.int64)] = True
+    return dataclasses.replace(parsed, values=pd.Series(values, index=col.index),
+                               bad=col.index[filled & bad[np.where(filled, codes, 0)]])
+
+
 #: How a number an attribute column may hold is written for the column to become numeric: no
 #: leading zero (a zip code `00007`, an id `0042`), no exponent (a code `2E10`), no `inf` or `nan`.
 #: Anything else stays text as written.
@@ -255,15 +323,28 @@ def convert_numbers(frame: pd.DataFrame, table: str, check: Checker) -> pd.DataF
                 frame[column] = col.where(~bad, np.nan)
             continue
         if column in NUMERIC_COLUMNS:
-            numbers = pd.to_numeric(col, errors="coerce")
+            numbers = _to_numeric(col, errors="coerce")
             bad = col.notna() & ~np.isfinite(numbers.to_numpy(dtype=float, na_value=np.nan))
             if bad.any():
                 _not_a_number(frame, column, bad, col, check)
                 numbers = numbers.where(~bad, np.nan)
             frame[column] = numbers
         elif _plain_numbers(col):
-            frame[column] = pd.to_numeric(col)
+            frame[column] = _to_numeric(col)
     return frame
+
+
+def _to_numeric(col: pd.Series, errors: str = "raise") -> pd.Series:
+    """`pd.to_numeric` on each distinct text once, taken back to every row by its code (amounts
+    and head counts repeat): the same numbers, NaN where a cell is missing."""
+    if col.dtype != object or pd.api.types.infer_dtype(col, skipna=True) != "string":
+        return pd.to_numeric(col, errors=errors)
+    codes, distinct = pd.factorize(col)
+    numbers = pd.to_numeric(pd.Series(distinct, dtype=object), errors=errors).to_numpy()
+    missing = codes < 0
+    if missing.any():
+        numbers = np.append(numbers.astype(float), np.nan)  # code -1 takes the last: NaN
+    return pd.Series(numbers[codes], index=col.index, name=col.name)
 
 
 def _not_a_number(frame: pd.DataFrame, column: str, bad: pd.Series, col: pd.Series, check: Checker) -> None:
@@ -277,6 +358,11 @@ def _plain_numbers(col: pd.Series) -> bool:
     """Whether every filled cell is a number, or text written as a plain number (checked on a
     sample first, since most text columns fail at once; then on the whole column with pyarrow's
     regex). Numbers as such (an Excel or JSON cell) count as written."""
+    kind = pd.api.types.infer_dtype(col, skipna=True)
+    if kind == "string":  # most text columns fail on their first filled cells: no copy of the rest
+        head = col.iloc[: 4 * _SAMPLE].dropna()
+        if len(head) >= _SAMPLE and not head.iloc[:_SAMPLE].str.fullmatch(PLAIN_NUMBER).all():
+            return False
     filled = col.dropna()
     if filled.empty:
         return False

@@ -3,7 +3,8 @@
 `save_dataset` writes every table as Parquet, a ``dataset.yaml`` mapping them (stages,
 won and lost stages, the full dataset's ``as_of``) and ``quality.json``: what the
 original load excluded, counted per reason. The yaml's ``quality:`` key names that file,
-so `load_dataset` gives the slice the original load's report (`read_quality`). The runner
+so `load_dataset` gives the slice the original load's report (`read_quality`) and reads its
+tables back as they were written (`is_typed`: validated once, typed in Parquet). The runner
 gives each segment's kernel such a slice, so a kernel only ever receives its own
 segment's rows.
 
@@ -31,6 +32,9 @@ from .problems import Problem, ValidationReport
 
 SPEC_FILE = "dataset.yaml"
 QUALITY_FILE = "quality.json"
+#: The key of ``quality.json`` that says its Parquet tables hold a validated `Dataset` as written:
+#: `load_dataset` reads them back typed, without mapping or checking them again (`is_typed`).
+TYPED = "typed_tables"
 #: The scope of a slice's report: counts are of the whole dataset, not of the slice.
 WHOLE_DATASET = "the whole dataset, before it was split into segments"
 
@@ -66,7 +70,7 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
         spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
     spec["quality"] = QUALITY_FILE
     (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    (tmp / QUALITY_FILE).write_text(json.dumps(quality_records(dataset.report), indent=2) + "\n")
+    (tmp / QUALITY_FILE).write_text(json.dumps({**quality_records(dataset.report), TYPED: True}, indent=2) + "\n")
     publish(tmp, folder)
     return folder / SPEC_FILE
 
@@ -111,6 +115,15 @@ def read_quality(path: str | Path, *, source: str = "") -> ValidationReport:
                         + fixes("write the folder again with `workbench.dataset.store.save_dataset`",
                                 "remove the `quality:` key to report this data's own load")) from None
     return ValidationReport(problems, source=source, scope=WHOLE_DATASET)
+
+
+def is_typed(path: str | Path) -> bool:
+    """Whether a ``quality.json`` comes with typed tables written by `save_dataset` (a slice the
+    run wrote), which need no second mapping or validation."""
+    try:
+        return json.loads(Path(path).read_text()).get(TYPED) is True
+    except (OSError, ValueError, AttributeError):
+        return False  # read_quality says what is wrong with it
 
 
 def publish(tmp: Path, final: Path) -> None:

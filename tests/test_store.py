@@ -134,3 +134,27 @@ def test_a_slice_loaded_with_another_cut_off_is_checked_against_it(tmp_path):
         cut = workbench.load_dataset(spec_path, as_of=earlier)
     assert cut.as_of == earlier and len(cut.deals) < len(whole.deals)
     assert not (cut.deals["closed_at"] > earlier).any()
+
+
+def test_a_currency_labels_amounts_and_travels_with_a_slice(tmp_path):
+    """`currency:` in dataset.yaml reaches the Dataset, a saved slice, and the forecast's amount sentence."""
+    import warnings
+
+    import yaml
+
+    from workbench.cycle.forecast import forecast_open
+    from workbench.dataset.loader import load_dataset
+    from workbench.dataset.sample import generate
+    from workbench.dataset.store import save_dataset
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        path = generate(n_deals=400, seed="currency", truth_deals=500).write_csv(tmp_path / "data")
+        spec = yaml.safe_load(path.read_text())
+        path.write_text(yaml.safe_dump({**spec, "currency": "EUR"}))
+        dataset = load_dataset(path)
+        assert dataset.currency == "EUR"
+        save_dataset(dataset, tmp_path / "slice")
+        assert load_dataset(tmp_path / "slice" / "dataset.yaml").currency == "EUR"
+        sentences = forecast_open(dataset, window=90).findings(currency=dataset.currency)
+    assert any("expected won amount is" in s and " EUR (" in s and s.count("EUR") == 2 for s in sentences), sentences

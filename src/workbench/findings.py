@@ -406,7 +406,7 @@ def dwell_findings(stage_dwell, *, unit: TimeUnit = DAYS) -> Findings:
 
 # --- forecast -----------------------------------------------------------------------------------
 
-def forecast_findings(forecast, backtest=None, *, unit: TimeUnit = DAYS) -> Findings:
+def forecast_findings(forecast, backtest=None, *, unit: TimeUnit = DAYS, currency: str | None = None) -> Findings:
     """Expected wins (and amount) of the open pipeline, and how the backtest went."""
     totals = forecast.totals().set_index("quantity")
     conf = f"{100 * (1 - forecast.alpha):g}%"
@@ -416,8 +416,9 @@ def forecast_findings(forecast, backtest=None, *, unit: TimeUnit = DAYS) -> Find
                     "takes each deal's probability as known, so it understates the uncertainty)."])
     if "amount" in totals.index and totals.loc["amount", "deals"] > 0:
         money = totals.loc["amount"]
-        out.append(f"Their expected won amount is {amount(money['expected'])} ({amount(money['low'])}-"
-                   f"{amount(money['high'])}), from the {int(money['deals']):,} open deals with an amount.")
+        label = f" {currency}" if currency else ""
+        out.append(f"Their expected won amount is {amount(money['expected'])}{label} ({amount(money['low'])}-"
+                   f"{amount(money['high'])}{label}), from the {int(money['deals']):,} open deals with an amount.")
     if backtest is not None:
         out.extend(backtest_findings(backtest, alpha=forecast.alpha, unit=unit))
     return out

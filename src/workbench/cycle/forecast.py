@@ -180,11 +180,12 @@ class PipelineForecast(Result):
         """The per-stage `summary`: open deals, mean p_win, expected wins and amount in the window."""
         return self.summary()
 
-    def findings(self, backtest=None, *, unit=None):
-        """Expected wins and amount in words (`workbench.findings.forecast_findings`)."""
+    def findings(self, backtest=None, *, unit=None, currency: str | None = None):
+        """Expected wins and amount (in ``currency`` when given) in words (`workbench.findings.forecast_findings`)."""
         from ..findings import forecast_findings
 
-        return forecast_findings(self, backtest) if unit is None else forecast_findings(self, backtest, unit=unit)
+        options = {"currency": currency} if unit is None else {"unit": unit, "currency": currency}
+        return forecast_findings(self, backtest, **options)
 
     def plot(self, *, ax=None):
         """Expected wins within the window per current stage, as bars; returns the axes."""

@@ -115,6 +115,8 @@ def _load(path, *, as_of=None) -> tuple[Dataset | None, ValidationReport]:
     if spec.quality is not None and dataset is not None and not report.errors:
         report = read_quality(base / spec.quality, source=str(path))
         dataset = replace(dataset, report=report)
+    if dataset is not None and spec.currency:
+        dataset = replace(dataset, currency=spec.currency)
     return dataset, report
 
 
@@ -139,7 +141,7 @@ def _read_typed(spec: DatasetSpec, base: Path, path) -> tuple[Dataset, Validatio
     as_of = pd.NaT if spec.as_of is None else parse_timestamp(spec.as_of, "iso", "`as_of`")
     return Dataset(deals=deals, stage_history=history, stages=tuple(spec.stages), won_stages=tuple(spec.won_stages),
                    lost_stages=tuple(spec.lost_stages), as_of=as_of, report=report, name=spec.name,
-                   **tables), report
+                   currency=spec.currency, **tables), report
 
 
 def _as_loaded(frame: pd.DataFrame) -> pd.DataFrame:

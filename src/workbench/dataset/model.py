@@ -93,6 +93,7 @@ class Dataset:
     touchpoints: pd.DataFrame | None = None
     report: ValidationReport = field(default_factory=ValidationReport)
     name: str = "dataset"
+    currency: str | None = None
 
     @property
     def stage_order(self) -> tuple[str, ...]:

@@ -238,6 +238,8 @@ class DatasetSpec(_Strict):
     #: Open deals older than this many days at `as_of` are taken as lost, closed the day they
     #: reached that age (a CRM that never closes abandoned deals); counted in a note.
     stale_after_days: Annotated[int, Field(gt=0)] | None = None
+    #: How amounts are labelled in reports (``EUR``, ``USD``, ``€``); nothing is converted.
+    currency: Annotated[str, Field(min_length=1, max_length=12)] | None = None
     stages: list[str] = []
     won_stages: list[str] = []
     lost_stages: list[str] = []

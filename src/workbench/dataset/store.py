@@ -56,6 +56,8 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
             "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
     if spec["as_of"] is None:
         del spec["as_of"]  # a dateless dataset without a cut-off: the reload infers none either
+    if dataset.currency:
+        spec["currency"] = dataset.currency
     for table in TABLES:
         frame = getattr(dataset, table)
         if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):

@@ -153,11 +153,13 @@ def forecast(out: Section, settings):
     result = forecast_open(settings.dataset, window=settings.forecast_window)
     out.text(f"The probability that each open deal is won within the next {unit(settings.forecast_window)}, from "
              "how deals that were as long in the same stage ended.")
-    out.sentences(result.findings(unit=unit), key=1)
+    currency = settings.dataset.currency
+    out.sentences(result.findings(unit=unit, currency=currency), key=1)
     per_stage = result.summary().rename(columns={"stage": "Current stage", "open_deals": "Open deals",
                                                  "mean_p_win": "Mean win probability",
                                                  "expected_wins": "Expected wins",
-                                                 "expected_amount": "Expected amount"})
+                                                 "expected_amount": f"Expected amount ({currency})" if currency
+                                                 else "Expected amount"})
     out.table(per_stage, caption="Per current stage:")
     out.notes.extend(result.notes)
     totals = result.totals().set_index("quantity")

@@ -60,9 +60,13 @@ GLOSSARY = """The tables here are the evidence behind the sections above. Words 
 - **Kaplan-Meier**: the share of deals still open at each point in time, counting censored deals correctly.
 - **Aalen-Johansen (cumulative incidence)**: the share of deals won (or lost) by each point in time, with
   lost and won as competing outcomes: a lost deal can no longer be won.
-- **Log-rank test**: whether groups of deals close (or win, or lose) at different rates over time.
+- **Log-rank test**: whether groups of deals close at different rates over time.
+- **Gray's test**: whether groups of deals differ in the share won (or lost) over time, lost and won
+  competing.
 - **Cox model, hazard ratio**: how much faster deals with a trait reach an outcome, other things equal.
 - **Logistic model, odds ratio**: how much more often deals with a trait win, other things equal.
+- **Fine-Gray model, rate ratio**: how much faster the share of deals won rises with a trait, using
+  every deal (open ones for as long as they were watched, lost ones as no longer able to win).
 - **Firth's penalized likelihood**: a fit that keeps estimates finite when a group never wins.
 - **Mature cohort**: deals old enough for their outcome to be known within the horizon.
 - **Markov chain**: the odds of winning from each stage, estimated from the moves between stages.

@@ -288,6 +288,13 @@ def _covariate_label(name: str, references: dict) -> str:
     return name
 
 
+def _effect_labels(drivers) -> list[str]:
+    """``feature: level (vs reference)`` for each row of a drivers model's table."""
+    references = getattr(drivers, "reference_levels", {}) or {}
+    return [f"{f}: {lvl}" + (f" (vs {references[f]})" if f in references else "")
+            for f, lvl in zip(drivers.table["feature"], drivers.table["level"])]
+
+
 def hazard_ratios(speed_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> Axes:
     """Forest plot of the Cox model's hazard ratios with their confidence intervals.
 
@@ -321,9 +328,7 @@ def odds_ratios(win_drivers, *, alpha: float = 0.05, ax: Axes | None = None) -> 
     `hazard_ratios`.
     """
     table = win_drivers.table
-    references = getattr(win_drivers, "reference_levels", {}) or {}
-    labels = [f"{f}: {lvl}" + (f" (vs {references[f]})" if f in references else "")
-              for f, lvl in zip(table["feature"], table["level"])]
+    labels = _effect_labels(win_drivers)
     return _forest(table["odds_ratio"], table["ci_low"], table["ci_high"], table["p_value"], labels,
                    "Odds ratio of winning (log scale; > 1: wins more often)", alpha=alpha, ax=ax)
 
@@ -336,9 +341,7 @@ def subdistribution_ratios(competing_drivers, *, alpha: float = 0.05, ax: Axes |
     or both. Coloured where ``p_value < alpha``; drawn as `odds_ratios`.
     """
     table = competing_drivers.table
-    references = getattr(competing_drivers, "reference_levels", {}) or {}
-    labels = [f"{f}: {lvl}" + (f" (vs {references[f]})" if f in references else "")
-              for f, lvl in zip(table["feature"], table["level"])]
+    labels = _effect_labels(competing_drivers)
     return _forest(table["ratio"], table["ci_low"], table["ci_high"], table["p_value"], labels,
                    "Rate of winning, ratio (log scale; > 1: wins sooner or more often)", alpha=alpha, ax=ax)
 

@@ -188,6 +188,11 @@ def by_persona(data, tmp_path_factory):
     path = write_params(folder, data[0], ["counts"], split={"by": ["persona"]}, min_deals_per_segment=MIN_DEALS,
                         parameters={"label": "by persona"})
     result = run(path, progress=False)
+    import psutil
+
+    # Workers start each next kernel ahead; when the run returns, every worker and kernel is gone.
+    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=30)
+    assert not alive, [p.cmdline() for p in alive]
     return result, folder / "out", path
 
 
@@ -676,6 +681,47 @@ def test_notebooks_sharing_a_warm_kernel_start_from_a_clean_namespace(tmp_path):
     pids = [nb.cells[-1].outputs[0]["data"]["text/plain"] for nb in outs]
     assert pids[0] == pids[1]  # one kernel
     assert outs[1].cells[-1].execution_count <= 3
+
+
+def test_a_worker_starts_its_next_kernel_ahead_and_never_shares_it(tmp_path):
+    """A kernel started ahead with the notebooks' imports serves the next segment from a clean namespace
+    in that segment's folder; the segment after gets another kernel; none is left running."""
+    import psutil
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from workbench.run import jobs
+
+    nb = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
+                             new_code_cell("assert 'json_seen' not in globals(), 'the preload leaked'"),
+                             new_code_cell("import json as json_seen"),
+                             new_code_cell("import os\nprint(os.getpid(), os.getcwd())")])
+    nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
+    source = tmp_path / "where.in.ipynb"
+    nbformat.write(nb, source)
+    assert jobs.preload_code([str(source), str(source)]) == "import json as json_seen"
+
+    def segment(name: str, spare: list) -> tuple[int, str]:
+        folder = tmp_path / name
+        folder.mkdir()
+        job = {"input": str(source), "output": str(folder / "where.ipynb"), "cwd": str(folder), "parameters": {},
+               "timeout": 120, "notebook": "where"}
+        (record,) = jobs.execute_group({"jobs": [job], "spare": spare})
+        assert record["status"] == "ok", record
+        pid, cwd = nbformat.read(folder / "where.ipynb", as_version=4).cells[-1].outputs[0]["text"].split()
+        return int(pid), cwd
+
+    jobs.prestart_spare([str(source)])
+    try:
+        ahead = jobs._spare.km.provisioner.pid
+        first = segment("first", spare=[str(source)])
+        assert first == (ahead, str(tmp_path / "first"))
+        assert not psutil.pid_exists(ahead) or psutil.Process(ahead).status() == psutil.STATUS_ZOMBIE
+        second_ahead = jobs._spare.km.provisioner.pid
+        second = segment("second", spare=[])
+        assert second == (second_ahead, str(tmp_path / "second")) and second_ahead != ahead
+        assert jobs._spare is None
+    finally:
+        jobs.close_spare()
 
 
 def test_the_report_quality_box_carries_the_export_notes(tmp_path):

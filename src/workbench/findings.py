@@ -11,10 +11,10 @@ drivers are held to the same standard as segment comparisons).
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm
 
 from .dataset.groups import OVERALL
 from .dataset.model import rows_label
@@ -434,7 +434,7 @@ def backtest_findings(backtest, *, alpha: float = ALPHA, unit: TimeUnit = DAYS) 
     sentence = f"{when} forecast expected {expected:,.0f} wins{within}; {actual:,} happened"
     sd = getattr(backtest, "wins_sd", None)
     if sd is not None and sd > 0:
-        z = norm.ppf(1 - alpha / 2)
+        z = NormalDist().inv_cdf(1 - alpha / 2)
         low, high = max(expected - z * sd, 0.0), expected + z * sd
         inside = "inside" if low <= actual <= high else "outside"
         # One decimal where whole numbers would make an end look equal to what happened.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
@@ -19,9 +20,12 @@ from pathlib import Path
 class LocalPool:
     """Worker processes on this machine (started fresh, not forked from the run)."""
 
-    def __init__(self, workers: int, log: Path):
+    #: Each worker starts its next kernel ahead (`workbench.run.jobs.prestart_spare`).
+    prestarts = True
+
+    def __init__(self, workers: int, log: Path, notebooks: list[str] = ()):
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(str(log),))
+                                        initializer=_init_worker, initargs=(str(log), list(notebooks)))
         self.capacity = workers
         self.futures = {}
         for _ in range(workers):  # one no-op task per worker starts them all now
@@ -63,25 +67,45 @@ def _stop_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def _init_worker(log: str) -> None:
+def _init_worker(log: str, notebooks: list[str]) -> None:
     """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
-    SIGTERM (and on SIGINT unless the run ignores it); and import what its tasks use once, up front, so
-    that task timings measure the work and not the imports."""
+    SIGTERM (and on SIGINT unless the run ignores it); and start the worker's first kernel with the
+    ``notebooks``' imports (`workbench.run.jobs.prestart_spare`; shut down when the worker exits).
+
+    The kernel boots while the run loads its data. The worker imports Papermill, which its first task
+    needs, and leaves what it needs only once a segment's notebooks are done (the report, the records)
+    to a background thread, which imports them while the first notebooks run.
+    """
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
     os.dup2(fd, 2)
     os.close(fd)
     signal.signal(signal.SIGTERM, _stop_once)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _stop_once)
-    import nbconvert  # noqa: F401
+    from multiprocessing.util import Finalize
+
+    from . import jobs
+
+    Finalize(None, jobs.close_spare, exitpriority=10)
+    if notebooks:
+        jobs.prestart_spare(notebooks)
     import papermill  # noqa: F401
 
-    from ..dataset import loader  # noqa: F401
-    from . import report, summary  # noqa: F401
+    threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
+
+
+def _import_for_reports() -> None:
+    import nbconvert  # noqa: F401
+
+    from ..dataset import store  # noqa: F401
+    from . import records, report, summary  # noqa: F401
 
 
 class DaskPool:
     """The same jobs on a Dask cluster."""
+
+    #: A Dask worker runs tasks on several threads at once: no kernel is started ahead.
+    prestarts = False
 
     def __init__(self, address: str):
         from distributed import Client, as_completed

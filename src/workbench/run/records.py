@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from ..jsonsafe import json_safe
-from ..sections.base import FAILED, NOT_APPLICABLE, OK, RECORD_KEY
+from ..recordkeys import FAILED, NOT_APPLICABLE, OK, RECORD_KEY
 
 #: summary.json keys read from section figures, with their value when no section recorded them.
 FIGURES = {"counts": None, "as_of": None, "excluded_rows": {"count": 0, "by_reason": []}, "horizon_days": None,

@@ -321,7 +321,7 @@ def _combine(paths: list[Path], title: str):
     """
     import nbformat
 
-    from ..sections.base import RECORD_KEY
+    from ..recordkeys import RECORD_KEY
 
     combined = nbformat.v4.new_notebook()
     combined.metadata["title"] = title
@@ -362,7 +362,7 @@ def _appendix(cells) -> list:
     outputs marked `DETAIL_KEY`), under the title of the section it belongs to."""
     import nbformat
 
-    from ..sections.base import DETAIL_KEY
+    from ..recordkeys import DETAIL_KEY
 
     details: dict[str, list] = {}
     for cell in cells:

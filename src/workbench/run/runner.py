@@ -136,7 +136,8 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         run_log = log.with_name(f".{log.name}.tmp-{os.getpid()}")
         run_log.write_text("")
         # Started before the data loads, so that local workers start and import meanwhile.
-        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log)
+        pool = (DaskPool(scheduler) if executor == "dask"
+                else LocalPool(workers, run_log, notebooks=[str(path) for path in params.notebooks]))
         interrupted = True
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
@@ -183,7 +184,8 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
     tick = time.perf_counter()
     try:
-        slices_seconds = _execute([p for p in plans if not p["reused"]], pool, bar, _prepare)
+        slices_seconds = _execute([p for p in plans if not p["reused"]], pool, bar, _prepare,
+                                  spare=[str(path) for path in params.notebooks] if pool.prestarts else [])
     finally:
         bar.close()
     timing["slices_seconds"] = slices_seconds
@@ -237,7 +239,7 @@ def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
     return [pending[i::parts] for i in range(parts)]
 
 
-def _execute(plans: list[dict], pool, bar, prepare) -> float:
+def _execute(plans: list[dict], pool, bar, prepare, spare: list[str] = ()) -> float:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
     A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
@@ -245,8 +247,9 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
     segments than workers, a segment's notebooks are shared out over several kernels so that
     every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
     a segment is published as early as possible (an interrupted run keeps what it finished), and
-    the next segment's slice is written only when a worker is about to need it. Returns the
-    seconds spent writing slices.
+    the next segment's slice is written only when a worker is about to need it. While more
+    segments are to come, a worker starts its next kernel, preloaded with the ``spare`` notebooks'
+    imports, as soon as it shut the last one down. Returns the seconds spent writing slices.
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
@@ -268,7 +271,11 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
             if not plan["pending"]:
                 return finish_segment, plan["finish"], ("finish", plan)
             jobs.extend((execute_group, {"jobs": group}, ("group", (plan, group))) for group in groups)
-        return jobs.popleft() if jobs else None
+        if not jobs:
+            return None
+        fn, task, tag = jobs.popleft()
+        more = bool(jobs) or any(p["pending"] for p in todo)
+        return fn, {**task, "spare": list(spare) if more else []}, tag
 
     while True:
         while pool.pending < pool.capacity and (task := next_task()) is not None:

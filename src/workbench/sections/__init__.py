@@ -9,8 +9,11 @@ Modules: `base` (the mechanism), `needs` (what the data must have), `settings` (
 chosen from the data), `common` (the data and the settings used), one module per notebook,
 and `records` (what the runner reads back from executed notebooks).
 """
-from .base import Section, section
-from .common import open_dataset, overview, settings_used
-from .settings import Settings, choose_settings
+from ..lazy import lazy_exports
 
 __all__ = ["Section", "section", "open_dataset", "overview", "settings_used", "Settings", "choose_settings"]
+
+# Imported on first use: the runner reads `settings.run_horizon` without importing every section.
+__getattr__, __dir__ = lazy_exports(__name__, {"Section": ".base", "section": ".base", "open_dataset": ".common",
+                                               "overview": ".common", "settings_used": ".common",
+                                               "Settings": ".settings", "choose_settings": ".settings"})

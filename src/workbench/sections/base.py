@@ -30,13 +30,7 @@ from ..dataset.groups import OVERALL
 from ..exceptions import SpecError, WorkbenchError, WorkbenchWarning
 from ..jsonsafe import json_safe
 from ..markup import inline_markdown
-
-#: Where a section's record sits in its first output's metadata.
-RECORD_KEY = "workbench_section"
-#: Marks an output for the report's appendix of methods and detail tables (its value: the section's title).
-DETAIL_KEY = "workbench_detail"
-OK, NOT_APPLICABLE, FAILED = "ok", "not_applicable", "failed"
-STATUSES = (OK, NOT_APPLICABLE, FAILED)
+from ..recordkeys import DETAIL_KEY, FAILED, NOT_APPLICABLE, OK, RECORD_KEY, STATUSES
 #: Figure resolution of the PNGs sections show (the inline backend's default is 72-100).
 FIGURE_DPI = 110
 

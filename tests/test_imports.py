@@ -1,0 +1,45 @@
+"""What importing a piece of workbench costs: a run's worker imports no analysis, and the stand-ins
+that keep imports light change nothing a caller can see. Each check runs in a fresh interpreter."""
+import json
+import subprocess
+import sys
+
+
+def _fresh(code: str) -> dict:
+    """Run ``code`` in a new interpreter; it prints one JSON value."""
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_workers_jobs_module_imports_no_analysis_pandas_or_grammar():
+    """`workbench.run.jobs` (what a worker imports first) brings neither pandas, scipy, the analyses nor
+    rfc3987_syntax's grammars (compiled at import, ~1 s) with it; Papermill after it neither."""
+    loaded = _fresh("import sys, json\nimport workbench.run.jobs, papermill\n"
+                    "print(json.dumps(sorted(m for m in ('pandas', 'scipy', 'lark', 'workbench.sections.base', "
+                    "'workbench.findings') if m in sys.modules)))")
+    assert loaded == []
+
+
+def test_iri_checks_are_unchanged_behind_the_stand_in():
+    """jsonschema's "iri" and "iri-reference" format checks give the same answers with the stand-in as
+    without it, and the first one loads the real module."""
+    check = ("import jsonschema, json, sys\nchecker = jsonschema.FormatChecker()\n"
+             "values = ['http://example.com/a b', 'http://例え.jp/x?q=1', 'not a scheme', '//host/p', '']\n"
+             "print(json.dumps([[checker.conforms(v, f) for v in values] for f in ('iri', 'iri-reference')] "
+             "+ [type(sys.modules['rfc3987_syntax'].is_valid_syntax_iri).__name__]))")
+    plain = _fresh(check)
+    behind = _fresh("import workbench.run\n" + check)
+    assert behind == plain
+    assert plain[0] != [True] * 5 and plain[0] != [False] * 5  # the values tell the checks apart
+
+
+def test_package_names_load_on_first_use():
+    """`import workbench` and `import workbench.sections` are light; their names load when used, `dir`
+    lists them and an unknown name is still an AttributeError / ImportError."""
+    out = _fresh("import sys, json\nimport workbench, workbench.sections\nlight = 'pandas' not in sys.modules\n"
+                 "from workbench import load_dataset, Dataset\nfrom workbench.sections import choose_settings, cycle_time\n"
+                 "try:\n    workbench.nothing\n    missing = False\nexcept AttributeError:\n    missing = True\n"
+                 "try:\n    from workbench.sections import nothing\n    gone = False\nexcept ImportError:\n    gone = True\n"
+                 "print(json.dumps([light, callable(load_dataset), Dataset.__name__, cycle_time.__name__, missing, gone,"
+                 " 'validate' in dir(workbench), 'choose_settings' in dir(workbench.sections)]))")
+    assert out == [True, True, "Dataset", "workbench.sections.cycle_time", True, True, True, True]

@@ -7,7 +7,8 @@
 2. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share.
 
 Run: ``.venv/bin/python benchmarks/bench_runner.py [--segments 40] [--deals 2000] [--workers N]``
-(``--segments 6`` for a quick check; the full run takes several minutes on 2 cores).
+(``--segments 6`` for a quick check, ``--segments 0`` for the one segment only; the full run takes
+several minutes on 2 cores).
 """
 from __future__ import annotations
 
@@ -64,9 +65,12 @@ def _one_segment(tmp: Path) -> None:
     dataset = data.write_csv(tmp / "one-data")
     wall, record = _timed_run(_one_params(tmp, dataset))
     print(f"one 4,000-deal segment, five notebooks, one worker: {_share(wall, _cells(record), 1)}")
-    t = record["timing"]["per_report"]
-    print(f"    per notebook: kernel start {t['kernel_start_seconds']:.2f} s, imports {t['import_seconds']:.2f} s, "
-          f"analysis {t['analysis_seconds']:.2f} s; HTML {t['html_seconds']:.2f} s; load {record['timing']['load_seconds']:.2f} s")
+    t, jobs = record["timing"], record["jobs"]
+    first = jobs[0].get("kernel_start_seconds") or 0.0
+    between = sum(j["duration_seconds"] - (j.get("analysis_seconds") or 0.0) for j in jobs) - first
+    print(f"    overhead: load {t['load_seconds']:.2f} s; the first cell waits {first:.2f} s for its kernel "
+          f"(started ahead, with the imports); around the notebooks {between:.2f} s in all; the report "
+          f"{t['per_report']['html_seconds']:.2f} s (HTML); the rest {wall - t['load_seconds'] - _cells(record) - first - between - t['per_report']['html_seconds']:.2f} s")
     # The same slice, the five notebooks one fresh kernel each (Papermill's default) and in one warm kernel.
     slice_spec = tmp / "one" / "out" / "slices" / "overall" / "dataset.yaml"
     for label, warm in (("a fresh kernel per notebook (Papermill's default)", False),
@@ -98,16 +102,21 @@ def main(segments: int, deals: int, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
         tmp = Path(tmp)
         _one_segment(tmp)
-        data = generate(n_deals=segments * deals, seed="bench-runner", truth_deals=1_000)
-        data.deals["bench_segment"] = [f"s{i % segments:02d}" for i in range(len(data.deals))]
-        dataset = data.write_csv(tmp / "data")
-        wall, record = _timed_run(_params(tmp / "all", dataset, {"by": ["bench_segment"]}, workers))
-        print(f"{segments} segments x {deals:,} deals, five notebooks, {workers} workers: "
-              f"{_share(wall, _cells(record), workers)}")
-        t = record["timing"]
-        print(f"    load {t['load_seconds']:.1f} s, slices {t['slices_seconds']:.1f} s, index {t['index_seconds']:.1f} s; "
-              f"per report HTML {t['per_report']['html_seconds']:.2f} s")
+        if segments:
+            _many_segments(tmp, segments, deals, workers)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
+
+
+def _many_segments(tmp: Path, segments: int, deals: int, workers: int) -> None:
+    data = generate(n_deals=segments * deals, seed="bench-runner", truth_deals=1_000)
+    data.deals["bench_segment"] = [f"s{i % segments:02d}" for i in range(len(data.deals))]
+    dataset = data.write_csv(tmp / "data")
+    wall, record = _timed_run(_params(tmp / "all", dataset, {"by": ["bench_segment"]}, workers))
+    print(f"{segments} segments x {deals:,} deals, five notebooks, {workers} workers: "
+          f"{_share(wall, _cells(record), workers)}")
+    t = record["timing"]
+    print(f"    load {t['load_seconds']:.1f} s, slices {t['slices_seconds']:.1f} s, index {t['index_seconds']:.1f} s; "
+          f"per report HTML {t['per_report']['html_seconds']:.2f} s")
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import runfiles
-from .secrets import redact, redact_file
+from .secrets import redact, redact_file, redact_text
 
 #: The kernel every notebook runs in.
 KERNEL = "workbench"
@@ -256,9 +256,9 @@ ENGINE = "workbench"
 
 def _engine() -> str:
     """Papermill's nbclient engine, registered as `ENGINE`, with two changes: the notebook is saved
-    once, when it ends (also after a timeout or a dead kernel), not after every cell (each save rewrites
-    the whole file: quadratic in the figures); and on a `WarmKernel` it uses the kernel's own client
-    and first resets the namespace."""
+    once, by Papermill when it ends (by the engine after a timeout or a dead kernel), not after every
+    cell (each save rewrites the whole file: quadratic in the figures); and on a `WarmKernel` it uses
+    the kernel's own client and first resets the namespace."""
     from jupyter_core.utils import ensure_async, run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
@@ -293,10 +293,12 @@ def _engine() -> str:
             nb_man.notebook_start()
             try:
                 cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            except BaseException:
+                nb_man.output_path = output_path  # saved as far as it got (Papermill writes it otherwise)
+                raise
             finally:
                 nb_man.cleanup_pbar()
-                nb_man.output_path = output_path
-                nb_man.notebook_complete()  # saves the notebook, whole or as far as it got
+                nb_man.notebook_complete()
             return nb_man.nb
 
         @classmethod
@@ -394,38 +396,34 @@ def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
                             timeout=job["timeout"], kernel=kernel)
     end = time.time()
     out = Path(job["output"])
-    timing = _clean_notebook(out, job["notebook"], start, end) if out.exists() else {}
+    finished = _finish_notebook(out, job["notebook"], start, end) if out.exists() else {}
     record = {"status": done.status, "error": redact(done.error) if done.error else None,
               "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
-              "attempts": done.attempts, **timing}
-    if out.exists():
-        record["sections"] = _section_counts(out)
+              "attempts": done.attempts, **finished}
     if done.retried_after:
         record["retried_after"] = redact(done.retried_after)
     return record
 
 
-def _section_counts(path: Path) -> dict:
-    from .records import read_records
-
-    records = read_records(path)
-    return {"ok": sum(r["status"] == "ok" for r in records),
-            "not_applicable": sum(r["status"] == "not_applicable" for r in records),
-            "failed": [r["title"] for r in records if r["status"] == "failed"]}
-
-
-def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
-    """Drop server paths from Papermill's metadata, scrub secrets, and time the phases of the run."""
+def _finish_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
+    """Drop server paths from Papermill's metadata and scrub secrets (one read, one write), and return
+    the timing of the run's phases and ``sections``: how many of the notebook's sections rendered, did
+    not apply, or failed (by title)."""
     import nbformat
+
+    from .records import records_in
 
     nb = nbformat.read(path, as_version=4)
     meta = nb.metadata.get("papermill", {})
     meta["input_path"], meta["output_path"] = notebook, path.name
-    nbformat.write(nb, path)
-    redact_file(path)
+    path.write_text(redact_text(nbformat.writes(nb)).rstrip("\n") + "\n", encoding="utf-8")
+    records = records_in(nb, path.stem)
+    sections = {"ok": sum(r["status"] == "ok" for r in records),
+                "not_applicable": sum(r["status"] == "not_applicable" for r in records),
+                "failed": [r["title"] for r in records if r["status"] == "failed"]}
     cells = [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("papermill", {}).get("start_time")]
     if not cells:
-        return {"kernel_start_seconds": end - start}
+        return {"kernel_start_seconds": end - start, "sections": sections}
     stamp = lambda s: datetime.fromisoformat(s).timestamp()  # noqa: E731
     imports = analysis = 0.0
     for cell in cells:
@@ -438,7 +436,8 @@ def _clean_notebook(path: Path, notebook: str, start: float, end: float) -> dict
     last = cells[-1].metadata["papermill"]
     return {"kernel_start_seconds": stamp(cells[0].metadata["papermill"]["start_time"]) - start,
             "import_seconds": imports, "analysis_seconds": analysis,
-            "teardown_seconds": end - stamp(last["end_time"]) if last.get("end_time") else None}
+            "teardown_seconds": end - stamp(last["end_time"]) if last.get("end_time") else None,
+            "sections": sections}
 
 
 def _only_imports(source: str) -> bool:

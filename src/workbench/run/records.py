@@ -27,9 +27,13 @@ def read_records(path: str | Path) -> list[dict]:
     """The section records of one executed notebook, in order, each with its ``notebook`` (the file's stem)."""
     import nbformat
 
+    return records_in(nbformat.read(str(path), as_version=4), Path(path).stem)
+
+
+def records_in(nb, name: str) -> list[dict]:
+    """`read_records` of a notebook already read (``name``: its file's stem)."""
     from .report import REMOVED_CELL_TAGS
 
-    nb = nbformat.read(str(path), as_version=4)
     out = []
     for cell in nb.cells:
         if set(cell.metadata.get("tags", [])) & set(REMOVED_CELL_TAGS):
@@ -37,7 +41,7 @@ def read_records(path: str | Path) -> list[dict]:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             record = output.get("metadata", {}).get(RECORD_KEY)
             if record:
-                out.append({**record, "notebook": Path(path).stem})
+                out.append({**record, "notebook": name})
     return out
 
 

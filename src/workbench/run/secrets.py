@@ -17,14 +17,21 @@ def redact(text: str) -> str:
 
 def redact_file(path: Path) -> None:
     """Replace every secret of the environment in a text file (as written, JSON-escaped or HTML-escaped)."""
-    import html
-
     if path.suffix not in (".ipynb", ".html", ".json", ".txt", ".md", ".csv", ".yaml", ".log"):
         return
-    text = original = path.read_text(errors="surrogateescape")
+    original = path.read_text(errors="surrogateescape")
+    text = redact_text(original)
+    if text != original:
+        path.write_text(text, errors="surrogateescape")
+
+
+def redact_text(text: str) -> str:
+    """The text of a file with every secret of the environment replaced, as written, JSON-escaped or
+    HTML-escaped."""
+    import html
+
     for secret in secret_values():
         for form in dict.fromkeys((secret, json.dumps(secret)[1:-1], html.escape(secret),
                                    json.dumps(html.escape(secret))[1:-1])):
             text = text.replace(form, "***")
-    if text != original:
-        path.write_text(text, errors="surrogateescape")
+    return text

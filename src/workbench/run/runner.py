@@ -2,7 +2,8 @@
 
 The run checks everything first (the parameter file, every notebook's parameters
 cell, the kernel), loads the dataset once and splits it into segments. Each
-segment's rows are written as a slice (`workbench.dataset.store`) and each (segment,
+segment's rows are written as a slice (`workbench.dataset.store`), all of them before
+the first kernel starts, and the run then lets go of the data; each (segment,
 notebook) job executes in a fresh `workbench` kernel with Papermill, given only
 that slice (`workbench.run.jobs`). Jobs run in parallel on local worker processes or
 on a Dask cluster (`workbench.run.executors`); one failing job does not stop the others.
@@ -176,17 +177,27 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     if stale:
         notes.append(f"segments/ holds folders that are not part of this run (left untouched): {stale}")
 
-    plans = [_plan_segment(params, dataset, seg, previous) for seg in segments]
+    # Every slice is written before the first kernel starts, one segment at a time, and then the run lets
+    # go of the data: the kernels, each holding its own slice, never run beside a run holding all of it.
+    plans, slices_seconds = [], 0.0
+    for seg in segments:
+        plan = _plan_segment(params, dataset, seg, previous)
+        tick = time.perf_counter()
+        _prepare(plan)
+        slices_seconds += time.perf_counter() - tick
+        plans.append(plan)
+    del dataset
+    release_memory()
+    timing["slices_seconds"] = slices_seconds
     jobs = [job for plan in plans for job in plan["jobs"]]
     if previous is not None and all(p["reused"] for p in plans):
         notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
     tick = time.perf_counter()
     try:
-        slices_seconds = _execute([p for p in plans if not p["reused"]], pool, bar, _prepare)
+        _execute([p for p in plans if not p["reused"]], pool, bar)
     finally:
         bar.close()
-    timing["slices_seconds"] = slices_seconds
     timing["execute_seconds"] = time.perf_counter() - tick
     records = [_segment_record(plan, output) for plan in plans]
     notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
@@ -237,32 +248,26 @@ def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
     return [pending[i::parts] for i in range(parts)]
 
 
-def _execute(plans: list[dict], pool, bar, prepare) -> float:
+def _execute(plans: list[dict], pool, bar) -> None:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
     A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
     kernel start and the imports are paid once per segment, not once per notebook. With fewer
     segments than workers, a segment's notebooks are shared out over several kernels so that
     every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
-    a segment is published as early as possible (an interrupted run keeps what it finished), and
-    the next segment's slice is written only when a worker is about to need it. Returns the
-    seconds spent writing slices.
+    a segment is published as early as possible (an interrupted run keeps what it finished).
+    Each plan's slice is written already (`_prepare`).
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
     left = {}
-    slices_seconds = 0.0
     parts = max(1, pool.capacity // max(1, len(plans)))
 
     def next_task():
-        nonlocal slices_seconds
         if finishes:
             return finishes.popleft()
         if not jobs and todo:
             plan = todo.popleft()
-            tick = time.perf_counter()
-            prepare(plan)
-            slices_seconds += time.perf_counter() - tick
             groups = _groups(plan["pending"], parts)
             left[plan["segment"].slug] = len(groups) if plan["pending"] else 0
             if not plan["pending"]:
@@ -274,7 +279,7 @@ def _execute(plans: list[dict], pool, bar, prepare) -> float:
         while pool.pending < pool.capacity and (task := next_task()) is not None:
             pool.submit(*task)
         if not pool.pending:
-            return slices_seconds
+            return
         (kind, item), result, error = pool.next_done()
         failed = None if error is None else {"status": "failed",
                                              "error": f"the worker failed: {type(error).__name__}: {error}"}
@@ -355,7 +360,11 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
 
 
 def _prepare(plan: dict) -> None:
-    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run)."""
+    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run),
+    unless the segment is kept from the previous run; either way the plan lets go of its data."""
+    data = plan.pop("data")  # written once; the run need not hold every segment's copy
+    if plan["reused"]:
+        return
     finish = plan["finish"]
     tmp, final = Path(finish["tmp"]), Path(finish["final"])
     shutil.rmtree(tmp, ignore_errors=True)
@@ -363,9 +372,24 @@ def _prepare(plan: dict) -> None:
     for job in plan["jobs"]:
         if job not in plan["pending"]:
             shutil.copy2(final / Path(job["output"]).name, job["output"])
-    data = plan.pop("data")  # written once; the run need not hold every segment's copy
     if not plan["too_small"]:
         store.save_dataset(data, finish["slice"])
+
+
+def release_memory() -> None:
+    """Hand the memory of freed tables back to the system: collected, pyarrow's pool's unused pages
+    released (its strings), and glibc's free lists trimmed (pandas' and numpy's arrays), so that the
+    kernels started next have it."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): its allocator keeps what it keeps
+        pass
 
 
 def _progress_bar(total: int, enabled: bool):

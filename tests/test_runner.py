@@ -258,6 +258,10 @@ def test_run_json_records_inputs_versions_and_timing(by_persona):
     for phase in ("kernel_start", "import", "analysis", "teardown", "duration"):
         assert job[f"{phase}_seconds"] >= 0, phase
     assert record["timing"]["per_report"]["html_seconds"] > 0
+    for phase in ("load", "plan", "slices", "execute", "total"):
+        assert record["timing"][f"{phase}_seconds"] > 0, phase
+    overall = next(s for s in record["segments"] if s["slug"] == "overall")
+    assert overall["fingerprint"] == record["inputs"]["data_fingerprint"]
 
 
 def test_every_slice_is_written_and_the_data_let_go_before_the_first_kernel(data, tmp_path, monkeypatch):

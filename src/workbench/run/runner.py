@@ -162,6 +162,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     dataset, notes = _load(params)
     check_columns(params, dataset)
     timing["load_seconds"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
     notes += split_notes
     inputs = {"params": spec.model_dump(mode="json", exclude={"workers", "pdf"}),
@@ -181,13 +182,15 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     # go of the data: the kernels, each holding its own slice, never run beside a run holding all of it.
     plans, slices_seconds = [], 0.0
     for seg in segments:
-        plan = _plan_segment(params, dataset, seg, previous)
-        tick = time.perf_counter()
+        plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"])
+        written = time.perf_counter()
         _prepare(plan)
-        slices_seconds += time.perf_counter() - tick
+        slices_seconds += time.perf_counter() - written
         plans.append(plan)
     del dataset
     release_memory()
+    # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
+    timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
     timing["slices_seconds"] = slices_seconds
     jobs = [job for plan in plans for job in plan["jobs"]]
     if previous is not None and all(p["reused"] for p in plans):
@@ -312,8 +315,13 @@ def _load(params: RunParams):
     return dataset, [str(w.message) for w in caught if issubclass(w.category, DataQualityWarning)]
 
 
-def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None) -> dict:
-    """A segment's jobs, which of them must run, and its finishing task."""
+def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None, *,
+                  whole_fingerprint: str | None = None) -> dict:
+    """A segment's jobs, which of them must run, and its finishing task.
+
+    ``whole_fingerprint`` is ``store.fingerprint(dataset)`` when known: the overall segment's own
+    (seconds at a million deals).
+    """
     spec, output = params.spec, params.output
     part = dataset.filter(segment.filter)
     n = len(part.deals)
@@ -354,8 +362,9 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
               "branding": spec.branding.model_dump(), "too_small": too_small}
     if too_small:
         finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment)
+    fingerprint = whole_fingerprint if part is dataset and whole_fingerprint else store.fingerprint(part)
     return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
-            "finish": finish, "reused": reused, "fingerprint": store.fingerprint(part), "previous": seg_before,
+            "finish": finish, "reused": reused, "fingerprint": fingerprint, "previous": seg_before,
             "result": None}
 
 

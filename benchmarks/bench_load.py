@@ -17,8 +17,25 @@ both DuckDB reads as ratios. The process' CPU time (user and system, imports inc
 beside the wall time: on a busy machine it moves less than the wall time does (DuckDB's and
 pyarrow's readers use every core, so their CPU time can exceed their wall time).
 
+Then, once (it takes minutes at a million deals; ``--repeat`` does not apply):
+
+- ``run``: the real ``workbench run`` CLI on the same folder, one report per value of the deals'
+  ``persona`` (five) plus one for all deals, the ``cycle_time`` notebook only, as many workers as
+  cores, no PDF, its output in a temporary folder. Printed: its exit status, wall time, the
+  process tree's peak memory, what each process (the run, each worker, each kernel and the
+  segment it serves) held at that peak, and the run's own phase timing from ``run.json``.
+
+The process tree (the run and every descendant: workers, kernels) is polled every 0.2 s. Two sums
+are kept: resident set sizes (RSS), an upper bound that counts pages shared between processes
+(the interpreter, libraries, copy-on-write pages) once per process, and proportional set sizes
+(PSS, from ``/proc/<pid>/smaps_rollup`` via psutil's ``memory_full_info``), which split each
+shared page among the processes sharing it, so that their sum is what the tree holds. PSS costs a
+walk of each process' page tables per poll (a few milliseconds at gigabytes), affordable at this
+rate. A peak shorter than the polling interval can be missed.
+
 Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_load.py [--deals 1000000] [--repeat 3]
-[--data FOLDER]`` (``--data`` reuses a folder written by ``workbench sample``).
+[--data FOLDER] [--only READER ...]`` (``--data`` reuses a folder written by ``workbench
+sample``; ``--only run`` measures the run alone).
 """
 from __future__ import annotations
 
@@ -28,6 +45,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 TABLES = ("deals", "stage_history", "accounts", "contacts", "touchpoints")
@@ -67,6 +85,21 @@ print(json.dumps({{"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "
 """.format(tables=TABLES)
 
 READERS = ("validate", "load_dataset", "pyarrow", "duckdb", "duckdb_arrow")
+#: Everything measured: the readers, then `workbench run` (`measure_run`).
+MEASURES = (*READERS, "run")
+
+#: The run specification of `measure_run`: all deals and one report per persona, one notebook.
+_RUN_SPEC = """\
+dataset: {dataset}
+split: {{by: [persona]}}
+overall: true
+notebooks: [cycle_time]
+workers: {workers}
+pdf: false
+output: output
+"""
+#: Seconds between two polls of the run's process tree.
+POLL_SECONDS = 0.2
 
 
 def measure(folder: Path, how: str) -> dict:
@@ -74,6 +107,96 @@ def measure(folder: Path, how: str) -> dict:
     out = subprocess.run([sys.executable, "-c", _PROGRAM, str(folder), how], check=True,
                          capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _role(process, root: int) -> str:
+    """What a process of the run's tree is: the run, a worker, a kernel (with its segment), or else its name."""
+    if process.pid == root:
+        return "run (main)"
+    cmdline = " ".join(process.cmdline())
+    if "ipykernel_launcher" in cmdline:
+        # A kernel runs in its segment's folder, segments/.<slug>.tmp-<pid>.
+        segment = Path(process.cwd()).name.lstrip(".").split(".tmp-")[0]
+        return f"kernel {segment}"
+    if "resource_tracker" in cmdline:
+        return "resource tracker"
+    if "multiprocessing" in cmdline:
+        return "worker"
+    return process.name()
+
+
+def _tree_memory(root) -> list[dict]:
+    """RSS, PSS and USS in MB of the run and each of its live descendants."""
+    import psutil
+
+    out = []
+    for process in [root, *root.children(recursive=True)]:
+        try:
+            mem = process.memory_full_info()
+            out.append({"pid": process.pid, "role": _role(process, root.pid), "rss": mem.rss / 2**20,
+                        "pss": mem.pss / 2**20, "uss": mem.uss / 2**20})
+        except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError, ProcessLookupError):
+            continue  # gone between the listing and the read
+    return out
+
+
+def measure_run(folder: Path, tmp: Path, workers: int) -> dict:
+    """`workbench run` over ``folder`` (see the module docstring): exit code, seconds, the process tree's
+    peak RSS and PSS sums in MB, each process at the PSS peak, the timing of ``run.json``."""
+    import psutil
+
+    where = tmp / "run"
+    where.mkdir()
+    params = where / "params.yaml"
+    params.write_text(_RUN_SPEC.format(dataset=json.dumps(str((folder / "dataset.yaml").resolve())), workers=workers))
+    start = time.perf_counter()
+    with open(where / "stdout.txt", "w") as out, open(where / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(params)], stdout=out, stderr=err)
+        root = psutil.Process(proc.pid)
+        peak_rss = peak_pss = 0.0
+        at_peak: list[dict] = []
+        at_peak_seconds = None
+        while proc.poll() is None:
+            tree = _tree_memory(root)
+            peak_rss = max(peak_rss, sum(p["rss"] for p in tree))
+            pss = sum(p["pss"] for p in tree)
+            if pss > peak_pss:
+                peak_pss, at_peak = pss, tree
+                at_peak_seconds = time.perf_counter() - start
+            time.sleep(POLL_SECONDS)
+    seconds = time.perf_counter() - start
+    run_file = where / "output" / "run.json"
+    record = json.loads(run_file.read_text()) if run_file.exists() else {}
+    return {"exit_code": proc.returncode, "seconds": seconds, "peak_rss_mb": peak_rss, "peak_pss_mb": peak_pss,
+            "peak_at_seconds": at_peak_seconds, "at_peak": at_peak,
+            "timing": record.get("timing", {}), "segments": len(record.get("segments", [])),
+            "stdout": (where / "stdout.txt").read_text(), "stderr": (where / "stderr.txt").read_text()}
+
+
+def print_run(r: dict, load_before: tuple) -> None:
+    """The run's figures, as measured by `measure_run`."""
+    status = "0, every report complete" if r["exit_code"] == 0 else f"{r['exit_code']}, NOT complete"
+    load = lambda la: "/".join(f"{x:.1f}" for x in la)  # noqa: E731
+    print(f"  run           {r['seconds']:7.2f} s  exit {status}; {r['segments']} segments; load average "
+          f"(1/5/15 min) {load(load_before)} before, {load(os.getloadavg())} after")
+    print(f"    process-tree peak: PSS {r['peak_pss_mb']:,.0f} MB, RSS {r['peak_rss_mb']:,.0f} MB "
+          "(RSS counts shared pages once per process: an upper bound)")
+    if r["at_peak"]:
+        print(f"    at the PSS peak ({r['peak_at_seconds']:.0f} s in), per process (MB):")
+        for p in r["at_peak"]:
+            print(f"      {p['role']:34s} pid {p['pid']:>7}  PSS {p['pss']:7,.0f}  USS {p['uss']:7,.0f}  "
+                  f"RSS {p['rss']:7,.0f}")
+    timing = r["timing"]
+    phases = ", ".join(f"{k.removesuffix('_seconds')} {v:.1f} s" for k, v in timing.items()
+                       if k.endswith("_seconds") and isinstance(v, (int, float)))
+    print(f"    run.json timing: {phases or 'none (no run.json)'}")
+    report = {k.removesuffix("_seconds"): v for k, v in timing.get("per_report", {}).items()
+              if k.endswith("_seconds") and isinstance(v, (int, float))}
+    if report:
+        print("    per report (mean): " + ", ".join(f"{k} {v:.1f} s" for k, v in report.items()))
+    if r["exit_code"] != 0:
+        print("    its output ends:\n" + "\n".join("      " + line for line in
+                                                 (r["stdout"] + r["stderr"]).strip().splitlines()[-15:]))
 
 
 def sample(n_deals: int, folder: Path) -> Path:
@@ -84,24 +207,32 @@ def sample(n_deals: int, folder: Path) -> Path:
     return folder
 
 
-def main(n_deals: int, repeat: int, data: Path | None, readers: tuple[str, ...] = READERS) -> dict:
+def main(n_deals: int, repeat: int, data: Path | None, readers: tuple[str, ...] = MEASURES) -> dict:
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
         folder = data or sample(n_deals, Path(tmp) / "sample")
         size = sum((folder / f"{t}.csv").stat().st_size for t in TABLES)
         results = {}
         for how in readers:
+            if how == "run":
+                continue
             runs = [measure(folder, how) for _ in range(repeat)]
             results[how] = {"seconds": min(r["seconds"] for r in runs), "cpu": min(r["cpu"] for r in runs),
                             "peak_mb": max(r["peak_mb"] for r in runs), "rows": runs[0]["rows"]}
+        if "run" in readers:
+            load_before = os.getloadavg()
+            ran = measure_run(folder, Path(tmp), os.cpu_count() or 1)
     rows = results.get("pyarrow", results.get("duckdb", {})).get("rows")
     print(f"{folder}: {size / 1e6:,.0f} MB of CSV" + (f", {rows:,} rows in five files" if rows else "")
-          + f"; best of {repeat}")
+          + (f"; best of {repeat}" if results else ""))
     bases = [(name, results[how]["seconds"]) for how, name in (("duckdb", "DuckDB->pandas"),
                                                                 ("duckdb_arrow", "DuckDB->Arrow")) if how in results]
     for how, r in results.items():
         ratio = "  ".join(f"{r['seconds'] / base:5.1f}x {name}" for name, base in bases)
         print(f"  {how:13s} {r['seconds']:7.2f} s  (CPU {r['cpu']:7.2f} s)  peak {r['peak_mb']:7,.0f} MB  {ratio}")
+    if "run" in readers:
+        print_run(ran, load_before)
+        results["run"] = {k: v for k, v in ran.items() if k not in ("stdout", "stderr")}
     return results
 
 
@@ -110,6 +241,6 @@ if __name__ == "__main__":
     parser.add_argument("--deals", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--data", type=Path, help="a folder written by `workbench sample` (skips writing one)")
-    parser.add_argument("--only", nargs="+", choices=READERS, help="run only these readers")
+    parser.add_argument("--only", nargs="+", choices=MEASURES, help="measure only these (`run`: workbench run)")
     args = parser.parse_args()
-    main(args.deals, args.repeat, args.data, tuple(args.only or READERS))
+    main(args.deals, args.repeat, args.data, tuple(args.only or MEASURES))

@@ -265,6 +265,41 @@ def test_run_json_records_inputs_versions_and_timing(by_persona):
     for phase in ("kernel_start", "import", "analysis", "teardown", "duration"):
         assert job[f"{phase}_seconds"] >= 0, phase
     assert record["timing"]["per_report"]["html_seconds"] > 0
+    for phase in ("load", "plan", "slices", "execute", "total"):
+        assert record["timing"][f"{phase}_seconds"] > 0, phase
+    overall = next(s for s in record["segments"] if s["slug"] == "overall")
+    assert overall["fingerprint"] == record["inputs"]["data_fingerprint"]
+
+
+def test_every_slice_is_written_and_the_data_let_go_before_the_first_kernel(data, tmp_path, monkeypatch):
+    """The run holds no table of the dataset while kernels run (each holds its own slice): every slice is
+    written and the loaded dataset freed before the first job is submitted."""
+    import weakref
+
+    from workbench.run import runner
+
+    loaded, seen = [], {}
+    load, execute = runner._load, runner._execute
+
+    def load_and_watch(params):
+        dataset, notes = load(params)
+        loaded.extend(weakref.ref(t) for t in (dataset, dataset.deals, dataset.stage_history, dataset.touchpoints))
+        return dataset, notes
+
+    def execute_and_check(plans, pool, bar):
+        seen["alive"] = [ref() is not None for ref in loaded]
+        seen["slices"] = sorted(p.name for p in (tmp_path / "out" / "slices").iterdir())
+        seen["data"] = [slug for slug in (p["segment"].slug for p in plans if "data" in p)]
+        return execute(plans, pool, bar)
+
+    monkeypatch.setattr(runner, "_load", load_and_watch)
+    monkeypatch.setattr(runner, "_execute", execute_and_check)
+    path = write_params(tmp_path, data[0], ["counts"], split={"by": ["persona"]}, min_deals_per_segment=MIN_DEALS)
+    result = run(path, progress=False)
+    assert result.exit_code == 0
+    assert seen["alive"] == [False] * 4 and seen["data"] == []
+    assert seen["slices"] == ["overall", "persona-economic-buyer", "persona-end-user-champion",
+                              "persona-procurement", "persona-technical-evaluator"]
 
 
 def test_executed_notebook_names_no_server_paths(by_persona):

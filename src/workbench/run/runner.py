@@ -2,7 +2,8 @@
 
 The run checks everything first (the parameter file, every notebook's parameters
 cell, the kernel), loads the dataset once and splits it into segments. Each
-segment's rows are written as a slice (`workbench.dataset.store`) and each (segment,
+segment's rows are written as a slice (`workbench.dataset.store`), all of them before
+the first kernel starts, and the run then lets go of the data; each (segment,
 notebook) job executes in a fresh `workbench` kernel with Papermill, given only
 that slice (`workbench.run.jobs`). Jobs run in parallel on local worker processes or
 on a Dask cluster (`workbench.run.executors`); one failing job does not stop the others.
@@ -162,6 +163,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     dataset, notes = _load(params)
     check_columns(params, dataset)
     timing["load_seconds"] = time.perf_counter() - tick
+    tick = time.perf_counter()
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
     notes += split_notes
     inputs = {"params": spec.model_dump(mode="json", exclude={"workers", "pdf"}),
@@ -177,18 +179,30 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     if stale:
         notes.append(f"segments/ holds folders that are not part of this run (left untouched): {stale}")
 
-    plans = [_plan_segment(params, dataset, seg, previous) for seg in segments]
+    # Every slice is written before the first kernel starts, one segment at a time, and then the run lets
+    # go of the data: the kernels, each holding its own slice, never run beside a run holding all of it.
+    plans, slices_seconds = [], 0.0
+    for seg in segments:
+        plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"])
+        written = time.perf_counter()
+        _prepare(plan)
+        slices_seconds += time.perf_counter() - written
+        plans.append(plan)
+    del dataset
+    release_memory()
+    # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
+    timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
+    timing["slices_seconds"] = slices_seconds
     jobs = [job for plan in plans for job in plan["jobs"]]
     if previous is not None and all(p["reused"] for p in plans):
         notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
     tick = time.perf_counter()
     try:
-        slices_seconds = _execute([p for p in plans if not p["reused"]], pool, bar, _prepare,
-                                  spare=[str(path) for path in params.notebooks] if pool.prestarts else [])
+        _execute([p for p in plans if not p["reused"]], pool, bar,
+                 spare=[str(path) for path in params.notebooks] if pool.prestarts else [])
     finally:
         bar.close()
-    timing["slices_seconds"] = slices_seconds
     timing["execute_seconds"] = time.perf_counter() - tick
     records = [_segment_record(plan, output) for plan in plans]
     notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
@@ -239,33 +253,28 @@ def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
     return [pending[i::parts] for i in range(parts)]
 
 
-def _execute(plans: list[dict], pool, bar, prepare, spare: list[str] = ()) -> float:
+def _execute(plans: list[dict], pool, bar, spare: list[str] = ()) -> None:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
     A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
     kernel start and the imports are paid once per segment, not once per notebook. With fewer
     segments than workers, a segment's notebooks are shared out over several kernels so that
     every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
-    a segment is published as early as possible (an interrupted run keeps what it finished), and
-    the next segment's slice is written only when a worker is about to need it. While more
-    segments are to come, a worker starts its next kernel, preloaded with the ``spare`` notebooks'
-    imports, as soon as it shut the last one down. Returns the seconds spent writing slices.
+    a segment is published as early as possible (an interrupted run keeps what it finished).
+    Each plan's slice is written already (`_prepare`). While more segments are to come, a worker
+    starts its next kernel, preloaded with the ``spare`` notebooks' imports, as soon as it shut the
+    last one down.
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
     left = {}
-    slices_seconds = 0.0
     parts = max(1, pool.capacity // max(1, len(plans)))
 
     def next_task():
-        nonlocal slices_seconds
         if finishes:
             return finishes.popleft()
         if not jobs and todo:
             plan = todo.popleft()
-            tick = time.perf_counter()
-            prepare(plan)
-            slices_seconds += time.perf_counter() - tick
             groups = _groups(plan["pending"], parts)
             left[plan["segment"].slug] = len(groups) if plan["pending"] else 0
             if not plan["pending"]:
@@ -281,7 +290,7 @@ def _execute(plans: list[dict], pool, bar, prepare, spare: list[str] = ()) -> fl
         while pool.pending < pool.capacity and (task := next_task()) is not None:
             pool.submit(*task)
         if not pool.pending:
-            return slices_seconds
+            return
         (kind, item), result, error = pool.next_done()
         failed = None if error is None else {"status": "failed",
                                              "error": f"the worker failed: {type(error).__name__}: {error}"}
@@ -314,8 +323,13 @@ def _load(params: RunParams):
     return dataset, [str(w.message) for w in caught if issubclass(w.category, DataQualityWarning)]
 
 
-def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None) -> dict:
-    """A segment's jobs, which of them must run, and its finishing task."""
+def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None, *,
+                  whole_fingerprint: str | None = None) -> dict:
+    """A segment's jobs, which of them must run, and its finishing task.
+
+    ``whole_fingerprint`` is ``store.fingerprint(dataset)`` when known: the overall segment's own
+    (seconds at a million deals).
+    """
     spec, output = params.spec, params.output
     part = dataset.filter(segment.filter)
     n = len(part.deals)
@@ -356,13 +370,18 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
               "branding": spec.branding.model_dump(), "too_small": too_small}
     if too_small:
         finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment)
+    fingerprint = whole_fingerprint if part is dataset and whole_fingerprint else store.fingerprint(part)
     return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
-            "finish": finish, "reused": reused, "fingerprint": store.fingerprint(part), "previous": seg_before,
+            "finish": finish, "reused": reused, "fingerprint": fingerprint, "previous": seg_before,
             "result": None}
 
 
 def _prepare(plan: dict) -> None:
-    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run)."""
+    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run),
+    unless the segment is kept from the previous run; either way the plan lets go of its data."""
+    data = plan.pop("data")  # written once; the run need not hold every segment's copy
+    if plan["reused"]:
+        return
     finish = plan["finish"]
     tmp, final = Path(finish["tmp"]), Path(finish["final"])
     shutil.rmtree(tmp, ignore_errors=True)
@@ -370,9 +389,24 @@ def _prepare(plan: dict) -> None:
     for job in plan["jobs"]:
         if job not in plan["pending"]:
             shutil.copy2(final / Path(job["output"]).name, job["output"])
-    data = plan.pop("data")  # written once; the run need not hold every segment's copy
     if not plan["too_small"]:
         store.save_dataset(data, finish["slice"])
+
+
+def release_memory() -> None:
+    """Hand the memory of freed tables back to the system: collected, pyarrow's pool's unused pages
+    released (its strings), and glibc's free lists trimmed (pandas' and numpy's arrays), so that the
+    kernels started next have it."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].default_memory_pool().release_unused()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, musl): its allocator keeps what it keeps
+        pass
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -286,11 +286,11 @@ def test_every_slice_is_written_and_the_data_let_go_before_the_first_kernel(data
         loaded.extend(weakref.ref(t) for t in (dataset, dataset.deals, dataset.stage_history, dataset.touchpoints))
         return dataset, notes
 
-    def execute_and_check(plans, pool, bar, **kw):
+    def execute_and_check(plans, pool, bar):
         seen["alive"] = [ref() is not None for ref in loaded]
         seen["slices"] = sorted(p.name for p in (tmp_path / "out" / "slices").iterdir())
         seen["data"] = [slug for slug in (p["segment"].slug for p in plans if "data" in p)]
-        return execute(plans, pool, bar, **kw)
+        return execute(plans, pool, bar)
 
     monkeypatch.setattr(runner, "_load", load_and_watch)
     monkeypatch.setattr(runner, "_execute", execute_and_check)
@@ -737,7 +737,7 @@ def test_a_worker_starts_its_next_kernel_ahead_and_never_shares_it(tmp_path):
     nbformat.write(nb, source)
     assert jobs.preload_code([str(source), str(source)]) == "import json as json_seen"
 
-    def segment(name: str, spare: list) -> tuple[int, str]:
+    def segment(name: str, spare: dict | None) -> tuple[int, str]:
         folder = tmp_path / name
         folder.mkdir()
         job = {"input": str(source), "output": str(folder / "where.ipynb"), "cwd": str(folder), "parameters": {},
@@ -747,14 +747,16 @@ def test_a_worker_starts_its_next_kernel_ahead_and_never_shares_it(tmp_path):
         pid, cwd = nbformat.read(folder / "where.ipynb", as_version=4).cells[-1].outputs[0]["text"].split()
         return int(pid), cwd
 
-    jobs.prestart_spare([str(source)])
+    neutral = tmp_path / "logs"
+    neutral.mkdir()
+    jobs.prestart_spare([str(source)], neutral)
     try:
         ahead = jobs._spare.km.provisioner.pid
-        first = segment("first", spare=[str(source)])
+        first = segment("first", spare={"notebooks": [str(source)], "cwd": str(neutral)})
         assert first == (ahead, str(tmp_path / "first"))
         assert not psutil.pid_exists(ahead) or psutil.Process(ahead).status() == psutil.STATUS_ZOMBIE
         second_ahead = jobs._spare.km.provisioner.pid
-        second = segment("second", spare=[])
+        second = segment("second", spare=None)
         assert second == (second_ahead, str(tmp_path / "second")) and second_ahead != ahead
         assert jobs._spare is None
     finally:

@@ -20,12 +20,11 @@ from pathlib import Path
 class LocalPool:
     """Worker processes on this machine (started fresh, not forked from the run)."""
 
-    #: Each worker starts its next kernel ahead (`workbench.run.jobs.prestart_spare`).
-    prestarts = True
-
-    def __init__(self, workers: int, log: Path, notebooks: list[str] = ()):
+    def __init__(self, workers: int, log: Path, spare: dict | None = None):
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(str(log), list(notebooks)))
+                                        initializer=_init_worker, initargs=(str(log), spare))
+        #: How each worker starts its next kernel ahead (`workbench.run.jobs.prestart_spare`'s arguments).
+        self.spare = spare
         self.capacity = workers
         self.futures = {}
         for _ in range(workers):  # one no-op task per worker starts them all now
@@ -67,10 +66,11 @@ def _stop_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def _init_worker(log: str, notebooks: list[str]) -> None:
+def _init_worker(log: str, spare: dict | None) -> None:
     """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
     SIGTERM (and on SIGINT unless the run ignores it); and start the worker's first kernel with the
-    ``notebooks``' imports (`workbench.run.jobs.prestart_spare`; shut down when the worker exits).
+    notebooks' imports (`workbench.run.jobs.prestart_spare` with ``spare``; shut down when the
+    worker exits).
 
     The kernel boots while the run loads its data. The worker imports Papermill, which its first task
     needs, and leaves what it needs only once a segment's notebooks are done (the report, the records)
@@ -90,8 +90,8 @@ def _init_worker(log: str, notebooks: list[str]) -> None:
     from . import jobs
 
     Finalize(None, jobs.close_spare, exitpriority=10)
-    if notebooks:
-        jobs.prestart_spare(notebooks)
+    if spare:
+        jobs.prestart_spare(**spare)
     import papermill  # noqa: F401
 
     threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
@@ -108,7 +108,7 @@ class DaskPool:
     """The same jobs on a Dask cluster."""
 
     #: A Dask worker runs tasks on several threads at once: no kernel is started ahead.
-    prestarts = False
+    spare = None
 
     def __init__(self, address: str):
         from distributed import Client, as_completed

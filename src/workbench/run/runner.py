@@ -137,8 +137,9 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         run_log = log.with_name(f".{log.name}.tmp-{os.getpid()}")
         run_log.write_text("")
         # Started before the data loads, so that local workers start and import meanwhile.
-        pool = (DaskPool(scheduler) if executor == "dask"
-                else LocalPool(workers, run_log, notebooks=[str(path) for path in params.notebooks]))
+        # Local workers start each next kernel ahead, in the logs folder (no Python file there).
+        spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare)
         interrupted = True
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
@@ -199,8 +200,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
     tick = time.perf_counter()
     try:
-        _execute([p for p in plans if not p["reused"]], pool, bar,
-                 spare=[str(path) for path in params.notebooks] if pool.prestarts else [])
+        _execute([p for p in plans if not p["reused"]], pool, bar)
     finally:
         bar.close()
     timing["execute_seconds"] = time.perf_counter() - tick
@@ -253,7 +253,7 @@ def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
     return [pending[i::parts] for i in range(parts)]
 
 
-def _execute(plans: list[dict], pool, bar, spare: list[str] = ()) -> None:
+def _execute(plans: list[dict], pool, bar) -> None:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
     A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
@@ -262,8 +262,8 @@ def _execute(plans: list[dict], pool, bar, spare: list[str] = ()) -> None:
     every worker has work. At most ``pool.capacity`` tasks are in flight, finishing tasks first:
     a segment is published as early as possible (an interrupted run keeps what it finished).
     Each plan's slice is written already (`_prepare`). While more segments are to come, a worker
-    starts its next kernel, preloaded with the ``spare`` notebooks' imports, as soon as it shut the
-    last one down.
+    starts its next kernel ahead as soon as it shut the last one down (``pool.spare``: the arguments
+    of `workbench.run.jobs.prestart_spare`; none on Dask).
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
@@ -284,7 +284,7 @@ def _execute(plans: list[dict], pool, bar, spare: list[str] = ()) -> None:
             return None
         fn, task, tag = jobs.popleft()
         more = bool(jobs) or any(p["pending"] for p in todo)
-        return fn, {**task, "spare": list(spare) if more else []}, tag
+        return fn, {**task, "spare": pool.spare if more else None}, tag
 
     while True:
         while pool.pending < pool.capacity and (task := next_task()) is not None:

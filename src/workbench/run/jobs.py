@@ -351,13 +351,11 @@ def prestart_spare(notebooks: list[str], cwd: str | Path) -> None:
     """
     global _spare
     close_spare()
-    kernel = WarmKernel(cwd)
+    _spare = WarmKernel(cwd)  # kept before it starts: a start cut short (SIGTERM) is still shut down
     try:
-        kernel.prestart(preload_code(notebooks))
+        _spare.prestart(preload_code(notebooks))
     except Exception:  # noqa: BLE001 - the next segment starts its own kernel (and reports its failure)
-        kernel.close()
-        return
-    _spare = kernel
+        close_spare()
 
 
 def close_spare() -> None:

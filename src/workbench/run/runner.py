@@ -3,9 +3,9 @@
 The run checks everything first (the parameter file, every notebook's parameters
 cell, the kernel), loads the dataset once and splits it into segments. Each
 segment's rows are written as a slice (`workbench.dataset.store`), all of them before
-the first kernel starts, and the run then lets go of the data; each (segment,
-notebook) job executes in a fresh `workbench` kernel with Papermill, given only
-that slice (`workbench.run.jobs`). Jobs run in parallel on local worker processes or
+the first kernel starts, and the run then lets go of the data; a segment's notebooks
+execute in turn with Papermill in a `workbench` kernel of the segment's own (started
+ahead by its worker), given only that slice (`workbench.run.jobs`). Jobs run in parallel on local worker processes or
 on a Dask cluster (`workbench.run.executors`); one failing job does not stop the others.
 
 Output folder::

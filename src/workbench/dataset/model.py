@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Mapping
 
+import numpy as np
 import pandas as pd
 
 from .. import tables
@@ -148,26 +149,31 @@ class Dataset:
 
     def _restrict(self, deals: pd.DataFrame) -> "Dataset":
         ids = deals["deal_id"]
-        accounts = set(deals["account_id"].dropna()) if "account_id" in deals else set()
+        # Unique values rather than a set: `isin` turns a set into a list and then an array, a second
+        # pass over up to a million ids; the membership it tests is the same.
+        accounts = pd.unique(deals["account_id"].dropna().to_numpy()) if "account_id" in deals else []
 
         def related(table):
             if table is None:
                 return None
-            keep = pd.Series(False, index=table.index)
+            keep = np.zeros(len(table), dtype=bool)
             if "deal_id" in table:
-                keep |= table["deal_id"].isin(ids)
-            if "account_id" in table and accounts:
-                no_deal = table["deal_id"].isna() if "deal_id" in table else True
-                keep |= table["account_id"].isin(accounts) & no_deal
-            return table[keep].reset_index(drop=True)
+                keep |= table["deal_id"].isin(ids).to_numpy()
+            if "account_id" in table and len(accounts):
+                # Only rows without a deal can be kept by their account: the other rows skip the lookup.
+                no_deal = table["deal_id"].isna().to_numpy() if "deal_id" in table else np.ones(len(table), bool)
+                at = np.flatnonzero(no_deal)
+                keep[at] |= table["account_id"].iloc[at].isin(accounts).to_numpy()
+            return _rows(table, keep)
 
         acc = self.accounts
         if acc is not None:
-            acc = acc[acc["account_id"].isin(accounts)].reset_index(drop=True)
+            acc = _rows(acc, acc["account_id"].isin(accounts).to_numpy())
+        history = self.stage_history
         return replace(
             self,
             deals=deals.reset_index(drop=True),
-            stage_history=self.stage_history[self.stage_history["deal_id"].isin(ids)].reset_index(drop=True),
+            stage_history=_rows(history, history["deal_id"].isin(ids).to_numpy()),
             accounts=acc,
             contacts=related(self.contacts),
             touchpoints=related(self.touchpoints),
@@ -231,6 +237,14 @@ class Dataset:
     def _repr_html_(self) -> str:
         scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
         return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope
+
+
+def _rows(table: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
+    """The rows of ``table`` where ``keep`` holds, indexed 0..n-1: what ``table[keep].reset_index(drop=True)``
+    gives, without its second copy of every column (seconds at millions of text cells)."""
+    out = table.take(np.flatnonzero(keep))
+    out.index = pd.RangeIndex(len(out))
+    return out
 
 
 def excluded_rows(dataset: Dataset) -> dict:

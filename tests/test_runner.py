@@ -121,6 +121,22 @@ def test_slice_round_trip_is_lossless_and_carries_no_row_details(data, tmp_path)
         "stage_history.parquet", "touchpoints.parquet"]
 
 
+def test_a_segments_rows_and_fingerprint_come_from_the_whole_dataset(data):
+    """`segment_rows` + `with_rows` is `filter`, and a segment's fingerprint from the whole dataset's
+    row hashes at its rows (as the run takes it) is the one the segment gives alone."""
+    whole = data[1]
+    hashes = store.row_hashes(whole)
+    assert store.fingerprint(whole, rows=hashes) == store.fingerprint(whole)
+    for segment in ({"persona": "Procurement"}, {"persona": ["Economic buyer", "Procurement"], "region": "EMEA"},
+                    {"persona": "nobody"}):
+        rows = whole.segment_rows(segment)
+        part = whole.with_rows(rows)
+        for table in ("deals", "stage_history", "accounts", "contacts", "touchpoints"):
+            assert_frame_equal(getattr(part, table), getattr(whole.filter(segment), table))
+        taken = {table: hashes[table][at] for table, at in rows.items()}
+        assert store.fingerprint(part, rows=taken) == store.fingerprint(part)
+
+
 def test_a_slice_loads_with_the_whole_datasets_exclusions(tmp_path):
     """`load_dataset` on a slice (as a segment's kernel does) reports the original load's exclusions,
     scoped to the whole dataset, without row numbers or values."""

@@ -135,7 +135,19 @@ class Dataset:
         """
         if not segment:
             return self
-        mask = pd.Series(True, index=self.deals.index)
+        return self.with_rows(self.segment_rows(segment))
+
+    def segment_rows(self, segment: Mapping[str, object]) -> dict[str, np.ndarray]:
+        """Which rows `filter` keeps for ``segment``: per table present, the positions (0-based, in order)
+        of its rows. ``with_rows`` of them is ``filter(segment)``; the runner also takes the whole
+        dataset's row hashes at them (`store.fingerprint`), so a segment's are not computed again.
+
+        Raises
+        ------
+        WorkbenchError
+            ``segment`` names a column the deals do not have.
+        """
+        mask = np.ones(len(self.deals), dtype=bool)
         for column, wanted in segment.items():
             if column not in self.deals.columns:
                 raise WorkbenchError(
@@ -144,18 +156,24 @@ class Dataset:
                             "map the column onto deals in dataset.yaml")
                 )
             values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
-            mask &= self.deals[column].isin(values)
-        return self._restrict(self.deals[mask])
+            mask &= self.deals[column].isin(values).to_numpy()
+        kept = np.flatnonzero(mask)
+        keys = self.deals[[c for c in ("deal_id", "account_id") if c in self.deals]].iloc[kept]
+        return {"deals": kept, **self._related_rows(keys)}
 
-    def _restrict(self, deals: pd.DataFrame) -> "Dataset":
+    def with_rows(self, rows: Mapping[str, np.ndarray]) -> "Dataset":
+        """The dataset with only the given rows of each table (`segment_rows`), indexed 0..n-1."""
+        return replace(self, **{table: _rows(getattr(self, table), at) for table, at in rows.items()})
+
+    def _related_rows(self, deals: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Positions of the other tables' rows that follow ``deals``: those of these deals, and rows
+        without a deal of these deals' accounts."""
         ids = deals["deal_id"]
         # Unique values rather than a set: `isin` turns a set into a list and then an array, a second
         # pass over up to a million ids; the membership it tests is the same.
         accounts = pd.unique(deals["account_id"].dropna().to_numpy()) if "account_id" in deals else []
 
         def related(table):
-            if table is None:
-                return None
             keep = np.zeros(len(table), dtype=bool)
             if "deal_id" in table:
                 keep |= table["deal_id"].isin(ids).to_numpy()
@@ -164,20 +182,19 @@ class Dataset:
                 no_deal = table["deal_id"].isna().to_numpy() if "deal_id" in table else np.ones(len(table), bool)
                 at = np.flatnonzero(no_deal)
                 keep[at] |= table["account_id"].iloc[at].isin(accounts).to_numpy()
-            return _rows(table, keep)
+            return np.flatnonzero(keep)
 
-        acc = self.accounts
-        if acc is not None:
-            acc = _rows(acc, acc["account_id"].isin(accounts).to_numpy())
-        history = self.stage_history
-        return replace(
-            self,
-            deals=deals.reset_index(drop=True),
-            stage_history=_rows(history, history["deal_id"].isin(ids).to_numpy()),
-            accounts=acc,
-            contacts=related(self.contacts),
-            touchpoints=related(self.touchpoints),
-        )
+        rows = {"stage_history": np.flatnonzero(self.stage_history["deal_id"].isin(ids).to_numpy())}
+        if self.accounts is not None:
+            rows["accounts"] = np.flatnonzero(self.accounts["account_id"].isin(accounts).to_numpy())
+        for table in ("contacts", "touchpoints"):
+            if getattr(self, table) is not None:
+                rows[table] = related(getattr(self, table))
+        return rows
+
+    def _restrict(self, deals: pd.DataFrame) -> "Dataset":
+        """The dataset with ``deals`` (a subset of its own) and the other tables' rows that follow them."""
+        return replace(self.with_rows(self._related_rows(deals)), deals=deals.reset_index(drop=True))
 
     def cut(self, as_of) -> "Dataset":
         """The dataset as it would have looked at an earlier cut-off ``as_of``.
@@ -239,10 +256,10 @@ class Dataset:
         return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope
 
 
-def _rows(table: pd.DataFrame, keep: np.ndarray) -> pd.DataFrame:
-    """The rows of ``table`` where ``keep`` holds, indexed 0..n-1: what ``table[keep].reset_index(drop=True)``
+def _rows(table: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:
+    """The rows of ``table`` at positions ``at``, indexed 0..n-1: what ``table[keep].reset_index(drop=True)``
     gives, without its second copy of every column (seconds at millions of text cells)."""
-    out = table.take(np.flatnonzero(keep))
+    out = table.take(at)
     out.index = pd.RangeIndex(len(out))
     return out
 

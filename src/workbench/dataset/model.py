@@ -137,10 +137,12 @@ class Dataset:
             return self
         return self.with_rows(self.segment_rows(segment))
 
-    def segment_rows(self, segment: Mapping[str, object]) -> dict[str, np.ndarray]:
+    def segment_rows(self, segment: Mapping[str, object], *, links: "Links | None" = None) -> dict[str, np.ndarray]:
         """Which rows `filter` keeps for ``segment``: per table present, the positions (0-based, in order)
         of its rows. ``with_rows`` of them is ``filter(segment)``; the runner also takes the whole
         dataset's row hashes at them (`store.fingerprint`), so a segment's are not computed again.
+        ``links``: this dataset's `links`, for many segments: their related rows are then found by
+        position instead of by looking up each text id again.
 
         Raises
         ------
@@ -158,8 +160,46 @@ class Dataset:
             values = list(wanted) if isinstance(wanted, (list, tuple, set)) else [wanted]
             mask &= self.deals[column].isin(values).to_numpy()
         kept = np.flatnonzero(mask)
+        if links is not None:
+            return {"deals": kept, **links.rows(mask)}
         keys = self.deals[[c for c in ("deal_id", "account_id") if c in self.deals]].iloc[kept]
         return {"deals": kept, **self._related_rows(keys)}
+
+    def links(self) -> "Links | None":
+        """Where each row of the other tables points among the deals, looked up once for many
+        `segment_rows`. None when the deal ids repeat or an id column is not text (a dataset built by
+        hand): only `isin` then says which rows follow a deal."""
+        deals = self.deals
+        others = {t: getattr(self, t) for t in ("stage_history", "accounts", "contacts", "touchpoints")}
+        others = {t: f for t, f in others.items() if f is not None}
+        id_columns = [deals["deal_id"], deals.get("account_id")] + [
+            f[c] for f in others.values() for c in ("deal_id", "account_id") if c in f]
+        if any(c is not None and c.dtype != object for c in id_columns):
+            return None
+        ids = pd.Index(deals["deal_id"])
+        if not ids.is_unique:
+            return None
+        if "account_id" in deals:
+            account_of, values = pd.factorize(deals["account_id"].to_numpy())
+        else:
+            account_of, values = np.full(len(deals), -1), np.array([], dtype=object)
+        accounts = pd.Index(values)
+        deal_of, account_at, account_codes = {}, {}, {}
+        for table, frame in others.items():
+            # As `_related_rows`: stage entries follow their deal, accounts their deals' accounts, and
+            # contacts and touchpoints both (by account only where they name no deal).
+            if "deal_id" in frame and table != "accounts":
+                deal_of[table] = ids.get_indexer(frame["deal_id"])
+            if table == "stage_history":
+                continue
+            if table == "accounts":
+                account_at[table] = np.arange(len(frame))
+            elif "account_id" in frame:
+                account_at[table] = np.flatnonzero(frame["deal_id"].isna().to_numpy()) if "deal_id" in frame \
+                    else np.arange(len(frame))
+            if table in account_at:
+                account_codes[table] = accounts.get_indexer(frame["account_id"].iloc[account_at[table]])
+        return Links(deal_of, account_of, account_at, account_codes, {t: len(f) for t, f in others.items()})
 
     def with_rows(self, rows: Mapping[str, np.ndarray]) -> "Dataset":
         """The dataset with only the given rows of each table (`segment_rows`), indexed 0..n-1."""
@@ -254,6 +294,34 @@ class Dataset:
     def _repr_html_(self) -> str:
         scope = f"<p>Excluded rows are counted over {self.report.scope}.</p>" if self.report.scope else ""
         return f"<p>{repr(self)[1:-1]}</p>" + tables.to_html(self.summary(), index=False) + scope
+
+
+@dataclass(frozen=True)
+class Links:
+    """`Dataset.links`: for each other table, the position among the deals of each row's deal (-1:
+    none), and each deal's account and the accounts of the rows kept by their account alone (the
+    accounts table's rows, and other rows without a deal) as codes among the deals' accounts."""
+
+    deal_of: dict[str, np.ndarray]
+    account_of: np.ndarray
+    account_at: dict[str, np.ndarray]
+    account_codes: dict[str, np.ndarray]
+    lengths: dict[str, int]
+
+    def rows(self, deals: np.ndarray) -> dict[str, np.ndarray]:
+        """The other tables' rows that follow the deals where ``deals`` (a mask over them) holds:
+        what `Dataset._related_rows` finds by looking the ids up."""
+        chosen_deal = np.append(deals, False)  # position -1, no deal: not chosen
+        chosen_account = np.zeros(int(self.account_of.max(initial=-1)) + 2, dtype=bool)
+        chosen_account[self.account_of[deals]] = True
+        chosen_account[-1] = False  # code -1, no account: never chosen
+        out = {}
+        for table, n in self.lengths.items():
+            keep = chosen_deal[self.deal_of[table]] if table in self.deal_of else np.zeros(n, dtype=bool)
+            if table in self.account_at:
+                keep[self.account_at[table]] |= chosen_account[self.account_codes[table]]
+            out[table] = np.flatnonzero(keep)
+        return out
 
 
 def _rows(table: pd.DataFrame, at: np.ndarray) -> pd.DataFrame:

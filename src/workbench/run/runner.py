@@ -185,14 +185,16 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     # Every slice is written before the first kernel starts, one segment at a time, and then the run lets
     # go of the data: the kernels, each holding its own slice, never run beside a run holding all of it.
     plans, slices_seconds = [], 0.0
+    # Segments find their related rows by position: each text id looked up once, not once per segment.
+    links = dataset.links() if sum(bool(seg.filter) for seg in segments) > 1 else None
     for seg in segments:
         plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"],
-                             whole_hashes=hashes)
+                             whole_hashes=hashes, links=links)
         written = time.perf_counter()
         _prepare(plan)
         slices_seconds += time.perf_counter() - written
         plans.append(plan)
-    del dataset, hashes
+    del dataset, hashes, links
     release_memory()
     # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
     timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
@@ -327,15 +329,17 @@ def _load(params: RunParams):
 
 
 def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None, *,
-                  whole_fingerprint: str | None = None, whole_hashes: dict | None = None) -> dict:
+                  whole_fingerprint: str | None = None, whole_hashes: dict | None = None,
+                  links=None) -> dict:
     """A segment's jobs, which of them must run, and its finishing task.
 
     ``whole_fingerprint`` is ``store.fingerprint(dataset)`` when known: the overall segment's own
     (seconds at a million deals); ``whole_hashes``, ``store.row_hashes(dataset)``: the segment's
-    fingerprint takes its rows' hashes from them instead of hashing its rows again.
+    fingerprint takes its rows' hashes from them instead of hashing its rows again; ``links``,
+    ``dataset.links()``, finds the segment's rows by position (`Dataset.segment_rows`).
     """
     spec, output = params.spec, params.output
-    rows = dataset.segment_rows(segment.filter) if segment.filter else None
+    rows = dataset.segment_rows(segment.filter, links=links) if segment.filter else None
     part = dataset if rows is None else dataset.with_rows(rows)
     n = len(part.deals)
     too_small = n < max(spec.min_deals_per_segment, 1)

@@ -19,6 +19,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from pandas.testing import assert_frame_equal
@@ -119,6 +121,30 @@ def test_slice_round_trip_is_lossless_and_carries_no_row_details(data, tmp_path)
     assert sorted(p.name for p in (tmp_path / "slice").iterdir()) == [
         "accounts.parquet", "contacts.parquet", "dataset.yaml", "deals.parquet", "quality.json",
         "stage_history.parquet", "touchpoints.parquet"]
+
+
+def test_a_segments_rows_and_fingerprint_come_from_the_whole_dataset(data):
+    """`segment_rows` (by id or by `links`) + `with_rows` is `filter`, and a segment's fingerprint from the whole dataset's
+    row hashes at its rows (as the run takes it) is the one the segment gives alone."""
+    whole = data[1]
+    # Touchpoints that name no deal follow their account; one names none either.
+    extra = whole.touchpoints.iloc[:4].copy()
+    extra["deal_id"] = np.nan
+    extra.loc[extra.index[-1], "account_id"] = np.nan
+    whole = replace(whole, touchpoints=pd.concat([whole.touchpoints, extra], ignore_index=True))
+    hashes, links = store.row_hashes(whole), whole.links()
+    assert links is not None
+    assert store.fingerprint(whole, rows=hashes) == store.fingerprint(whole)
+    for segment in ({"persona": "Procurement"}, {"persona": ["Economic buyer", "Procurement"], "region": "EMEA"},
+                    {"persona": "nobody"}):
+        rows = whole.segment_rows(segment)
+        linked = whole.segment_rows(segment, links=links)
+        assert rows.keys() == linked.keys() and all(np.array_equal(rows[t], linked[t]) for t in rows)
+        part = whole.with_rows(rows)
+        for table in ("deals", "stage_history", "accounts", "contacts", "touchpoints"):
+            assert_frame_equal(getattr(part, table), getattr(whole.filter(segment), table))
+        taken = {table: hashes[table][at] for table, at in rows.items()}
+        assert store.fingerprint(part, rows=taken) == store.fingerprint(part)
 
 
 def test_a_slice_loads_with_the_whole_datasets_exclusions(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -158,3 +159,23 @@ def test_a_currency_labels_amounts_and_travels_with_a_slice(tmp_path):
         assert load_dataset(tmp_path / "slice" / "dataset.yaml").currency == "EUR"
         sentences = forecast_open(dataset, window=90).findings(currency=dataset.currency)
     assert any("expected won amount is" in s and " EUR (" in s and s.count("EUR") == 2 for s in sentences), sentences
+
+
+def test_fingerprint_row_hashes_are_pandas_own():
+    """The fingerprint's row hashes equal `pd.util.hash_pandas_object(frame, index=False)` for every
+    kind of column, so fingerprints recorded by earlier runs (`--only-failed`) still match."""
+    frame = pd.DataFrame({
+        "text": ["a", "b", "a", None, np.nan, "é"],
+        "mixed": ["1", 1, 2.5, None, True, "x"],
+        "ints": [1, 2, 3, 4, 5, 6],
+        "floats": [0.5, np.nan, 1.0, 2.0, -1.0, 0.0],
+        "when": pd.to_datetime(["2024-01-01", None, "2024-02-01", "2024-03-01", None, "2024-01-01"]),
+        "flag": [True, False, True, True, False, False],
+        "level": pd.Categorical(["x", "y", None, "x", "y", "x"]),
+        "nullable": pd.array([1, None, 3, 4, None, 6], dtype="Int64"),
+        "strings": pd.array(["a", None, "c", "a", "b", "c"], dtype="string"),
+    })
+    frame["dup"] = frame["text"]
+    for part in (frame, frame.iloc[:0], frame[["text"]], frame[["ints", "text", "text"]], frame.iloc[[3, 4]]):
+        expected = pd.util.hash_pandas_object(part, index=False).to_numpy()
+        np.testing.assert_array_equal(store._row_hashes(part), expected)

@@ -164,26 +164,32 @@ def outcome_decided_columns(deals: pd.DataFrame, columns: list[str], *, empty: b
     out: dict[str, str] = {}
     if closed["outcome"].nunique() < 2:
         return out
+    # Which closed deals have which outcome: compared once, not once per column (text compares cost).
+    has = {outcome: closed["outcome"].eq(outcome).to_numpy() for outcome in ("lost", "won")}
     for column in columns:
         if column not in closed:
             continue
         values = closed[column]
-        if values.isna().all():
+        missing = values.isna()
+        if missing.all():
             continue
-        tokens = values.astype(object).where(values.notna(), "\0missing")
+        tokens = values.astype(object).where(~missing, "\0missing")
         for outcome, other in (("lost", "won"), ("won", "lost")):
-            mine = tokens[closed["outcome"].eq(outcome)]
-            theirs = tokens[closed["outcome"].eq(other)]
+            mine = tokens[has[outcome]]
+            theirs = tokens[has[other]]
             if len(mine) < MIN_DECIDED or theirs.empty:
                 continue
             shares = mine.value_counts(normalize=True)
             value, share = shares.index[0], float(shares.iloc[0])
             if value == "\0missing" and not empty:
                 continue
-            if share >= 0.99 and float(theirs.eq(value).mean()) <= 0.5:
+            if share < 0.99:
+                continue
+            elsewhere = float(theirs.eq(value).mean())
+            if elsewhere <= 0.5:
                 shown = "empty" if value == "\0missing" else f"`{_shown(value)}`"
                 out[column] = (f"it is {shown} on {share:.0%} of the {len(mine):,} {outcome} deals and on "
-                               f"{float(theirs.eq(value).mean()):.0%} of the {len(theirs):,} {other} ones")
+                               f"{elsewhere:.0%} of the {len(theirs):,} {other} ones")
                 break
     return out
 

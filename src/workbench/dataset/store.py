@@ -23,6 +23,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -142,11 +143,13 @@ def publish(tmp: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def fingerprint(dataset: Dataset) -> str:
+def fingerprint(dataset: Dataset, *, rows: dict[str, np.ndarray] | None = None) -> str:
     """sha256 of the data: every table's columns, dtypes and values, the stages and ``as_of``
     (null when NaT, as for a dateless dataset).
 
-    Independent of file formats and row storage, so a slice and its reload agree.
+    Independent of file formats and row storage, so a slice and its reload agree. ``rows``: the
+    tables' `row_hashes` when known, e.g. a segment's taken from its whole dataset's (a row's hash
+    depends on that row alone), which saves hashing its rows again.
     """
     h = hashlib.sha256()
     h.update(json.dumps([_iso(dataset.as_of), dataset.stages, dataset.won_stages, dataset.lost_stages]).encode())
@@ -155,5 +158,53 @@ def fingerprint(dataset: Dataset) -> str:
         if frame is None:
             continue
         h.update(json.dumps([table, list(frame.columns), [str(t) for t in frame.dtypes]]).encode())
-        h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+        if rows is None:
+            hashes = _row_hashes(frame)
+        elif len(hashes := rows[table]) != len(frame):
+            raise ValueError(f"{len(hashes)} row hashes given for the {len(frame)} rows of {table}")
+        h.update(hashes.tobytes())
     return h.hexdigest()
+
+
+def row_hashes(dataset: Dataset) -> dict[str, np.ndarray]:
+    """One hash per row of each table present (what `fingerprint` hashes); those of a segment
+    (`Dataset.segment_rows`) are these at its rows."""
+    return {table: _row_hashes(frame) for table in TABLES if (frame := getattr(dataset, table)) is not None}
+
+
+def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
+    """``pd.util.hash_pandas_object(frame, index=False)``'s values, the same numbers (so fingerprints
+    of earlier runs still match), computed without its costliest step.
+
+    For a text column pandas factorizes the values, hashes each distinct value once and wraps the
+    codes in a `Categorical` whose construction checks that the distinct values are distinct: a
+    second hash table over them, half of a million-deal fingerprint. Here the codes are used
+    directly; every other column is hashed by pandas itself. `tests/test_store.py` pins the equality.
+    """
+    if frame.shape[1] == 0:
+        return pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    # pandas' `combine_hash_arrays` (CPython's tuple hash, column by column), private to pandas.
+    n = frame.shape[1]
+    out = np.full(len(frame), 0x345678, dtype=np.uint64)
+    mult = np.uint64(1000003)
+    for i, (_, column) in enumerate(frame.items()):
+        out ^= _column_hashes(column._values)
+        out *= mult
+        mult += np.uint64(82520 + 2 * (n - i))
+    out += np.uint64(97531)
+    return out
+
+
+def _column_hashes(values) -> np.ndarray:
+    """`pandas.util.hash_array` of one column's values (``categorize=True``, its default)."""
+    if not (isinstance(values, np.ndarray) and values.dtype == object):
+        return pd.util.hash_array(values)
+    # pandas' own steps for an object array (`pandas.core.util.hashing._hash_ndarray`, then
+    # `Categorical._hash_pandas_object`), without building the Categorical.
+    codes, uniques = pd.factorize(values, sort=False)
+    hashed = pd.util.hash_array(np.asarray(pd.Index(uniques)._values), categorize=False)
+    out = hashed.take(codes) if len(hashed) else np.zeros(len(codes), dtype="uint64")
+    missing = codes == -1
+    if missing.any():
+        out[missing] = np.iinfo(np.uint64).max
+    return out

@@ -167,8 +167,10 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     tick = time.perf_counter()
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)
     notes += split_notes
+    # Each row hashed once: a segment's fingerprint takes its rows' hashes from these.
+    hashes = store.row_hashes(dataset)
     inputs = {"params": spec.model_dump(mode="json", exclude={"workers", "pdf"}),
-              "data_fingerprint": store.fingerprint(dataset),
+              "data_fingerprint": store.fingerprint(dataset, rows=hashes),
               "notebooks": {rel: sha256(path) for rel, path in zip(spec.notebooks, params.notebooks)}}
     if previous is not None and previous.get("inputs") != inputs:
         raise WorkbenchError(f"`--only-failed`: the parameters, notebooks or data changed since the run recorded in "
@@ -183,13 +185,16 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     # Every slice is written before the first kernel starts, one segment at a time, and then the run lets
     # go of the data: the kernels, each holding its own slice, never run beside a run holding all of it.
     plans, slices_seconds = [], 0.0
+    # Segments find their related rows by position: each text id looked up once, not once per segment.
+    links = dataset.links() if sum(bool(seg.filter) for seg in segments) > 1 else None
     for seg in segments:
-        plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"])
+        plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"],
+                             whole_hashes=hashes, links=links)
         written = time.perf_counter()
         _prepare(plan)
         slices_seconds += time.perf_counter() - written
         plans.append(plan)
-    del dataset
+    del dataset, hashes, links
     release_memory()
     # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
     timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
@@ -324,14 +329,18 @@ def _load(params: RunParams):
 
 
 def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None, *,
-                  whole_fingerprint: str | None = None) -> dict:
+                  whole_fingerprint: str | None = None, whole_hashes: dict | None = None,
+                  links=None) -> dict:
     """A segment's jobs, which of them must run, and its finishing task.
 
     ``whole_fingerprint`` is ``store.fingerprint(dataset)`` when known: the overall segment's own
-    (seconds at a million deals).
+    (seconds at a million deals); ``whole_hashes``, ``store.row_hashes(dataset)``: the segment's
+    fingerprint takes its rows' hashes from them instead of hashing its rows again; ``links``,
+    ``dataset.links()``, finds the segment's rows by position (`Dataset.segment_rows`).
     """
     spec, output = params.spec, params.output
-    part = dataset.filter(segment.filter)
+    rows = dataset.segment_rows(segment.filter, links=links) if segment.filter else None
+    part = dataset if rows is None else dataset.with_rows(rows)
     n = len(part.deals)
     too_small = n < max(spec.min_deals_per_segment, 1)
     final = output / "segments" / segment.slug
@@ -370,7 +379,12 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
               "branding": spec.branding.model_dump(), "too_small": too_small}
     if too_small:
         finish["summary"] = too_small_summary(part, segment.filter, spec.min_deals_per_segment)
-    fingerprint = whole_fingerprint if part is dataset and whole_fingerprint else store.fingerprint(part)
+    if part is dataset and whole_fingerprint:
+        fingerprint = whole_fingerprint
+    elif rows is not None and whole_hashes is not None:
+        fingerprint = store.fingerprint(part, rows={table: whole_hashes[table][at] for table, at in rows.items()})
+    else:
+        fingerprint = store.fingerprint(part)
     return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
             "finish": finish, "reused": reused, "fingerprint": fingerprint, "previous": seg_before,
             "result": None}

@@ -3,6 +3,7 @@ module of the package (`workbench.run.jobs` in a worker, `workbench.sections.set
 does not import every analysis with it."""
 from __future__ import annotations
 
+import sys
 from importlib import import_module
 from typing import Callable
 
@@ -10,7 +11,6 @@ from typing import Callable
 def lazy_exports(package: str, modules: dict[str, str]) -> tuple[Callable, Callable]:
     """A package's ``__getattr__`` and ``__dir__`` for ``modules`` (exported name -> module path,
     relative to ``package``): the name is imported from its module on first use and kept."""
-    import sys
 
     def __getattr__(name: str):
         if name not in modules:

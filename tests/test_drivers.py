@@ -562,9 +562,12 @@ from workbench.drivers.leakage import leaky_word, missing_by_openness  # noqa: E
     ("country", None), ("account_revenue", None), ("AccountRevenue", None), ("Discounted", None),
     ("stage_change_count", "stage"), ("Elapsed Days In Sales Stage", "stage"), ("StageChangeCount", "stage"),
     ("Loss Reasons", "reason"), ("days_to_close", "days"), ("won_date", "won"), ("ratio_days_validated", "days"),
+    ("Client Size By Employee Count", None), ("EmployeeCount", None), ("activity_count", "count"),
+    ("Touch Count", "count"), ("employee_stage", "stage"),
 ])
 def test_leaky_names_are_matched_word_by_word(name, word):
-    """A leaky word must be one of the name's words (plural allowed): `country` holds no `count`."""
+    """A leaky word must be one of the name's words (plural allowed): `country` holds no `count`; a count of
+    the company's employees is a firmographic, not a count of the deal's activity."""
     assert leaky_word(name) == word
 
 

@@ -31,6 +31,9 @@ from ..dataset.sanity import outcome_decided_columns
 #: Column names holding one of these words are held out by default: they are measured during
 #: the sale or at its close, so they leak the outcome.
 LEAKY_WORDS = ("reason", "stage", "days", "duration", "count", "closed", "won", "lost", "outcome", "ratio")
+#: A count of the company's people is a firmographic, known before any deal: with one of these
+#: words beside it, `count` is no leaky word (``Client Size By Employee Count``, ``EmployeeCount``).
+HEADCOUNT_WORDS = ("employee", "employees", "headcount", "staff", "fte")
 #: Open deals among a column's empty values, at least, for the gaps to be taken as "still open".
 OPEN_SHARE = 0.5
 
@@ -45,11 +48,12 @@ def words(name: str) -> list[str]:
 def leaky_word(name: str, exclude: Sequence[str] = LEAKY_WORDS) -> str | None:
     """The first of ``exclude`` that is one of ``name``'s words (or that word plus ``s``/``es``),
     case-insensitive; ``None`` when there is none. A word of several (``days in stage``) must
-    appear as consecutive words."""
+    appear as consecutive words. ``count`` beside a word for the company's people
+    (`HEADCOUNT_WORDS`) is a firmographic, not a leak."""
     found = words(name)
     for word in exclude:
         target = words(word)
-        if not target:
+        if not target or (target == ["count"] and set(found) & set(HEADCOUNT_WORDS)):
             continue
         for i in range(len(found) - len(target) + 1):
             window = found[i: i + len(target)]

@@ -140,16 +140,18 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         # Local workers start each next kernel ahead, in the logs folder (no Python file there).
         spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
         pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare)
-        interrupted = True
+        interrupted, reached = True, {"loaded": False}
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
-                                 started, t0)
+                                 started, t0, reached)
             interrupted = False
             return result
         finally:
             pool.close(interrupted=interrupted)
             redact_file(run_log)
-            if run_log.stat().st_size or not log.exists():
+            # Not by size alone: workers start their kernels at once, and a kernel's start-up lines reach
+            # the log of a run that then stops on its data.
+            if (reached["loaded"] and run_log.stat().st_size) or not log.exists():
                 os.replace(run_log, log)  # replaces a symlink itself, never the file it points to
             else:
                 run_log.unlink()
@@ -157,12 +159,14 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
                 remove_leftovers(output)  # this run's half-written segment folders and slices
 
 
-def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0):
+def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0,
+                reached):
     spec = params.spec
     timing = {}
     tick = time.perf_counter()
     dataset, notes = _load(params)
     check_columns(params, dataset)
+    reached["loaded"] = True
     timing["load_seconds"] = time.perf_counter() - tick
     tick = time.perf_counter()
     segments, split_notes = plan_segments(dataset, spec.split, overall=spec.overall)

@@ -83,7 +83,8 @@ def _init_worker(log: str, spare: dict | None) -> None:
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _stop_once)
     # nbformat's own faster validator (a dependency of nbformat): each executed notebook is read and
-    # written, and so validated, several times (0.05 s less per notebook than jsonschema).
+    # written, and so validated, several times (reading and writing a report's five notebooks once:
+    # 0.24 s with jsonschema, 0.16 s with it).
     os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
     from multiprocessing.util import Finalize
 

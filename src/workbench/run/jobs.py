@@ -459,6 +459,8 @@ def finish_segment(task: dict) -> dict:
     (``ok``, ``partial`` with ``reasons``, or ``failed``) come from the records the notebooks'
     sections left in their outputs (`workbench.run.records`).
     """
+    import nbformat
+
     from ..dataset import store
     from . import records as section_records
     from .report import render_report
@@ -479,8 +481,9 @@ def finish_segment(task: dict) -> dict:
                 if name not in rendered:
                     errors.setdefault(name, "the notebook was not written")
                     continue
-                records += section_records.read_records(tmp / name)
-                stopped = section_records.notebook_error(tmp / name)
+                nb = nbformat.read(tmp / name, as_version=4)  # once, for its records and its error
+                records += section_records.records_in(nb, Path(name).stem)
+                stopped = section_records.notebook_error(nb)
                 if stopped:
                     errors.setdefault(name, stopped)
             errors = {name: redact(error) for name, error in errors.items()}

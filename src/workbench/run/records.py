@@ -45,12 +45,10 @@ def records_in(nb, name: str) -> list[dict]:
     return out
 
 
-def notebook_error(path: str | Path) -> str | None:
-    """The error that stopped an executed notebook outside any section (``None``: it ran to the end)."""
-    import nbformat
-
-    nb = nbformat.read(str(path), as_version=4)
-    for n, cell in enumerate(nb.cells):
+def notebook_error(nb) -> str | None:
+    """The error that stopped an executed notebook (read with nbformat) outside any section (``None``: it
+    ran to the end)."""
+    for cell in nb.cells:
         for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
             if output.output_type == "error" and not (output.ename == "SystemExit" and output.evalue in ("", "0")):
                 return f"{output.ename}: {output.evalue}"

@@ -307,9 +307,60 @@ def test_row_numbers_and_field_counts_follow_the_csv_module(tmp_path, name):
         if row and any(v.strip() for v in row):
             (kept if len(row) == width else ragged).append(done + 1)
         done = reader.line_num
-    frame, issues = read_csv_text(path, ",")
+    raw = read_csv_text(path, ",")
+    frame, issues = raw.frame, raw.issues
     assert frame[ROW].tolist() == kept
     assert [list(i.rows) for i in issues if i.check == "ragged_rows"] == ([ragged] if ragged else [])
+
+
+#: Files of one record per line, for `_read_plain`, with the quoting and blanks pandas and pyarrow
+#: must read alike; the last ones hold what only `_read_any` may read (None from `_read_plain`).
+PLAIN = {
+    "doubled_and_literal_quotes": 'id,note\n1,"x""y"\n2,ab"c\n3,"abc"def\n4, "abc"\n5,"abc" \n6,"a"b"c"\n7,""""\n',
+    "blanks_and_gaps": 'id,note,n\n1,  ,\n2,"",x\n3,"  ",\t\n4,NA,None\n5,\u00a0a\u3000,#x\n',
+    "crlf_bom_and_no_last_line_end": '\ufeffid,note\r\n1,a\r\n2,"b"',
+    "tabs_and_blank_header_names": 'id\t\t  \tnote\n1\tx\ty\tz\n',
+    "repeated_header": 'id,id,note\n1,2,x\n',
+}
+NOT_PLAIN = {
+    "quoted_line_break": 'id,note\n1,"a\nb"\n',
+    "quoted_header_line_break": '"id","no\nte"\n1,a\n2,b\n',
+    "blank_line": 'id,note\n1,a\n\n2,b\n',
+    "blank_last_line": 'id,note\n1,a\n\n',
+    "spaces_line": 'id,note\n1,a\n   \n',
+    "ragged": 'id,note\n1,a,b\n2,b\n',
+    "lone_cr": 'id,note\r1,a\r',
+    "nul": 'id,note\n1,a\x00b\n',
+    "unclosed_last_quote": 'id,note\n1,"a""\n',
+    "one_column": 'id\n1\n',
+}
+
+
+@pytest.mark.parametrize("name", [*PLAIN, *NOT_PLAIN])
+def test_both_csv_readers_give_the_same_table(tmp_path, name):
+    """A file of one record per line is read by pyarrow (`_read_plain`), any other by pandas' C parser
+    (`_read_any`); where the first reads a file, both give the same cells, names, rows and issues, and
+    the columns it calls stripped are those `clean_text` would leave as they are."""
+    from workbench.dataset import readers
+    from workbench.dataset.mapping import clean_text
+
+    text = {**PLAIN, **NOT_PLAIN}[name]
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode())
+    sep = "\t" if name.startswith("tabs") else ","
+    codec = readers._codec(path, "utf-8", "t.csv")
+    plain = readers._read_plain(path, sep, codec, "t.csv")
+    if name in NOT_PLAIN:
+        assert plain is None
+        return
+    assert plain is not None
+    pandas_read = readers._read_any(path, sep, codec, "t.csv", "utf-8")
+    pd.testing.assert_frame_equal(plain.frame, pandas_read.frame, check_exact=True)
+    assert plain.issues == pandas_read.issues
+    data = [c for c in plain.frame.columns if c != ROW]
+    cleaned = clean_text(pandas_read.frame[data].copy())
+    unchanged = {c for c in data if cleaned[c].equals(pandas_read.frame[c])}
+    assert plain.stripped == unchanged
 
 
 def test_source_files_are_never_modified(tmp_path):

@@ -168,7 +168,7 @@ def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report,
     frame = mapping.map_columns(raw, table_spec.columns, table_spec.keep_other_columns, check)
     if frame is None:
         return None
-    frame = mapping.clean_text(frame)
+    frame = mapping.clean_text(frame, mapping.stripped_columns(raw, table_spec.columns))
     frame = mapping.map_values(frame, table_spec.values, check)
     frame = mapping.parse_date_columns(frame, table, spec.dates, table_spec.date_formats, check,
                                        timezone=spec.timezone)

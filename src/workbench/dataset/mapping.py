@@ -18,7 +18,7 @@ from ..exceptions import fixes
 from .checker import Checker
 from .dates import ParsedDates, parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
-from .readers import ROW, RawTable
+from .readers import BLANKS, ROW, RawTable
 from .spec import Concat, Constant, RowNumber
 
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
@@ -88,18 +88,29 @@ def _source_names(ref) -> list[str]:
     return list(ref)
 
 
-def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
+def stripped_columns(raw: RawTable, columns: dict) -> set[str]:
+    """The columns of `map_columns`' frame that hold a source column the reader found stripped
+    (`RawTable.stripped`) as it is: mapped from it (or from several such, the first filled), or
+    kept under its own name."""
+    plain = {canonical: _source_names(ref) for canonical, ref in columns.items()
+             if not isinstance(ref, (Constant, RowNumber, Concat))}
+    mapped = {canonical for canonical, refs in plain.items() if refs and raw.stripped.issuperset(refs)}
+    return mapped | {name for name in raw.stripped if name not in columns}
+
+
+def clean_text(frame: pd.DataFrame, stripped: set[str] = frozenset()) -> pd.DataFrame:
     """Strip surrounding blanks from text cells; an all-blank cell becomes missing.
 
     Id columns become text whatever the source stored (a Parquet or SQL integer id
     must match the same id read from a CSV), and a missing text cell is NaN from
-    every source.
+    every source. Columns named in ``stripped`` are text and NaN with nothing to strip
+    (`stripped_columns`): they are left as they are.
     """
-    for name in ID_COLUMNS & set(frame.columns):
+    for name in (ID_COLUMNS & set(frame.columns)) - set(stripped):
         frame[name] = _as_text_ids(frame[name])
     for name in frame.columns:
         col = frame[name]
-        if col.dtype != object:
+        if col.dtype != object or name in stripped:
             continue
         kind = pd.api.types.infer_dtype(col, skipna=True)
         if kind == "string":  # text and missing cells only: pyarrow sees both at once
@@ -118,12 +129,6 @@ def clean_text(frame: pd.DataFrame) -> pd.DataFrame:
             col[is_text] = stripped.where(stripped != "", None)
             frame[name] = col
     return frame
-
-
-#: Python's whitespace: every character `str.isspace` holds true for, what `str.strip` removes
-#: (`tests/test_validate.py` checks the list against Python's own).
-BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
-          "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 
 
 def _strip_text(col: pd.Series) -> pd.Series:

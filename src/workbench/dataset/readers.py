@@ -21,11 +21,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
 
 from ..exceptions import CredentialsError, SourceError, fixes
 from .spec import DuckDBSource, FileSource, SQLSource
 
 ROW = "_row"
+#: Python's whitespace: every character `str.isspace` holds true for, what `str.strip` removes
+#: (`tests/test_validate.py` checks the list against Python's own).
+BLANKS = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+          "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
 MAX_ROWS = 200  # row numbers kept per problem, as `Checker` keeps them
 
 
@@ -53,6 +60,9 @@ class RawTable:
     frame: pd.DataFrame
     label: str
     issues: list[SourceIssue] = field(default_factory=list)
+    #: Columns known to hold only text without surrounding blanks, or NaN: cleaning them would change
+    #: nothing, so the loader skips it (`mapping.clean_text`). Empty unless the reader checked.
+    stripped: frozenset[str] = frozenset()
 
 
 def read_source(source, base_dir: Path) -> RawTable:
@@ -91,10 +101,12 @@ def _read_file(source: FileSource, base_dir: Path) -> RawTable:
     path = _resolve(source.path, base_dir)
     suffix = path.suffix.lower()
     issues: list[SourceIssue] = []
+    stripped: frozenset[str] = frozenset()
     try:
         if suffix in (".csv", ".tsv", ".txt"):
             sep = source.delimiter or ("\t" if suffix == ".tsv" else ",")
-            frame, issues = read_csv_text(path, sep, source.encoding, label=source.path)
+            text = read_csv_text(path, sep, source.encoding, label=source.path)
+            frame, issues, stripped = text.frame, text.issues, text.stripped
             first_row = None
         elif suffix == ".parquet":
             frame = pd.read_parquet(path)
@@ -122,13 +134,12 @@ def _read_file(source: FileSource, base_dir: Path) -> RawTable:
     if first_row is not None:
         frame[ROW] = range(first_row, first_row + len(frame))
     label = source.path + (f" (sheet {source.sheet})" if source.sheet is not None else "")
-    return RawTable(frame, label, issues)
+    return RawTable(frame, label, issues, stripped.intersection(frame.columns))
 
 
 # --- CSV -----------------------------------------------------------------------------------------
 
-def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *,
-                  label: str | None = None) -> tuple[pd.DataFrame, list[SourceIssue]]:
+def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *, label: str | None = None) -> RawTable:
     """Every cell as text, `_row` the record's line in the file, and what is wrong with the file.
 
     Only an empty cell is missing (a literal "None" or "NA" in a CRM export is a
@@ -141,19 +152,101 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *,
     most rows disagree with the header, the header itself is wrong and the table is
     not mapped. NUL bytes are kept in the values and reported (`nul_bytes`).
 
-    pandas' C parser is used on purpose: on a 60 MB, 1.5M-row CSV it took 1.4 s
-    where DuckDB's parallel reader plus the hand-over to pandas took 2.4 s and
-    pandas' pyarrow engine 3.4 s (this machine, 2 cores). DuckDB pays where rows
-    are filtered or aggregated before they reach pandas, not for a full read. The
-    fields per line are counted beforehand by a vectorised scan of the bytes
-    (`_scan`), about a third of the parse time; pandas reads with ``usecols`` so
-    that no row stops or shifts its parse.
+    A UTF-8 file whose every line is one record of the header's width (the common
+    case) is parsed by pyarrow's multi-threaded reader (`_read_plain`); any other file
+    by pandas' C parser after a vectorised scan of the bytes (`_scan`) has counted the
+    fields per line, so that what is wrong with it is found and reported
+    (`_read_any`). At 1M sample deals (680 MB in five files) the first took 11.6 s
+    (this machine, 2 cores), the second 16.7 s; see `benchmarks/bench_load.py`.
     """
     label = label or path.name
     if len(sep) != 1:
         raise SourceError(f"`{label}`: the delimiter {sep!r} is not one character. "
                           + fixes('set `delimiter:` to the one character between fields, e.g. `delimiter: ";"`'))
     codec = _codec(path, encoding, label)
+    return _read_plain(path, sep, codec, label) or _read_any(path, sep, codec, label, encoding)
+
+
+def _read_plain(path: Path, sep: str, codec: _Codec, label: str) -> RawTable | None:
+    """A UTF-8 file whose every line is one record with the header's number of fields, read by
+    pyarrow's multi-threaded CSV reader; None for any other file (blank lines, a line break inside a
+    cell, rows of another width, NUL bytes, a lone carriage return, bytes that are not UTF-8...),
+    which `_read_any` then reads and reports on, so that no message changes.
+
+    The cells are what pandas' C parser reads (quoting, doubled quotes, blanks kept, only an empty
+    cell missing: `tests/test_readers.py` compares the two on tricky files), and the columns whose
+    every cell is already stripped are named in `RawTable.stripped`, found on the Arrow strings.
+    """
+    if codec.name not in ("utf-8", "utf-8-sig") or sep in ('"', "\n", "\r"):
+        return None
+    lines = _plain_lines(path)
+    if lines is None:
+        return None
+    header = _header(path, sep, codec)
+    width = len(header)
+    if width < 2 or not any(h.strip() for h in header):
+        return None
+    names = [str(i) for i in range(width)]
+    try:
+        table = pcsv.read_csv(
+            path, read_options=pcsv.ReadOptions(column_names=names, skip_rows=1),
+            # An empty line is skipped, so the rows fall short of the lines; a row of another width
+            # (a line of spaces too) is an error: `_read_any` reads either file.
+            parse_options=pcsv.ParseOptions(delimiter=sep, quote_char='"', double_quote=True, escape_char=False,
+                                            newlines_in_values=True, ignore_empty_lines=True),
+            convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=[""],
+                                                strings_can_be_null=True, quoted_strings_can_be_null=True))
+    except (pa.ArrowInvalid, OSError):
+        return None
+    # Fewer rows than lines: a cell spans lines. A quote never closed on the last line keeps the count.
+    if table.num_rows != lines - 1 or (table.num_rows and _has_line_break(table.slice(table.num_rows - 1))):
+        return None
+    frame = pd.DataFrame({i: _objects(table.column(i)) for i in range(width)})
+    frame.columns = [h.strip() or h or f"Unnamed: {i}" for i, h in enumerate(header)]  # pandas' name for a blank one
+    frame, issues = _unique_names(frame)
+    stripped = frozenset(name for i, name in enumerate(frame.columns) if _is_stripped(table.column(i)))
+    frame[ROW] = np.arange(2, len(frame) + 2)
+    return RawTable(frame, label, issues, stripped)
+
+
+def _plain_lines(path: Path) -> int | None:
+    """The number of lines of a file with no NUL byte and no carriage return but before a line feed;
+    None for any other."""
+    count, last = 0, b"\n"
+    with open(path, "rb") as f:
+        while block := f.read(_CHUNK):
+            if block.endswith(b"\r"):
+                block += f.read(1)
+            if b"\0" in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
+                return None
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
+
+
+def _has_line_break(table: pa.Table) -> bool:
+    return any(pc.any(pc.match_substring_regex(column, "[\r\n]")).as_py() for column in table.columns)
+
+
+def _objects(column: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow string column as pandas' C parser gives it: Python strings (one object per distinct
+    value), NaN where missing."""
+    values = column.to_pandas().to_numpy()
+    if column.null_count:
+        values[column.is_null().to_numpy(zero_copy_only=False)] = np.nan
+    return values
+
+
+def _is_stripped(column: pa.ChunkedArray) -> bool:
+    """Whether no cell of an Arrow string column starts or ends with a blank that Python's
+    `str.strip` removes (`BLANKS`); an empty cell is missing here, never empty text."""
+    length = pc.binary_length(column)
+    return not pc.any(pc.not_equal(pc.binary_length(pc.utf8_trim(column, characters=BLANKS)), length)).as_py()
+
+
+def _read_any(path: Path, sep: str, codec: _Codec, label: str, declared: str) -> RawTable:
+    """Any CSV: pandas' C parser, rows placed on their physical lines by `_scan`, and every
+    problem of the file (ragged rows, blank lines, NUL bytes, an encoding error) found."""
     layout = _scan(path, sep, codec) or _scan_exact(path, sep, codec, label)
     if layout.unclosed_line is not None:
         raise SourceError(
@@ -173,7 +266,7 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *,
     try:
         frame = _parse(path, sep, codec, width, layout.nul)
     except UnicodeDecodeError as exc:
-        raise SourceError(_decode_message(path, sep, codec, layout, header, label, encoding, exc)) from None
+        raise SourceError(_decode_message(path, sep, codec, layout, header, label, declared, exc)) from None
     frame.columns = [h.strip() or str(c) for h, c in zip(header, frame.columns)]
     frame, issues = _unique_names(frame)
     if len(frame) != len(layout.fields) - 1 and layout.fast:  # the fast scan misread the quoting
@@ -185,7 +278,7 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *,
         issues.append(SourceIssue("note", "row_numbers_approximate", "the file's quoting could not be followed "
                                   "line by line, so row numbers count records, not lines, and rows with too few or "
                                   "too many fields could not be checked."))
-        return _drop_blank(frame), issues
+        return RawTable(_drop_blank(frame), label, issues)
     lines, fields, blank = layout.lines[1:], layout.fields[1:], layout.blank[1:]
     frame[ROW] = lines
     ragged = (fields != width) & ~blank
@@ -193,13 +286,13 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *,
         issue = _ragged_issue(path, codec, layout, width, ragged, label)
         issues.append(issue)
         if issue.fatal:
-            return frame.iloc[:0], issues
+            return RawTable(frame.iloc[:0], label, issues)
     keep = ~(ragged | blank)
     if not keep.all():
         frame = frame[keep].reset_index(drop=True)
     if layout.nul:
         issues += _nul_issues(frame)
-    return frame, issues
+    return RawTable(frame, label, issues)
 
 
 @dataclass(frozen=True)

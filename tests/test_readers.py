@@ -336,15 +336,21 @@ NOT_PLAIN = {
 }
 
 
+@pytest.mark.parametrize("blocks", ["one block", "many blocks"])
 @pytest.mark.parametrize("name", [*PLAIN, *NOT_PLAIN])
-def test_both_csv_readers_give_the_same_table(tmp_path, name):
+def test_both_csv_readers_give_the_same_table(tmp_path, monkeypatch, name, blocks):
     """A file of one record per line is read by pyarrow (`_read_plain`), any other by pandas' C parser
     (`_read_any`); where the first reads a file, both give the same cells, names, rows and issues, and
-    the columns it calls stripped are those `clean_text` would leave as they are."""
+    the columns it calls stripped are those `clean_text` would leave as they are. Read in blocks of 64
+    bytes, the records (and a CRLF) fall across the blocks' ends."""
     from workbench.dataset import readers
     from workbench.dataset.mapping import clean_text
 
     text = {**PLAIN, **NOT_PLAIN}[name]
+    if blocks == "many blocks":
+        monkeypatch.setattr(readers, "_CHUNK", 64)
+        head, _, body = text.partition("\n")
+        text = head + "\n" + (body if body.endswith("\n") else body + "\n") * 30
     path = tmp_path / "t.csv"
     path.write_bytes(text.encode())
     sep = "\t" if name.startswith("tabs") else ","

@@ -1071,3 +1071,33 @@ def test_a_bad_date_repeated_is_reported_on_every_row_it_stands(tmp_path):
         csv.writer(f, lineterminator="\n").writerows(rows)
     problem, = [p for p in workbench.validate(folder / "dataset.yaml").problems if p.check == "unparseable_dates"]
     assert list(problem.rows) == hit and problem.count == len(hit) and problem.values == ("2024-02-30",)
+
+
+def test_stage_entries_come_by_deal_date_and_process_order_whatever_the_file_order():
+    """The loaded history is sorted by deal, date and the stage's place in the process (two entries on one
+    day: the earlier stage first), the same from rows already in that order (kept as they are) as from
+    the same rows shuffled."""
+    import numpy as np
+
+    deals = pd.DataFrame({"deal_id": ["D1", "D2", "D3"], "created_at": pd.to_datetime(["2024-01-01"] * 3),
+                          "closed_at": pd.to_datetime(["2024-03-01", pd.NaT, "2024-02-01"]),
+                          "outcome": ["won", "open", "lost"]})
+    ordered = pd.DataFrame({
+        "deal_id": ["D1", "D1", "D1", "D1", "D2", "D2", "D3", "D3"],
+        "stage": ["Lead", "Qualified", "Proposal", "Won", "Lead", "Qualified", "Lead", "Lost"],
+        "entered_at": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-05", "2024-03-01",
+                                      "2024-01-01", "2024-02-01", "2024-01-01", "2024-02-01"])})
+
+    def load(history):
+        return workbench.from_frames(deals, history, stages=["Lead", "Qualified", "Proposal"], won_stages=["Won"],
+                                     lost_stages=["Lost"],
+                                     as_of="2024-06-30").stage_history
+
+    kept = load(ordered)
+    pd.testing.assert_frame_equal(kept, ordered)
+    for seed in range(5):
+        shuffled = ordered.sample(frac=1, random_state=seed).reset_index(drop=True)
+        pd.testing.assert_frame_equal(load(shuffled), ordered)
+    swapped = ordered.iloc[[0, 2, 1, 3, 4, 5, 6, 7]].reset_index(drop=True)  # same day, later stage first
+    pd.testing.assert_frame_equal(load(swapped), ordered)
+    assert not np.array_equal(swapped["stage"], ordered["stage"])

@@ -10,10 +10,15 @@ included) is its own:
   the first kernel starts);
 - ``pyarrow``: ``pyarrow.csv.read_csv`` of the five files with its type inference (Arrow tables);
 - ``duckdb``: DuckDB's ``read_csv_auto`` of the five files handed over as pandas frames;
-- ``duckdb_arrow``: the same handed over as Arrow tables (no Python objects).
+- ``duckdb_arrow``: the same handed over as Arrow tables (no Python objects);
+- ``duckdb_tables``: the same into DuckDB tables of its own (``CREATE TABLE ... AS SELECT``), the
+  typed read the issue measured against;
+- ``csv_read``: only our reading of the five files into text cells (`read_csv_text`: pyarrow's reader
+  for a file of one record per line), and ``csv_read_pandas``: the same through pandas' C parser
+  after the line scan (`_read_any`, what every file took before and what an irregular one takes).
 
 Each is timed ``--repeat`` times (the minimum is printed: the machine is shared) and set against
-both DuckDB reads as ratios. The process' CPU time (user and system, imports included) is printed
+the DuckDB reads as ratios. The process' CPU time (user and system, imports included) is printed
 beside the wall time: on a busy machine it moves less than the wall time does (DuckDB's and
 pyarrow's readers use every core, so their CPU time can exceed their wall time).
 
@@ -78,13 +83,26 @@ elif how == "duckdb_arrow":
     con = duckdb.connect()
     rows = sum(con.sql(f"SELECT * FROM read_csv_auto('{{folder / t}}.csv')").to_arrow_table().num_rows
                for t in tables)
+elif how == "duckdb_tables":
+    import duckdb
+    con = duckdb.connect()
+    rows = 0
+    for t in tables:
+        con.execute(f"CREATE TABLE {{t}} AS SELECT * FROM read_csv_auto('{{folder / t}}.csv')")
+        rows += con.execute(f"SELECT count(*) FROM {{t}}").fetchone()[0]
+elif how in ("csv_read", "csv_read_pandas"):
+    from workbench.dataset import readers
+    if how == "csv_read_pandas":
+        readers._read_plain = lambda *args: None
+    rows = sum(len(readers.read_csv_text(folder / f"{{t}}.csv", ",").frame) for t in tables)
 seconds = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
 print(json.dumps({{"seconds": seconds, "cpu": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
                   "rows": rows}}))
 """.format(tables=TABLES)
 
-READERS = ("validate", "load_dataset", "pyarrow", "duckdb", "duckdb_arrow")
+READERS = ("validate", "load_dataset", "csv_read", "csv_read_pandas", "pyarrow", "duckdb", "duckdb_arrow",
+           "duckdb_tables")
 #: Everything measured: the readers, then `workbench run` (`measure_run`).
 MEASURES = (*READERS, "run")
 
@@ -226,10 +244,11 @@ def main(n_deals: int, repeat: int, data: Path | None, readers: tuple[str, ...] 
     print(f"{folder}: {size / 1e6:,.0f} MB of CSV" + (f", {rows:,} rows in five files" if rows else "")
           + (f"; best of {repeat}" if results else ""))
     bases = [(name, results[how]["seconds"]) for how, name in (("duckdb", "DuckDB->pandas"),
-                                                                ("duckdb_arrow", "DuckDB->Arrow")) if how in results]
+                                                                ("duckdb_arrow", "DuckDB->Arrow"),
+                                                                ("duckdb_tables", "DuckDB tables")) if how in results]
     for how, r in results.items():
         ratio = "  ".join(f"{r['seconds'] / base:5.1f}x {name}" for name, base in bases)
-        print(f"  {how:13s} {r['seconds']:7.2f} s  (CPU {r['cpu']:7.2f} s)  peak {r['peak_mb']:7,.0f} MB  {ratio}")
+        print(f"  {how:15s} {r['seconds']:7.2f} s  (CPU {r['cpu']:7.2f} s)  peak {r['peak_mb']:7,.0f} MB  {ratio}")
     if "run" in readers:
         print_run(ran, load_before)
         results["run"] = {k: v for k, v in ran.items() if k not in ("stdout", "stderr")}

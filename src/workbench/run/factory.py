@@ -47,9 +47,10 @@ LAUNCHERS = ("ipykernel_launcher", "ipykernel")
 #: load matplotlib, which reads it once.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-#: Launch variables that differ from one kernel to the next; any other difference between a launch's
-#: environment and the factory's means the factory's imports may have seen another environment.
-PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME"})
+#: Launch variables that differ from one kernel to the next (pytest's names the test phase), read when the
+#: kernel runs, not when it imports. Any other difference between a launch's environment and the factory's
+#: means that the factory's imports may have seen another environment: that kernel starts the usual way.
+PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST"})
 
 #: How long the worker waits for the factory's imports (as long as for a kernel to start), for a fork,
 #: and for an answer about a kernel's exit.
@@ -205,7 +206,9 @@ class KernelFactory:
         return reply, fds
 
     def _break(self, reason: str) -> None:
-        _log(f"the kernel factory stopped serving ({reason}): kernels start the usual way")
+        code = self.process.poll()
+        exited = "" if code is None else f"; it exited with {code}"
+        _log(f"the kernel factory stopped serving ({reason}{exited}): kernels start the usual way")
         self._stop(reason, kill=True)
 
     def _stop(self, reason: str, kill: bool) -> None:

@@ -149,6 +149,9 @@ class KernelFactory:
             except (OSError, TimeoutError, ValueError) as exc:
                 self._break(f"{type(exc).__name__}: {exc}")
                 return None
+            except BaseException:  # a stop (SIGTERM, Ctrl-C) mid-exchange: an answer may still be on its way
+                self._break("interrupted")
+                raise
             if "error" in reply or len(fds) != 1:
                 for fd in fds:
                     os.close(fd)

@@ -30,6 +30,7 @@ import gc
 import json
 import os
 import select
+import signal
 import socket
 import subprocess
 import sys
@@ -94,7 +95,7 @@ class KernelFactory:
         self.env = env
         #: Why the factory no longer serves (it died, timed out, or was closed), or None.
         self.broken: str | None = None
-        self.ready = False
+        self._ready = False
         self._lock = threading.Lock()
         self._noted: set[str] = set()
 
@@ -140,18 +141,15 @@ class KernelFactory:
             if reason:
                 self._note(reason)
                 return None
-            try:
-                if not self.ready:
-                    self._expect("ready", READY_TIMEOUT)
-                    self.ready = True
-                self._send({"fork": {"argv": cmd[len(self.prefix) + 2:], "env": env, "cwd": cwd}})
-                reply, fds = self._receive(FORK_TIMEOUT)
-            except (OSError, TimeoutError, ValueError) as exc:
-                self._break(f"{type(exc).__name__}: {exc}")
+            if not self._ready:
+                if self._exchange(None, "ready", READY_TIMEOUT) is None:
+                    return None
+                self._ready = True
+            answer = self._exchange({"fork": {"argv": cmd[len(self.prefix) + 2:], "env": env, "cwd": cwd}},
+                                    "pid", FORK_TIMEOUT, refusal="error")
+            if answer is None:
                 return None
-            except BaseException:  # a stop (SIGTERM, Ctrl-C) mid-exchange: an answer may still be on its way
-                self._break("interrupted")
-                raise
+            reply, fds = answer
             if "error" in reply or len(fds) != 1:
                 for fd in fds:
                     os.close(fd)
@@ -163,15 +161,8 @@ class KernelFactory:
         """The exit code of a forked kernel that has exited (negative: the signal that killed it), from the
         factory that reaped it; None when the factory can no longer tell."""
         with self._lock:
-            if self.broken:
-                return None
-            try:
-                self._send({"status": pid})
-                reply, _ = self._expect("status", STATUS_TIMEOUT)
-            except (OSError, TimeoutError, ValueError) as exc:
-                self._break(f"{type(exc).__name__}: {exc}")
-                return None
-            return reply["status"]
+            answer = None if self.broken else self._exchange({"status": pid}, "status", STATUS_TIMEOUT)
+            return None if answer is None else answer[0]["status"]
 
     def close(self) -> None:
         """Stop the factory: it kills any kernel of its own still running, reaps them and exits."""
@@ -179,8 +170,8 @@ class KernelFactory:
             self._stop("closed", kill=False)
 
     def _refusal(self, cmd: list[str], env: dict) -> str | None:
-        if cmd[:len(self.prefix)] != self.prefix or cmd[len(self.prefix):len(self.prefix) + 1] != ["-m"] \
-                or cmd[len(self.prefix) + 1:len(self.prefix) + 2] not in ([name] for name in LAUNCHERS):
+        n = len(self.prefix)
+        if cmd[:n + 1] != [*self.prefix, "-m"] or len(cmd) < n + 2 or cmd[n + 1] not in LAUNCHERS:
             return "the launch command is not the kernel spec's"
         changed = sorted(k for k in env.keys() | self.env.keys()
                          if k not in PER_KERNEL_VARIABLES and env.get(k) != self.env.get(k))
@@ -189,24 +180,31 @@ class KernelFactory:
         return None
 
     def _send(self, message: dict) -> None:
-        self.control.sendall(json.dumps(message).encode())
+        self.control.sendall(json.dumps(message).encode())  # one datagram: a whole message or an error
 
-    def _receive(self, timeout: float) -> tuple[dict, list[int]]:
-        ready, _, _ = select.select([self.control], [], [], timeout)
-        if not ready:
-            raise TimeoutError(f"the kernel factory did not answer within {timeout:.0f} s")
-        data, fds, _, _ = socket.recv_fds(self.control, MESSAGE_BYTES, 1)
-        if not data:
-            raise ValueError(f"the kernel factory exited ({self.process.poll()})")
-        return json.loads(data), fds
-
-    def _expect(self, key: str, timeout: float) -> tuple[dict, list[int]]:
-        reply, fds = self._receive(timeout)
-        if key not in reply:
-            for fd in fds:
-                os.close(fd)
-            raise ValueError(f"the kernel factory answered {sorted(reply)} instead of {key!r}")
-        return reply, fds
+    def _exchange(self, message: dict | None, key: str, timeout: float, refusal: str | None = None):
+        """Send ``message`` (if any) and return the factory's answer holding ``key`` (or ``refusal``) and the
+        file descriptors that came with it; None, with the factory given up, when it cannot answer."""
+        try:
+            if message is not None:
+                self._send(message)
+            if not _readable(self.control.fileno(), timeout):
+                raise TimeoutError(f"the kernel factory did not answer within {timeout:.0f} s")
+            data, fds, _, _ = socket.recv_fds(self.control, MESSAGE_BYTES, 1)
+            if not data:
+                raise ValueError("the control socket closed")
+            reply = json.loads(data)
+            if key not in reply and refusal not in reply:
+                for fd in fds:
+                    os.close(fd)
+                raise ValueError(f"the kernel factory answered {sorted(reply)} instead of {key!r}")
+            return reply, fds
+        except (OSError, TimeoutError, ValueError) as exc:
+            self._break(f"{type(exc).__name__}: {exc}")
+            return None
+        except BaseException:  # a stop (SIGTERM, Ctrl-C) mid-exchange: an answer may still be on its way
+            self._break("interrupted")
+            raise
 
     def _break(self, reason: str) -> None:
         code = self.process.poll()
@@ -255,7 +253,7 @@ class ForkedKernel:
 
     def poll(self) -> int | None:
         with self._lock:
-            if self.returncode is None and select.select([self._pidfd], [], [], 0)[0]:
+            if self.returncode is None and _readable(self._pidfd, 0):
                 status = self._factory.exit_status(self.pid)
                 self.returncode = UNKNOWN_EXIT if status is None else status
                 os.close(self._pidfd)
@@ -272,21 +270,15 @@ class ForkedKernel:
     def send_signal(self, signum: int) -> None:
         with self._lock:
             if self.returncode is None:
-                import signal
-
                 try:
                     signal.pidfd_send_signal(self._pidfd, signum)
                 except ProcessLookupError:
                     pass  # exited; `poll` collects its status
 
     def kill(self) -> None:
-        import signal
-
         self.send_signal(signal.SIGKILL)
 
     def terminate(self) -> None:
-        import signal
-
         self.send_signal(signal.SIGTERM)
 
 
@@ -311,6 +303,14 @@ def kernel_environment(spec) -> dict:
     for name in PER_KERNEL_VARIABLES:
         env.pop(name, None)
     return env
+
+
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` can be read (a pidfd: its process has exited) within ``timeout`` seconds (`select.poll`:
+    no limit on descriptor numbers, unlike `select.select`)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
 
 
 def _log(line: str) -> None:
@@ -412,7 +412,7 @@ def serve(control_fd: int) -> None:
     kernels = _Kernels()
     try:
         while True:
-            readable, _, _ = select.select([control], [], [], REAP_INTERVAL)
+            readable = _readable(control.fileno(), REAP_INTERVAL)
             kernels.reap()
             if not readable:
                 continue
@@ -469,13 +469,12 @@ class _Kernels:
         return self.exited.pop(pid, None)
 
     def kill_all(self) -> None:
-        import signal
-
         for pid in self.running:
-            try:
-                os.killpg(pid, signal.SIGKILL)  # its group: the kernel and whatever it started
-            except OSError:
-                pass
+            for kill in (os.killpg, os.kill):  # its group: the kernel and whatever it started
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
         for pid in self.running:
             try:
                 os.waitpid(pid, 0)
@@ -493,7 +492,13 @@ def _answer_fork(control: socket.socket, request: dict, kernels: _Kernels) -> No
         control.sendall(json.dumps({"error": f"the factory runs other threads ({names})"}).encode())
         return
     read_end, write_end = os.pipe()
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:  # out of processes or memory: this kernel starts the usual way
+        os.close(read_end)
+        os.close(write_end)
+        control.sendall(json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
+        return
     if pid == 0:
         os.close(read_end)
         control.close()
@@ -503,7 +508,7 @@ def _answer_fork(control: socket.socket, request: dict, kernels: _Kernels) -> No
     pidfd = os.pidfd_open(pid)  # before any reaping: the pid is still this child's
     report = _read_to_end(read_end, FORK_TIMEOUT)
     if report != b"ok":
-        pidfd_close_and_kill(pidfd, pid)
+        _kill_and_close(pidfd)
         error = report.decode(errors="replace") or "the kernel exited as it started"
         control.sendall(json.dumps({"error": error}).encode())
         return
@@ -513,9 +518,7 @@ def _answer_fork(control: socket.socket, request: dict, kernels: _Kernels) -> No
         os.close(pidfd)
 
 
-def pidfd_close_and_kill(pidfd: int, pid: int) -> None:
-    import signal
-
+def _kill_and_close(pidfd: int) -> None:
     try:
         signal.pidfd_send_signal(pidfd, signal.SIGKILL)
     except OSError:
@@ -528,7 +531,7 @@ def _read_to_end(fd: int, timeout: float) -> bytes:
     chunks, deadline = [], time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if not select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            if not _readable(fd, max(0.0, deadline - time.monotonic())):
                 break
             chunk = os.read(fd, 4096)
             if not chunk:

@@ -7,6 +7,7 @@ be the reason a notebook fails: when it cannot serve, kernels start the usual wa
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -231,3 +232,42 @@ def test_a_kernel_spec_that_does_not_launch_ipykernel_gets_no_factory():
     assert kernel_factory.interpreter_prefix([python, "-m", "ipykernel", "-f", "{connection_file}"]) == [python]
     assert kernel_factory.interpreter_prefix([python, "-m", "other_kernel", "-f", "{connection_file}"]) is None
     assert kernel_factory.interpreter_prefix(["/usr/bin/R", "--slave", "-f", "{connection_file}"]) is None
+
+
+def test_a_worker_killed_outright_leaves_no_factory_and_no_kernel(tmp_path):
+    """SIGKILL gives a worker no time to shut anything down: its factory sees its control socket close, kills
+    its kernels and exits."""
+    script = ("import os, signal, sys\n"
+              "from workbench.run.factory import KernelFactory\n"
+              "from workbench.run.jobs import KERNEL, WarmKernel\n"
+              "factory = KernelFactory.start(KERNEL, '', sys.argv[1])\n"
+              "kernel = WarmKernel(sys.argv[1], factory=factory)\n"
+              "kernel.manager()\n"
+              "assert kernel.forked\n"
+              "print(factory.process.pid, kernel.km.provisioner.pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    worker = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert worker.returncode == -signal.SIGKILL, worker.stderr
+    pids = [int(pid) for pid in worker.stdout.split()]
+    assert len(pids) == 2
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], [p.cmdline() for p in alive]
+
+
+def test_the_factory_imports_nothing_from_the_folder_it_starts_in(tmp_path):
+    """A module in the factory's folder is not importable by its preload (the folder is not on its path), so no
+    kernel inherits it; the kernel's own folder is on its path, as in a kernel started the usual way."""
+    started_in, segment = tmp_path / "logs", tmp_path / "segment"
+    started_in.mkdir()
+    segment.mkdir()
+    (started_in / "users_module.py").write_text("print('imported from the factory folder')\n")
+    (segment / "segment_module.py").write_text("VALUE = 42\n")
+    shadowed = kernel_factory.KernelFactory.start(KERNEL, "import users_module", started_in)
+    try:
+        with warm_kernel(segment, shadowed) as kernel:
+            assert kernel.forked
+            printed, reply = execute(kernel, "import sys, segment_module\n"
+                                             "print('users_module' in sys.modules, segment_module.VALUE)")
+    finally:
+        shadowed.close()
+    assert reply["status"] == "ok" and printed == "False 42\n", (printed, reply)

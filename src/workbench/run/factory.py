@@ -38,8 +38,9 @@ import threading
 import time
 
 #: The factory process's program: nothing is imported from the folder it starts in (``-c`` puts it first
-#: on ``sys.path``), as ipykernel_launcher does for a kernel.
-BOOTSTRAP = "import sys; del sys.path[0]; from workbench.run.factory import serve; serve(int(sys.argv[1]))"
+#: on ``sys.path`` unless the spec's options say not to), as ipykernel_launcher does for a kernel.
+BOOTSTRAP = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
+             "from workbench.run.factory import serve\nserve(int(sys.argv[1]))")
 
 #: The modules a kernel spec may launch for the factory to stand in for it.
 LAUNCHERS = ("ipykernel_launcher", "ipykernel")

@@ -72,9 +72,15 @@ MESSAGE_BYTES = 1 << 20
 
 
 def supported() -> bool:
-    """Whether kernels can be forked here: POSIX ``fork`` and Linux's pidfd (the worker follows a kernel that
-    is not its own child by a pidfd, which, unlike a pid, never comes to name another process)."""
-    return hasattr(os, "fork") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")
+    """Whether kernels can be forked here: POSIX ``fork`` and Linux's pidfd (5.3 and later; the worker follows a
+    kernel that is not its own child by a pidfd, which, unlike a pid, never comes to name another process)."""
+    if not (hasattr(os, "fork") and hasattr(os, "pidfd_open") and hasattr(socket, "send_fds")):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # an older kernel
+        return False
+    return True
 
 
 # --- the worker's side -------------------------------------------------------------------------
@@ -492,6 +498,8 @@ def _answer_fork(control: socket.socket, request: dict, kernels: _Kernels) -> No
         names = ", ".join(t.name for t in threading.enumerate() if t is not threading.current_thread())
         control.sendall(json.dumps({"error": f"the factory runs other threads ({names})"}).encode())
         return
+    sys.stdout.flush()  # or the child would write what the factory had buffered once more
+    sys.stderr.flush()
     read_end, write_end = os.pipe()
     try:
         pid = os.fork()

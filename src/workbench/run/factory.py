@@ -16,16 +16,16 @@ cannot serve (no `os.fork` or pidfd on this platform, a kernel spec that is not 
 to start, died, timed out, or the environment changed since it started), the kernel starts the usual
 way: a run never fails because of the factory.
 
-The factory's side is `serve`. Forking is only safe
-from a process with a single thread: the factory holds no ZMQ context or socket, no event loop, no
-thread and no kernel app; the numerical libraries' thread pools (OpenBLAS) shut down before a fork
-and start again in the child on first use. A forked kernel watches the factory, its parent, as
+The factory's side is `serve`. Forking is only safe from a process with a single thread: the factory
+holds no ZMQ context or socket, no event loop, no thread and no kernel app; the numerical libraries'
+thread pools (OpenBLAS) shut down before a fork and start again in the child on first use. A forked kernel watches the factory, its parent, as
 ipykernel's kernels watch theirs: it exits when the factory goes, and the factory kills its kernels
 when the worker goes (its control socket closes), so that no process outlives the run.
 """
 from __future__ import annotations
 
 import ast
+import functools
 import gc
 import json
 import os
@@ -325,9 +325,10 @@ def _log(line: str) -> None:
     print(f"workbench: {line}", file=sys.stderr, flush=True)
 
 
+@functools.cache
 def _manager_classes():
-    """`ForkProvisioner` and `ForkingKernelManager`, defined on first use (jupyter_client is imported only by
-    the processes that start kernels)."""
+    """`ForkProvisioner` and `ForkingKernelManager`, defined on first use: the factory, and so every kernel,
+    imports no more of jupyter_client than ipykernel does."""
     import pathlib
     import uuid
 
@@ -381,15 +382,10 @@ def _manager_classes():
     return ForkProvisioner, ForkingKernelManager
 
 
-_classes = None
-
-
 def forking_kernel_manager(factory: KernelFactory, **kwargs):
     """A `ForkingKernelManager` (``kwargs`` as for `AsyncKernelManager`) whose kernels ``factory`` forks."""
-    global _classes
-    if _classes is None:
-        _classes = _manager_classes()
-    return _classes[1](factory=factory, **kwargs)
+    _, manager_class = _manager_classes()
+    return manager_class(factory=factory, **kwargs)
 
 
 def is_forked(km) -> bool:

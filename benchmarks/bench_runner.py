@@ -4,7 +4,11 @@
    (cells that analyse, not the import cells) and the overhead share; beside it, the same five
    notebooks executed the library-default way (Papermill, a fresh kernel per notebook) against
    the runner's way (one warm kernel per segment, `workbench.run.jobs.execute_group`) on the same slice.
-2. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share.
+2. What a segment's kernel costs before its first cell, as a worker starts it ahead (the notebooks'
+   imports sent to it): wall time and the kernel process's own CPU time, started the usual way and
+   forked by a kernel factory (`workbench.run.factory`; the factory's own start, once per worker, beside).
+3. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share,
+   and how many kernels were forked.
 
 Run: ``.venv/bin/python benchmarks/bench_runner.py [--segments 40] [--deals 2000] [--workers N]``
 (``--segments 6`` for a quick check, ``--segments 0`` for the one segment only; the full run takes
@@ -87,6 +91,45 @@ def _one_segment(tmp: Path) -> None:
         print(f"    {label:52s} {took:5.1f} s ({cells:4.1f} s of cells, overhead {100 * (1 - cells / took):4.1f}%)")
 
 
+def _kernel_starts(tmp: Path, n: int = 3) -> None:
+    import psutil
+
+    from workbench.run.factory import KernelFactory
+    from workbench.run.jobs import KERNEL, WarmKernel, preload_code
+
+    preload = preload_code([str(resolve_notebook(name, ROOT)) for name in DEFAULT_NOTEBOOKS])
+    folder = tmp / "starts"
+    folder.mkdir()
+
+    def start(factory) -> tuple[float, float]:
+        """Wall and the kernel process's own CPU seconds, from the start to the imports done."""
+        tick = time.perf_counter()
+        with WarmKernel(folder, factory=factory) as kernel:
+            kernel.prestart(preload)
+            kernel.manager()  # waits for the imports, as the first notebook does
+            times = psutil.Process(kernel.km.provisioner.pid).cpu_times()
+            assert kernel.forked == (factory is not None)
+            return time.perf_counter() - tick, times.user + times.system
+
+    def show(label: str, factory) -> None:
+        walls, cpus = zip(*(start(factory) for _ in range(n)))
+        print(f"    a segment's kernel {label:28s} wall {min(walls):4.2f}-{max(walls):4.2f} s, "
+              f"CPU {min(cpus):4.2f}-{max(cpus):4.2f} s (the kernel process's own; {n} kernels)")
+
+    show("started the usual way:", None)
+    factory = KernelFactory.start(KERNEL, preload, folder)
+    if factory is None:
+        print("    kernels cannot be forked here")
+        return
+    try:
+        first, _ = start(factory)
+        show("forked by a kernel factory:", factory)
+        print(f"    the factory, once per worker: {sum(psutil.Process(factory.process.pid).cpu_times()[:2]):.2f} s CPU; "
+              f"its first kernel ready {first:.2f} s after it started")
+    finally:
+        factory.close()
+
+
 def _one_params(tmp: Path, dataset: Path) -> Path:
     spec = {"dataset": str(dataset), "overall": True, "min_deals_per_segment": 100, "workers": 1,
             "output": str(tmp / "one" / "out"), "title": "Runner benchmark"}
@@ -102,6 +145,7 @@ def main(segments: int, deals: int, workers: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-runner-") as tmp:
         tmp = Path(tmp)
         _one_segment(tmp)
+        _kernel_starts(tmp)
         if segments:
             _many_segments(tmp, segments, deals, workers)
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
@@ -115,8 +159,10 @@ def _many_segments(tmp: Path, segments: int, deals: int, workers: int) -> None:
     print(f"{segments} segments x {deals:,} deals, five notebooks, {workers} workers: "
           f"{_share(wall, _cells(record), workers)}")
     t = record["timing"]
+    kernels = [job.get("kernel", "started") for job in record["jobs"]]
     print(f"    load {t['load_seconds']:.1f} s, slices {t['slices_seconds']:.1f} s, index {t['index_seconds']:.1f} s; "
-          f"per report HTML {t['per_report']['html_seconds']:.2f} s")
+          f"per report HTML {t['per_report']['html_seconds']:.2f} s; notebooks on forked kernels "
+          f"{kernels.count('forked')} of {len(kernels)}")
 
 
 if __name__ == "__main__":

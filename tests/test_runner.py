@@ -3,7 +3,8 @@
 The runner is tested with small notebooks of its own (`tests/data/notebooks/`), so it does
 not depend on the analysis notebooks: `counts` prints its segment's deal ids, `raises`
 fails, `sleeps` waits, `flaky` fails while a marker file exists, `dies` kills its own kernel,
-`reads_secret` tries every way to leak a credential.
+`reads_secret` tries every way to leak a credential, `kills_factory` kills the kernel factory its kernel
+was forked from.
 """
 import html
 import json
@@ -30,6 +31,7 @@ from workbench.dataset import store
 from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
 from workbench.dataset.loader import load_dataset, load_slice
+from workbench.run import factory as kernel_factory
 from workbench.run.params import Split
 from workbench.run.runner import check_kernel, run
 from workbench.dataset.sample import generate
@@ -216,8 +218,9 @@ def by_persona(data, tmp_path_factory):
     result = run(path, progress=False)
     import psutil
 
-    # Workers start each next kernel ahead; when the run returns, every worker and kernel is gone (the
-    # resource tracker multiprocessing keeps for this process's lifetime aside).
+    # Workers start each next kernel ahead, forked by their kernel factories; when the run returns, every
+    # worker, factory and kernel is gone (the resource tracker multiprocessing keeps for this process's
+    # lifetime aside).
     family = [p for p in psutil.Process().children(recursive=True) if "resource_tracker" not in " ".join(p.cmdline())]
     _, alive = psutil.wait_procs(family, timeout=30)
     assert not alive, [p.cmdline() for p in alive]
@@ -240,6 +243,29 @@ def test_run_writes_a_report_per_segment(by_persona):
     assert not list((out / "segments").glob(".*")), "temporary folders left behind"
     small = (out / "segments" / "persona-executive-sponsor" / "report.html").read_text()
     assert f"fewer than the {MIN_DEALS} a report needs" in small
+
+
+def test_local_workers_fork_their_kernels_from_their_factory(by_persona):
+    """Every kernel of a local worker is forked by the worker's kernel factory where fork and pidfd exist (the
+    fixture checked that no factory or kernel outlives the run)."""
+    result, _, _ = by_persona
+    assert {job["kernel"] for job in result.jobs} == {"forked" if kernel_factory.supported() else "started"}
+
+
+@pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
+def test_a_worker_whose_kernel_factory_dies_starts_its_kernels_the_usual_way(data, tmp_path):
+    """A factory that dies takes its kernel with it: that notebook runs again on a kernel started the usual way,
+    as do the worker's later segments; the run completes and the worker log says why."""
+    path = write_params(tmp_path, data[0], ["kills_factory"], workers=1, overall=False,
+                        split={"filters": {"Procurement": {"persona": "Procurement"},
+                                           "Economic buyer": {"persona": "Economic buyer"}}})
+    result = run(path, progress=False)
+    assert result.exit_code == 0, result.failures
+    assert sorted(job["attempts"] for job in result.jobs) == [1, 2]
+    assert all(job["kernel"] == "started" and job["status"] == "ok" for job in result.jobs), result.jobs
+    (retried,) = [job for job in result.jobs if job["attempts"] == 2]
+    assert retried["retried_after"].startswith("DeadKernelError")
+    assert "the kernel factory stopped serving" in (tmp_path / "out" / "logs" / "workers.log").read_text()
 
 
 def test_summaries_name_their_segment_and_count_its_deals(by_persona, data):

@@ -68,13 +68,14 @@ def _stop_once(signum, frame):
 
 def _init_worker(log: str, spare: dict | None) -> None:
     """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
-    SIGTERM (and on SIGINT unless the run ignores it); and start the worker's first kernel with the
-    notebooks' imports (`workbench.run.jobs.prestart_spare` with ``spare``; shut down when the
-    worker exits).
+    SIGTERM (and on SIGINT unless the run ignores it); start the worker's kernel factory, which forks its
+    kernels (`workbench.run.jobs.start_factory`), and its first kernel with the notebooks' imports
+    (`workbench.run.jobs.prestart_spare` with ``spare``); both are shut down when the worker exits.
 
-    The kernel boots while the run loads its data. The worker imports Papermill, which its first task
-    needs, and leaves what it needs only once a segment's notebooks are done (the report, the records)
-    to a background thread, which imports them while the first notebooks run.
+    The factory imports while the worker imports Papermill, which its first task needs, and the first
+    kernel is forked from it while the run loads its data. The worker leaves what it needs only once a
+    segment's notebooks are done (the report, the records) to a background thread, which imports them
+    while the first notebooks run.
     """
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_NOFOLLOW", 0), 0o644)
     os.dup2(fd, 2)
@@ -91,9 +92,13 @@ def _init_worker(log: str, spare: dict | None) -> None:
     from . import jobs
 
     Finalize(None, jobs.close_spare, exitpriority=10)
+    Finalize(None, jobs.close_factory, exitpriority=5)  # after the spare (higher priorities go first)
+    if spare:
+        jobs.start_factory(**spare)
+    import papermill  # noqa: F401
+
     if spare:
         jobs.prestart_spare(**spare)
-    import papermill  # noqa: F401
 
     threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
 

@@ -78,13 +78,20 @@ class WarmKernel:
     boots and runs the notebooks' import cells while the worker waits for work or finishes the last
     segment's report; `execute_group` then takes it and the first notebook starts at once, in the
     segment's folder, from a clean namespace.
+
+    With a kernel ``factory`` (a local worker's, `workbench.run.factory`), each kernel is forked from a
+    process that has the imports done already, and starts the usual way whenever the factory cannot serve.
     """
 
-    def __init__(self, cwd: str | Path):
+    def __init__(self, cwd: str | Path, factory=None):
         self.cwd = str(cwd)
         self.km = self.kc = None
         self.used = False
         self.preload_ids: list[str] = []
+        #: This worker's kernel factory (`start_factory`) unless another is given.
+        self.factory = factory if factory is not None else _factory
+        #: Whether the last kernel started was forked by the factory (job records say which).
+        self.forked = False
 
     def manager(self) -> dict:
         """What the next notebook runs on: the kernel's manager and client (started if needed), and the
@@ -115,8 +122,16 @@ class WarmKernel:
         from jupyter_core.utils import run_sync
 
         self.close()
-        self.km = AsyncKernelManager(kernel_name=KERNEL)
+        if self.factory is not None and not self.factory.broken:
+            from .factory import forking_kernel_manager
+
+            self.km = forking_kernel_manager(self.factory, kernel_name=KERNEL)
+        else:
+            self.km = AsyncKernelManager(kernel_name=KERNEL)
         run_sync(self.km.start_kernel)(cwd=cwd, extra_arguments=list(KERNEL_ARGUMENTS))
+        from .factory import is_forked
+
+        self.forked = is_forked(self.km)
         # One client for every notebook: a new one waits for the kernel and flushes its messages (~0.5 s).
         self.kc = self.km.client()
         self.kc.start_channels()
@@ -339,6 +354,30 @@ def execute_group(task: dict) -> list[dict]:
 #: Only local workers have one: they run one task at a time (Dask's threads would share it).
 _spare: WarmKernel | None = None
 
+#: This worker process's kernel factory (`start_factory`), which forks its kernels. Only local workers have
+#: one, for the same reason.
+_factory = None
+
+
+def start_factory(notebooks: list[str], cwd: str | Path) -> None:
+    """Start this worker's kernel factory (`workbench.run.factory.KernelFactory`): a process that imports the
+    import cells of ``notebooks`` once, in ``cwd`` (a folder with no Python file in it, as for
+    `prestart_spare`), and then forks every kernel this worker starts. Returns at once; where kernels cannot
+    be forked, or the factory fails, they start the usual way."""
+    global _factory
+    from .factory import KernelFactory
+
+    close_factory()
+    _factory = KernelFactory.start(KERNEL, preload_code(notebooks), cwd)
+
+
+def close_factory() -> None:
+    """Stop this worker's kernel factory (at the worker's exit): it kills any kernel of its own left."""
+    global _factory
+    factory, _factory = _factory, None
+    if factory is not None:
+        factory.close()
+
 
 def prestart_spare(notebooks: list[str], cwd: str | Path) -> None:
     """Start this worker's next kernel now, with the import cells of ``notebooks`` sent to it
@@ -392,8 +431,8 @@ def preload_code(notebooks: list[str]) -> str:
 def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     """Execute one (segment, notebook) job (`execute_notebook`); never raises.
 
-    Returns status, error, attempts (and ``retried_after`` after a kernel failure), timing, and
-    ``sections``: how many of the notebook's sections rendered, did not apply, or failed (by title).
+    Returns status, error, attempts (and ``retried_after`` after a kernel failure), which ``kernel`` it
+    ran on (``forked`` by the worker's factory, or ``started`` the usual way), timing, and ``sections``: how many of the notebook's sections rendered, did not apply, or failed (by title).
     """
     start = time.time()
     done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
@@ -403,6 +442,7 @@ def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     finished = _finish_notebook(out, job["notebook"], start, end) if out.exists() else {}
     record = {"status": done.status, "error": redact(done.error) if done.error else None,
               "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
+              "kernel": "forked" if kernel is not None and kernel.forked else "started",
               "attempts": done.attempts, **finished}
     if done.retried_after:
         record["retried_after"] = redact(done.retried_after)

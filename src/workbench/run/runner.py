@@ -516,7 +516,7 @@ def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:
 
 def _public_job(job: dict) -> dict:
     keep = ("id", "segment", "slug", "notebook", "status", "error", "attempts", "retried_after", "reused",
-            "worker", "duration_seconds", "kernel_start_seconds", "import_seconds", "analysis_seconds",
+            "worker", "kernel", "duration_seconds", "kernel_start_seconds", "import_seconds", "analysis_seconds",
             "teardown_seconds", "parameters", "sections")
     out = {k: job[k] for k in keep if k in job}
     out["output"] = f"segments/{job['slug']}/{Path(job['output']).name}"

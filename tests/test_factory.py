@@ -1,0 +1,273 @@
+"""Fork-server kernels (`workbench.run.factory`): real kernels forked from a real factory, no mocks.
+
+A forked kernel must be indistinguishable from one started the usual way (folder, environment, figures),
+its own process (pid, random state), followed to its death like any kernel, and the factory must never
+be the reason a notebook fails: when it cannot serve, kernels start the usual way.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import nbformat
+import psutil
+import pytest
+from jupyter_core.utils import run_sync
+from nbformat.v4 import new_code_cell, new_notebook
+
+from workbench.run import factory as kernel_factory
+from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
+
+pytestmark = pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
+
+#: What the factories import before forking: numpy (OpenBLAS's threads), pandas (pyarrow's allocator
+#: thread) and pyplot, as the analysis notebooks' import cells do.
+PRELOAD = "import numpy\nimport pandas\nimport matplotlib.pyplot as plt"
+
+#: Prints, as JSON, what a kernel sees of its process and surroundings.
+PROBE = """import json as _json, os as _os, sys as _sys, random as _random, threading as _threading
+import matplotlib as _mpl, numpy as _np
+print(_json.dumps({"pid": _os.getpid(), "ppid": _os.getppid(), "pgid": _os.getpgid(0), "sid": _os.getsid(0),
+                   "cwd": _os.getcwd(), "env": dict(_os.environ), "path": _sys.path, "argv0": _sys.argv[0],
+                   "backend": _mpl.get_backend(), "numpy": _np.random.rand(), "random": _random.random(),
+                   "threads": sorted(t.name for t in _threading.enumerate())}))"""
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    """One factory for the module's tests, started in a folder of its own, as a worker starts it in logs/."""
+    started = kernel_factory.KernelFactory.start(KERNEL, PRELOAD, tmp_path_factory.mktemp("logs"))
+    assert started is not None
+    yield started
+    started.close()
+    assert started.process.poll() is not None
+
+
+@contextmanager
+def warm_kernel(cwd, factory=None):
+    """A started `WarmKernel` in ``cwd`` (forked by ``factory`` when one is given), shut down afterwards."""
+    with WarmKernel(cwd, factory=factory) as kernel:
+        kernel.manager()
+        yield kernel
+
+
+def execute(kernel: WarmKernel, code: str, timeout: float = 60) -> tuple[str, dict]:
+    """Run ``code`` on the kernel's client: (what it printed, the execute reply's content)."""
+    printed = []
+
+    def hook(msg):
+        if msg["msg_type"] == "stream":
+            printed.append(msg["content"]["text"])
+
+    reply = run_sync(kernel.kc.execute_interactive)(code, timeout=timeout, output_hook=hook)
+    return "".join(printed), reply["content"]
+
+
+def probe(kernel: WarmKernel) -> dict:
+    printed, reply = execute(kernel, PROBE)
+    assert reply["status"] == "ok", reply
+    return json.loads(printed)
+
+
+def notebook(tmp_path, name: str, *sources: str):
+    """A notebook of code cells (after a parameters cell), written to ``tmp_path/<name>.in.ipynb``."""
+    nb = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
+                             *(new_code_cell(s) for s in sources)])
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": KERNEL, "language": "python"}
+    path = tmp_path / f"{name}.in.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_forked_kernel_sees_what_a_kernel_started_the_usual_way_sees(factory, tmp_path):
+    """Folder, environment (jupyter_client's JPY_PARENT_PID included), sys.path, launcher, matplotlib backend
+    and threads are those of a kernel started the usual way; it is the factory's child in a session of its own."""
+    with warm_kernel(tmp_path, factory) as forked:
+        assert forked.forked
+        seen = probe(forked)
+    with warm_kernel(tmp_path) as usual:
+        assert not usual.forked
+        expected = probe(usual)
+    assert seen["ppid"] == factory.process.pid and seen["pgid"] == seen["sid"] == seen["pid"]
+    assert seen["env"]["JPY_PARENT_PID"] == str(os.getpid())
+    for key in ("cwd", "env", "path", "argv0", "backend", "threads"):
+        assert seen[key] == expected[key], key
+    assert seen["cwd"] == str(tmp_path) and seen["backend"] == kernel_factory.INLINE_BACKEND
+
+
+def test_forked_kernels_are_processes_of_their_own_with_their_own_random_state(factory, tmp_path):
+    """Two kernels forked from one factory differ in pid and in numpy's and Python's random draws."""
+    with warm_kernel(tmp_path, factory) as first, warm_kernel(tmp_path, factory) as second:
+        one, two = probe(first), probe(second)
+    assert one["pid"] != two["pid"]
+    assert one["numpy"] != two["numpy"] and one["random"] != two["random"]
+
+
+def test_blas_threads_and_the_arrow_allocator_work_after_the_fork(factory, tmp_path):
+    """A matrix product (OpenBLAS's thread pool, shut down in the factory at each fork) and an Arrow-backed
+    frame (pyarrow's allocator) work in a forked kernel."""
+    code = ("import numpy as np, pandas as pd\na = np.random.default_rng(1).random((600, 600))\n"
+            "print(round(float((a @ a.T).trace()), 3))\n"
+            "print(pd.DataFrame({'x': ['a', 'b'] * 50_000}, dtype='string[pyarrow]')['x'].str.len().sum())")
+    with warm_kernel(tmp_path, factory) as kernel:
+        printed, reply = execute(kernel, code)
+    assert reply["status"] == "ok", reply
+    assert printed.split()[1] == "100000"
+
+
+@pytest.mark.parametrize("preload", ["pyplot", "inline backend"])
+def test_figures_reach_the_executed_notebook_as_png(factory, tmp_path, preload):
+    """A figure a cell draws is an image/png output, whether the factory imported pyplot only or the inline
+    backend itself (which hooks into the shell only when imported inside a kernel)."""
+    source = notebook(tmp_path, "figure", "import matplotlib.pyplot as plt\nplt.plot([1, 3, 2])")
+    used = factory
+    if preload == "inline backend":
+        used = kernel_factory.KernelFactory.start(KERNEL, "import matplotlib.pyplot\nimport matplotlib_inline.backend_inline",
+                                                  tmp_path)
+    try:
+        with WarmKernel(tmp_path, factory=used) as kernel:
+            done = execute_notebook(source, tmp_path / "figure.ipynb", parameters={}, cwd=tmp_path, timeout=60,
+                                    kernel=kernel)
+            assert kernel.forked
+    finally:
+        if used is not factory:
+            used.close()
+    assert done.status == "ok", done
+    outputs = nbformat.read(tmp_path / "figure.ipynb", as_version=4).cells[-1].outputs
+    assert any("image/png" in o.get("data", {}) for o in outputs), outputs
+
+
+def test_a_forked_kernel_killed_mid_cell_is_a_kernel_failure_not_a_hang(factory, tmp_path):
+    """A kernel that dies in a cell is noticed (a dead kernel, tried once more, on a new fork) within seconds."""
+    source = notebook(tmp_path, "dies", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    start = time.monotonic()
+    with WarmKernel(tmp_path, factory=factory) as kernel:
+        done = execute_notebook(source, tmp_path / "dies.ipynb", parameters={}, cwd=tmp_path, timeout=60, kernel=kernel)
+    assert time.monotonic() - start < 30
+    assert done.status == "failed" and done.attempts == 2
+    assert done.retried_after.startswith("DeadKernelError") and "the kernel failed in all 2 attempts" in done.error
+
+
+def test_a_forked_kernel_is_interrupted_and_shut_down_through_its_manager(factory, tmp_path):
+    """An interrupt stops the running cell only; `shutdown_kernel(now=True)` kills the kernel, whose exit the
+    factory reports (-9) and reaps."""
+    with warm_kernel(tmp_path, factory) as kernel:
+        msg_id = kernel.kc.execute("import time\nopen('started', 'w').close()\ntime.sleep(60)")
+        deadline = time.monotonic() + 30
+        while not (tmp_path / "started").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run_sync(kernel.km.interrupt_kernel)()
+        reply = run_sync(kernel.kc.get_shell_msg)(timeout=30)
+        assert reply["parent_header"]["msg_id"] == msg_id and reply["content"]["ename"] == "KeyboardInterrupt"
+        assert execute(kernel, "print(6 * 7)")[0] == "42\n"
+        process, pid = kernel.km.provisioner.process, kernel.km.provisioner.pid
+        run_sync(kernel.km.shutdown_kernel)(now=True)
+        assert process.returncode == -signal.SIGKILL
+        assert not run_sync(kernel.km.is_alive)()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_when_the_factory_dies_its_kernels_follow_and_new_ones_start_the_usual_way(tmp_path):
+    """A killed factory takes its kernels with it (they watch it, as a kernel watches its parent), which their
+    managers notice; the next kernel starts the usual way and runs."""
+    dying = kernel_factory.KernelFactory.start(KERNEL, "", tmp_path)
+    with warm_kernel(tmp_path, dying) as orphan:
+        assert orphan.forked
+        pid = orphan.km.provisioner.pid
+        dying.process.kill()
+        deadline = time.monotonic() + 10
+        while run_sync(orphan.km.is_alive)():
+            assert time.monotonic() < deadline, "the forked kernel outlived its factory"
+            time.sleep(0.1)
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        with warm_kernel(tmp_path, dying) as usual:
+            assert not usual.forked and dying.broken
+            assert execute(usual, "print(6 * 7)")[0] == "42\n"
+
+
+def test_a_factory_that_started_a_thread_or_saw_another_environment_forks_nothing(tmp_path, monkeypatch):
+    """Forking a process with a second thread is unsafe (the factory refuses), and imports made under another
+    environment may differ: either way the kernel starts the usual way."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "starts_a_thread.py").write_text("import threading, time\n"
+                                                "threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(modules), os.environ.get("PYTHONPATH", "")]))
+    threaded = kernel_factory.KernelFactory.start(KERNEL, "import starts_a_thread", tmp_path)
+    plain = kernel_factory.KernelFactory.start(KERNEL, "", tmp_path)
+    try:
+        with warm_kernel(tmp_path, threaded) as kernel:
+            assert not kernel.forked and not threaded.broken
+        monkeypatch.setenv("WORKBENCH_TEST_CHANGED", "1")
+        with warm_kernel(tmp_path, plain) as kernel:
+            assert not kernel.forked and not plain.broken
+            assert execute(kernel, "import os\nprint(os.environ['WORKBENCH_TEST_CHANGED'])")[0] == "1\n"
+    finally:
+        threaded.close()
+        plain.close()
+
+
+def test_closing_the_factory_leaves_no_process(tmp_path):
+    """The factory kills and reaps a kernel of its own still running when it is closed (a worker's exit)."""
+    closing = kernel_factory.KernelFactory.start(KERNEL, "", tmp_path)
+    kernel = WarmKernel(tmp_path, factory=closing)
+    kernel.manager()
+    pids = [closing.process.pid, kernel.km.provisioner.pid]
+    closing.close()
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
+    assert not run_sync(kernel.km.is_alive)()
+    kernel.close()
+
+
+def test_a_kernel_spec_that_does_not_launch_ipykernel_gets_no_factory():
+    """The factory stands in for ``python [options] -m ipykernel_launcher`` only."""
+    python = sys.executable
+    assert kernel_factory.interpreter_prefix([python, "-Xfrozen_modules=off", "-m", "ipykernel_launcher", "-f",
+                                              "{connection_file}"]) == [python, "-Xfrozen_modules=off"]
+    assert kernel_factory.interpreter_prefix([python, "-m", "ipykernel", "-f", "{connection_file}"]) == [python]
+    assert kernel_factory.interpreter_prefix([python, "-m", "other_kernel", "-f", "{connection_file}"]) is None
+    assert kernel_factory.interpreter_prefix(["/usr/bin/R", "--slave", "-f", "{connection_file}"]) is None
+
+
+def test_a_worker_killed_outright_leaves_no_factory_and_no_kernel(tmp_path):
+    """SIGKILL gives a worker no time to shut anything down: its factory sees its control socket close, kills
+    its kernels and exits."""
+    script = ("import os, signal, sys\n"
+              "from workbench.run.factory import KernelFactory\n"
+              "from workbench.run.jobs import KERNEL, WarmKernel\n"
+              "factory = KernelFactory.start(KERNEL, '', sys.argv[1])\n"
+              "kernel = WarmKernel(sys.argv[1], factory=factory)\n"
+              "kernel.manager()\n"
+              "assert kernel.forked\n"
+              "print(factory.process.pid, kernel.km.provisioner.pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    worker = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert worker.returncode == -signal.SIGKILL, worker.stderr
+    pids = [int(pid) for pid in worker.stdout.split()]
+    assert len(pids) == 2
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=10)
+    assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], [p.cmdline() for p in alive]
+
+
+def test_the_factory_imports_nothing_from_the_folder_it_starts_in(tmp_path):
+    """A module in the factory's folder is not importable by its preload (the folder is not on its path), so no
+    kernel inherits it; the kernel's own folder is on its path, as in a kernel started the usual way."""
+    started_in, segment = tmp_path / "logs", tmp_path / "segment"
+    started_in.mkdir()
+    segment.mkdir()
+    (started_in / "users_module.py").write_text("print('imported from the factory folder')\n")
+    (segment / "segment_module.py").write_text("VALUE = 42\n")
+    shadowed = kernel_factory.KernelFactory.start(KERNEL, "import users_module", started_in)
+    try:
+        with warm_kernel(segment, shadowed) as kernel:
+            assert kernel.forked
+            printed, reply = execute(kernel, "import sys, segment_module\n"
+                                             "print('users_module' in sys.modules, segment_module.VALUE)")
+    finally:
+        shadowed.close()
+    assert reply["status"] == "ok" and printed == "False 42\n", (printed, reply)

@@ -18,9 +18,10 @@ way: a run never fails because of the factory.
 
 The factory's side is `serve`. Forking is only safe from a process with a single thread: the factory
 holds no ZMQ context or socket, no event loop, no thread and no kernel app; the numerical libraries'
-thread pools (OpenBLAS) shut down before a fork and start again in the child on first use. A forked kernel watches the factory, its parent, as
-ipykernel's kernels watch theirs: it exits when the factory goes, and the factory kills its kernels
-when the worker goes (its control socket closes), so that no process outlives the run.
+thread pools (OpenBLAS) shut down before a fork and start again in the child on first use. A forked
+kernel watches the factory, its parent, as ipykernel's kernels watch theirs: it exits when the factory
+goes, and the factory kills its kernels when the worker goes (its control socket closes), so that no
+process outlives the run.
 """
 from __future__ import annotations
 

@@ -432,7 +432,8 @@ def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     """Execute one (segment, notebook) job (`execute_notebook`); never raises.
 
     Returns status, error, attempts (and ``retried_after`` after a kernel failure), which ``kernel`` it
-    ran on (``forked`` by the worker's factory, or ``started`` the usual way), timing, and ``sections``: how many of the notebook's sections rendered, did not apply, or failed (by title).
+    ran on (``forked`` by the worker's factory, or ``started`` the usual way), timing, and ``sections``:
+    how many of the notebook's sections rendered, did not apply, or failed (by title).
     """
     start = time.time()
     done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],

@@ -820,3 +820,28 @@ def test_postgres_guard_skips_locally_and_fails_under_ci(pytester, monkeypatch, 
     else:
         assert counts.get("errors") == 1 and "skipped" not in counts
         result.stdout.fnmatch_lines(["*WORKBENCH_PG_URL*"])
+
+
+def test_a_column_is_called_stripped_exactly_when_no_cell_has_blanks_to_strip():
+    """`_is_stripped` (first and last bytes from the Arrow buffers, then a trim where they leave a doubt)
+    agrees with Python's `str.strip` on columns with missing cells first, last and between, every blank
+    `str.strip` removes at either end, text beyond ASCII, and slices of a column."""
+    import random
+
+    import pyarrow as pa
+
+    from workbench.dataset.readers import BLANKS, _is_stripped
+
+    rng = random.Random(7)
+    words = ["a", "Email", "ünïcode", "x y", "日本", "D0001", "12.5", None]
+    for trial in range(400):
+        cells = [rng.choice(words) for _ in range(rng.randint(0, 6))]
+        if cells and rng.random() < 0.5:
+            at, blank = rng.randrange(len(cells)), rng.choice(BLANKS)
+            if cells[at] is not None:
+                cells[at] = blank + cells[at] if rng.random() < 0.5 else cells[at] + blank
+        column = pa.array(cells, type=pa.string())
+        start = rng.randint(0, len(cells))
+        for part, values in ((column, cells), (column.slice(start), cells[start:])):
+            expected = all(v is None or v == v.strip() for v in values)
+            assert _is_stripped(part) == expected, (trial, values)

@@ -156,8 +156,8 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *, label: str |
     case) is parsed by pyarrow's multi-threaded reader (`_read_plain`); any other file
     by pandas' C parser after a vectorised scan of the bytes (`_scan`) has counted the
     fields per line, so that what is wrong with it is found and reported
-    (`_read_any`). At 1M sample deals (680 MB in five files) the first took 11.6 s
-    (this machine, 2 cores), the second 16.7 s; see `benchmarks/bench_load.py`.
+    (`_read_any`). Reading the five files of 1M sample deals (680 MB) took 6.9 s the
+    first way and 11.4 s the second (2 cores; `benchmarks/bench_load.py`, `csv_read`).
     """
     label = label or path.name
     if len(sep) != 1:
@@ -254,24 +254,21 @@ def _is_stripped(column: pa.Array) -> bool:
     `str.strip` removes (`BLANKS`); an empty cell is missing here, never empty text.
 
     Most columns are settled by their cells' first and last bytes alone, read from the Arrow
-    buffers: no ASCII blank and no byte of a longer character there. The others are trimmed."""
+    buffers: no byte up to a space (ASCII's blanks among them) and no byte of a character beyond
+    ASCII (the other blanks are such characters) there. The others are trimmed. An empty cell's
+    "edges" are its neighbours' bytes: at worst a column is trimmed that need not have been."""
     _, offsets, data = column.buffers()
     bounds = np.frombuffer(offsets, np.int32)[column.offset: column.offset + len(column) + 1]
-    filled = bounds[1:] > bounds[:-1]
-    if not filled.any():
+    if data is None or bounds[-1] == bounds[0]:
         return True
-    edges = np.concatenate([bounds[:-1][filled], bounds[1:][filled] - 1])
-    if not _EDGE_MAYBE_BLANK[np.frombuffer(data, np.uint8)[edges]].any():
+    text = np.frombuffer(data, np.uint8)
+    for edge in (text[np.minimum(bounds[:-1], bounds[-1] - 1)], text[np.maximum(bounds[1:] - 1, bounds[0])]):
+        if ((edge <= 32) | (edge >= 128)).any():
+            break
+    else:
         return True
     length = pc.binary_length(column)
     return not pc.any(pc.not_equal(pc.binary_length(pc.utf8_trim(column, characters=BLANKS)), length)).as_py()
-
-
-#: A first or last byte that is, or may be part of, a blank: ASCII's blanks, and any byte of a
-#: character beyond ASCII (the other blanks in `BLANKS` are such characters).
-_EDGE_MAYBE_BLANK = np.zeros(256, bool)
-_EDGE_MAYBE_BLANK[[ord(c) for c in BLANKS if ord(c) < 128]] = True
-_EDGE_MAYBE_BLANK[128:] = True
 
 
 def _read_any(path: Path, sep: str, codec: _Codec, label: str, declared: str) -> RawTable:

@@ -132,9 +132,13 @@ def _role(process, root: int) -> str:
     if process.pid == root:
         return "run (main)"
     cmdline = " ".join(process.cmdline())
+    # A kernel runs in its segment's folder, segments/.<slug>.tmp-<pid>; one forked by a worker's kernel
+    # factory (`workbench.run.factory`) keeps the factory's command line.
+    segment = Path(process.cwd()).name.lstrip(".").split(".tmp-")[0]
+    if "workbench.run.factory" in cmdline:
+        forked = "workbench.run.factory" in " ".join(process.parent().cmdline())
+        return f"kernel {segment} (forked)" if forked else "kernel factory"
     if "ipykernel_launcher" in cmdline:
-        # A kernel runs in its segment's folder, segments/.<slug>.tmp-<pid>.
-        segment = Path(process.cwd()).name.lstrip(".").split(".tmp-")[0]
         return f"kernel {segment}"
     if "resource_tracker" in cmdline:
         return "resource tracker"

@@ -168,8 +168,9 @@ def read_csv_text(path: Path, sep: str, encoding: str = "utf-8", *, label: str |
 
 
 def _read_plain(path: Path, sep: str, codec: _Codec, label: str) -> RawTable | None:
-    """A UTF-8 file whose every line is one record with the header's number of fields, read by
-    pyarrow's multi-threaded CSV reader; None for any other file (blank lines, a line break inside a
+    """A UTF-8 file whose every line is one record with the header's number of fields, read block by
+    block by pyarrow's streaming CSV reader (which parses the next block on another thread while this
+    one becomes Python strings); None for any other file (blank lines, a line break inside a
     cell, rows of another width, NUL bytes, a lone carriage return, bytes that are not UTF-8...),
     which `_read_any` then reads and reports on, so that no message changes.
 
@@ -201,7 +202,7 @@ def _read_plain(path: Path, sep: str, codec: _Codec, label: str) -> RawTable | N
                 convert_options=pcsv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), null_values=[""],
                                                     strings_can_be_null=True, quoted_strings_can_be_null=True)
         ) as batches:
-            for batch in batches:  # pyarrow parses the next block while this one becomes Python strings
+            for batch in batches:
                 if rows + batch.num_rows > block.shape[1]:
                     return None
                 for i, column in enumerate(batch.columns):
@@ -209,7 +210,7 @@ def _read_plain(path: Path, sep: str, codec: _Codec, label: str) -> RawTable | N
                     stripped[i] = stripped[i] and _is_stripped(column)
                 rows += batch.num_rows
                 last = batch.slice(batch.num_rows - 1) if batch.num_rows else last
-    except (pa.ArrowInvalid, OSError):
+    except (pa.ArrowException, OSError):  # e.g. a row of another width, bytes that are not UTF-8
         return None
     # Fewer rows than lines: a cell spans lines. A quote never closed on the last line keeps the count.
     if rows != block.shape[1] or (last is not None and _has_line_break(last)):

@@ -314,7 +314,7 @@ def test_row_numbers_and_field_counts_follow_the_csv_module(tmp_path, name):
 
 
 #: Files of one record per line, for `_read_plain`, with the quoting and blanks pandas and pyarrow
-#: must read alike; the last ones hold what only `_read_any` may read (None from `_read_plain`).
+#: must read alike; `NOT_PLAIN`: files only `_read_any` may read (None from `_read_plain`).
 PLAIN = {
     "doubled_and_literal_quotes": 'id,note\n1,"x""y"\n2,ab"c\n3,"abc"def\n4, "abc"\n5,"abc" \n6,"a"b"c"\n7,""""\n',
     "blanks_and_gaps": 'id,note,n\n1,  ,\n2,"",x\n3,"  ",\t\n4,NA,None\n5,\u00a0a\u3000,#x\n',

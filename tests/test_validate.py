@@ -1043,7 +1043,8 @@ def test_mixed_utc_offsets_folder_keeps_wall_times_with_a_note():
 def test_clean_text_strips_every_blank_python_strips():
     """Text cells lose exactly the surrounding blanks `str.strip` removes (all of Python's whitespace,
     which pyarrow looks for), all-blank and empty cells become missing, and other cells are left as they are."""
-    from workbench.dataset.mapping import BLANKS, clean_text
+    from workbench.dataset.mapping import clean_text
+    from workbench.dataset.readers import BLANKS
 
     blanks = [chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace()]
     assert BLANKS == "".join(blanks)

@@ -18,7 +18,7 @@ from ..exceptions import fixes
 from .checker import Checker
 from .dates import ParsedDates, parse_dates
 from .model import DATE_COLUMNS, KNOWN_COLUMNS
-from .readers import BLANKS, ROW, RawTable
+from .readers import ROW, RawTable, cells_to_strip
 from .spec import Concat, Constant, RowNumber
 
 NUMERIC_COLUMNS = {"amount", "employees", "revenue"}
@@ -145,10 +145,7 @@ def _strip_text(col: pd.Series) -> pd.Series:
         missing = text.is_null().to_numpy(zero_copy_only=False)
         if any(v is not np.nan for v in col.to_numpy()[missing]):  # None, NaT or pd.NA beside CSV's NaN
             col = _nan_where(col, missing)
-    length = pc.binary_length(text)
-    found = pc.or_(pc.not_equal(pc.binary_length(pc.utf8_trim(text, characters=BLANKS)), length),
-                   pc.equal(length, 0))
-    at = pc.indices_nonzero(found).to_numpy()  # a missing cell is null: not found
+    at = pc.indices_nonzero(cells_to_strip(text)).to_numpy()  # a missing cell is null: not found
     if not len(at):
         return col
     values = col.to_numpy(copy=True)

@@ -349,6 +349,7 @@ def test_both_csv_readers_give_the_same_table(tmp_path, monkeypatch, name, block
     text = {**PLAIN, **NOT_PLAIN}[name]
     if blocks == "many blocks":
         monkeypatch.setattr(readers, "_CHUNK", 64)
+        monkeypatch.setattr(readers, "_ARROW_BLOCK", 64)
         head, _, body = text.partition("\n")
         text = head + "\n" + (body if body.endswith("\n") else body + "\n") * 30
     path = tmp_path / "t.csv"

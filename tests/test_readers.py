@@ -7,6 +7,7 @@ PostgreSQL through SQLAlchemy. Loading each must give the same `Dataset`.
 from __future__ import annotations
 
 import hashlib
+import threading
 import traceback
 import uuid
 import warnings
@@ -357,6 +358,7 @@ def test_both_csv_readers_give_the_same_table(tmp_path, monkeypatch, name, block
     sep = "\t" if name.startswith("tabs") else ","
     codec = readers._codec(path, "utf-8", "t.csv")
     plain = readers._read_plain(path, sep, codec, "t.csv")
+    assert not [t for t in threading.enumerate() if t.name.startswith("workbench-csv")]  # the parser thread ended
     if name in NOT_PLAIN:
         assert plain is None
         return

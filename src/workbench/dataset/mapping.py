@@ -43,11 +43,13 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
                     fixes(hint, "correct the `columns:` mapping in dataset.yaml"), column=name)
     if missing:
         return None
-    out = pd.DataFrame(index=frame.index)
+    # Columns taken as they are share the source frame's arrays: copying them (1M sample deals' 73M
+    # cells) cost up to 1 s in fresh memory. Nothing writes into the source frame after mapping.
+    out = {}
     used = set(wanted)
     for canonical, ref in columns.items():
         if isinstance(ref, Constant):
-            out[canonical] = ref.constant
+            out[canonical] = pd.Series(ref.constant, index=frame.index)
             check.report.constants.add((check.table, canonical))
             continue
         if isinstance(ref, RowNumber):
@@ -69,13 +71,13 @@ def map_columns(raw: RawTable, columns: dict, keep_other: bool, check: Checker) 
         out[canonical] = value
     known = KNOWN_COLUMNS.get(check.kind, ())
     for name in available:
-        if name in out.columns or name in used:
+        if name in out or name in used:
             continue
         if keep_other or name in known:
             out[name] = frame[name]
             check.report.column_files.setdefault((check.table, name), (check.source, name))
     out[ROW] = frame[ROW]
-    return out
+    return pd.DataFrame({name: column.to_numpy() for name, column in out.items()}, index=frame.index, copy=False)
 
 
 def _source_names(ref) -> list[str]:

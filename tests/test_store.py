@@ -176,6 +176,12 @@ def test_fingerprint_row_hashes_are_pandas_own():
         "strings": pd.array(["a", None, "c", "a", "b", "c"], dtype="string"),
     })
     frame["dup"] = frame["text"]
-    for part in (frame, frame.iloc[:0], frame[["text"]], frame[["ints", "text", "text"]], frame.iloc[[3, 4]]):
+    # Longer columns: few distinct values (hashed once each) and mostly distinct ones (ids, each hashed
+    # as it comes), both with missing values.
+    rng = np.random.default_rng(7)
+    long = pd.DataFrame({"few": rng.choice(np.array(["won", "lost", None, np.nan], dtype=object), 60_000),
+                         "ids": [f"D{i:07d}" if i % 97 else None for i in range(60_000)]})
+    long["half"] = np.where(np.arange(60_000) < 30_000, long["ids"], long["few"])
+    for part in (frame, frame.iloc[:0], frame[["text"]], frame[["ints", "text", "text"]], frame.iloc[[3, 4]], long):
         expected = pd.util.hash_pandas_object(part, index=False).to_numpy()
         np.testing.assert_array_equal(store._row_hashes(part), expected)

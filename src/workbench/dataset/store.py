@@ -196,9 +196,18 @@ def _row_hashes(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _column_hashes(values) -> np.ndarray:
-    """`pandas.util.hash_array` of one column's values (``categorize=True``, its default)."""
+    """`pandas.util.hash_array` of one column's values (``categorize=True``, its default): the same
+    numbers whichever way they are computed, a missing value hashed as the largest uint64."""
     if not (isinstance(values, np.ndarray) and values.dtype == object):
         return pd.util.hash_array(values)
+    if (len(pd.unique(values[:_SAMPLE])) > _MOSTLY_DISTINCT * min(len(values), _SAMPLE)
+            and pd.api.types.infer_dtype(values, skipna=True) == "string"):
+        # Mostly distinct texts (ids): each value hashed as it comes, without the hash table that finds the
+        # distinct ones (for 1M sample deals' 3.3M contact ids 0.3 s instead of 1.7 s). Texts only: that
+        # table takes 1 and True, say, for one value.
+        out = pd.util.hash_array(values, categorize=False)
+        out[pd.isna(values)] = np.iinfo(np.uint64).max
+        return out
     # pandas' own steps for an object array (`pandas.core.util.hashing._hash_ndarray`, then
     # `Categorical._hash_pandas_object`), without building the Categorical.
     codes, uniques = pd.factorize(values, sort=False)
@@ -208,3 +217,9 @@ def _column_hashes(values) -> np.ndarray:
     if missing.any():
         out[missing] = np.iinfo(np.uint64).max
     return out
+
+
+#: `_column_hashes` looks at a column's first `_SAMPLE` values: when more than `_MOSTLY_DISTINCT` of them
+#: are distinct, finding the distinct values of the whole column costs more than it saves.
+_SAMPLE = 20_000
+_MOSTLY_DISTINCT = 0.3

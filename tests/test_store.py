@@ -219,3 +219,37 @@ def test_fingerprint_row_hashes_are_pandas_own():
     for part in (frame, frame.iloc[:0], frame[["text"]], frame[["ints", "text", "text"]], frame.iloc[[3, 4]], long):
         expected = pd.util.hash_pandas_object(part, index=False).to_numpy()
         np.testing.assert_array_equal(store._row_hashes(part), expected)
+
+
+def test_a_slices_tables_read_as_pandas_reads_them(tmp_path):
+    """`store.read_table`, how a kernel reads its slice (text made Python strings a block of rows at a
+    time), gives what pandas' own reading gives once a missing text is NaN and dates are in nanoseconds:
+    for every kind of column, over more rows than a block, in several row groups, and with no rows."""
+    n = 70_000
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({
+        "id": [f"D{i:06d}" for i in range(n)],
+        "text": rng.choice(np.array(["won", "lost", "é ü", None, np.nan], dtype=object), n),
+        "empty": [None] * n,
+        "number": np.r_[np.nan, rng.normal(size=n - 1)],
+        "count": np.arange(n),
+        "when": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"),
+        "missing_date": pd.NaT,
+        "microseconds": pd.Series(pd.Timestamp("2024-01-01"), index=range(n)).astype("datetime64[us]"),
+        "flag": rng.random(n) < 0.5,
+        "level": pd.Categorical(rng.choice(["x", "y"], n)),
+        "nullable": pd.array(np.where(rng.random(n) < 0.1, None, 1), dtype="Int64"),
+        "strings": pd.array(rng.choice(np.array(["a", None], dtype=object), n), dtype="string"),
+        "zoned": pd.Timestamp("2024-01-01", tz="Europe/Paris"),
+    })
+    for part in (frame, frame.iloc[:0], frame.iloc[:3]):
+        path = tmp_path / "t.parquet"
+        part.to_parquet(path, index=False, row_group_size=30_000)
+        expected = pd.read_parquet(path)
+        for name in expected.columns:
+            expected[name] = store._as_loaded(expected[name])
+        got = store.read_table(path)
+        assert_frame_equal(got, expected, check_exact=True)
+        for name in ("id", "text", "empty"):  # a missing text is NaN, never None (a load leaves NaN)
+            assert all(isinstance(v, str) or (isinstance(v, float) and np.isnan(v)) for v in got[name]), name
+        assert got["text"].isna().sum() == part["text"].isna().sum()

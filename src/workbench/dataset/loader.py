@@ -26,7 +26,7 @@ from .model import DEAL_COLUMNS, TABLES, Dataset
 from .problems import ValidationReport
 from .readers import ROW, RawTable, read_source
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec
-from .store import SPEC_FILE, is_typed, read_quality
+from .store import SPEC_FILE, is_typed, read_quality, read_table
 
 OPTIONAL_TABLES = ("accounts", "contacts", "touchpoints")
 
@@ -128,7 +128,7 @@ def _read_typed(spec: DatasetSpec, base: Path, path) -> tuple[Dataset, Validatio
     for name in TABLES:
         table_spec = getattr(spec, name)
         if table_spec is not None:
-            tables[name] = _as_loaded(pd.read_parquet(base / table_spec.source.path))
+            tables[name] = read_table(base / table_spec.source.path)
     deals = tables.pop("deals")
     if checks.is_dateless(deals):
         deals = checks.add_missing_dates(deals)
@@ -142,18 +142,6 @@ def _read_typed(spec: DatasetSpec, base: Path, path) -> tuple[Dataset, Validatio
     return Dataset(deals=deals, stage_history=history, stages=tuple(spec.stages), won_stages=tuple(spec.won_stages),
                    lost_stages=tuple(spec.lost_stages), as_of=as_of, report=report, name=spec.name,
                    currency=spec.currency, **tables), report
-
-
-def _as_loaded(frame: pd.DataFrame) -> pd.DataFrame:
-    """A table read back from Parquet as a load leaves it: a missing text cell NaN (Parquet gives None),
-    dates as nanosecond timestamps."""
-    for name in frame.columns:
-        col = frame[name]
-        if col.dtype == object and col.isna().any():
-            frame[name] = col.where(col.notna(), np.nan)
-        elif pd.api.types.is_datetime64_any_dtype(col) and col.dtype != "datetime64[ns]":
-            frame[name] = col.astype("datetime64[ns]")
-    return frame
 
 
 def _map_table(raw: RawTable, table_spec, table: str, spec: DatasetSpec, report,

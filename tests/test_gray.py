@@ -77,3 +77,22 @@ def test_blocks_of_times_give_the_same_statistic(data, monkeypatch):
     monkeypatch.setattr(gray, "_BLOCK", 9 * 4)
     blocked = gray_test(data["time"], data["status"], data["group"], data["stratum"])
     assert_allclose([blocked[c].statistic for c in (1, 2)], [whole[c].statistic for c in (1, 2)], rtol=1e-12)
+
+
+@pytest.mark.parametrize("values", [
+    ["b", "a", "b", "c", "a"],
+    ["10", "9", "10", "é", "É"],
+    [1, "1", 1.0, True, "x"],  # one value to pandas' hash table, four texts
+    ["a", None, np.nan, "b", None],
+    [3, 1, 2, 1],
+])
+def test_group_labels_are_the_texts_of_the_values(values):
+    """Groups are told apart by their text, sorted, as ``np.unique(groups.astype(str))`` does; the faster
+    way through the distinct values gives the same labels and places."""
+    from workbench.stats.gray import _labels
+
+    values = np.array(values, dtype=object)
+    labels, places = _labels(values)
+    want_labels, want_places = np.unique(values.astype(str), return_inverse=True)
+    np.testing.assert_array_equal(labels, want_labels)
+    np.testing.assert_array_equal(places, want_places)

@@ -194,9 +194,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     (Parquet gives None) and dates as nanosecond timestamps.
 
     Its text columns become Python strings a block of rows at a time (`readers.python_texts`), NaN
-    where missing: for the overall slice of 1M sample deals, 3.9 s less in its kernel than pandas'
-    reading and then looking for missing text (a column with no value at all, Arrow's null type, is
-    NaN at once). Every other column is pandas' own reading.
+    where missing (a column with no value at all, Arrow's null type, is NaN at once). Before, pandas
+    read them and a second pass looked for None in every text cell: the overall slice of 1M sample
+    deals loaded in 11-11.5 s, now in 5.2-6.4 s. Every other column is pandas' own reading.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq

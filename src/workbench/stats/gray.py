@@ -129,7 +129,7 @@ def gray_test(durations, events, groups, strata=None, *, rho: float = 0.0,
         raise ValueError("Gray's test needs at least two groups")
     strata_codes = np.zeros(len(t), int) if strata is None else _labels(strata)[1]
     # Each stratum's distinct times and each distinct event once, not once per cause (a million deals).
-    stratum_rows = [strata_codes == s for s in np.unique(strata_codes)]
+    stratum_rows = [np.flatnonzero(strata_codes == s) for s in np.unique(strata_codes)]  # n places in all
     stratum_times = [np.unique(t[rows], return_inverse=True) for rows in stratum_rows]
     event_codes, event_values = pd.factorize(ev)
     if (event_codes < 0).any():  # a missing event: each compared as it is, as ever

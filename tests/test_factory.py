@@ -7,6 +7,7 @@ be the reason a notebook fails: when it cannot serve, kernels start the usual wa
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -19,6 +20,8 @@ from jupyter_core.utils import run_sync
 from nbformat.v4 import new_code_cell, new_notebook
 
 from workbench.run import factory as kernel_factory
+from workbench.run.executors import WORKER_DEFAULTS
+from workbench.run.factoryserver import FactoryServer
 from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
 
 pytestmark = pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
@@ -276,3 +279,105 @@ def test_the_factory_imports_nothing_from_the_folder_it_starts_in(tmp_path):
     finally:
         shadowed.close()
     assert reply["status"] == "ok" and printed == "False 42\n", (printed, reply)
+
+
+# --- a run's factory server (`workbench.run.factoryserver`) --------------------------------------------
+
+
+@pytest.fixture
+def server(tmp_path):
+    """A factory server as a run starts it (in its logs folder, with the workers' default variables)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    started = FactoryServer.start(KERNEL, PRELOAD, logs, defaults=WORKER_DEFAULTS, log=logs / "workers.log")
+    assert started is not None
+    yield started
+    started.close()
+
+
+def test_a_worker_gets_a_factory_of_its_own_forked_by_the_run_s_server(server, tmp_path, monkeypatch):
+    """A worker's factory is forked, ready-imported, by the server; its kernels are the factory's children and
+    see what a kernel started the usual way sees. The server's folder is the user's alone."""
+    for name, value in WORKER_DEFAULTS.items():
+        monkeypatch.setenv(name, value)  # as the worker sets them (`workbench.run.executors`)
+    assert stat.S_IMODE(os.stat(server.folder).st_mode) == 0o700
+    worker_factory = kernel_factory.KernelFactory.connect(server.address, KERNEL, PRELOAD)
+    try:
+        with warm_kernel(tmp_path, worker_factory) as forked:
+            assert forked.forked
+            seen = probe(forked)
+        with warm_kernel(tmp_path) as usual:
+            expected = probe(usual)
+        assert seen["ppid"] == worker_factory.process.pid != server.process.pid
+        assert psutil.Process(worker_factory.process.pid).ppid() == server.process.pid
+        for key in ("cwd", "env", "path", "argv0", "backend", "threads"):
+            assert seen[key] == expected[key], key
+    finally:
+        worker_factory.close()
+    assert worker_factory.process.poll() is not None
+
+
+def test_the_server_refuses_a_worker_whose_kernels_it_cannot_stand_in_for(server, tmp_path, monkeypatch):
+    """Another environment or other imports: the worker's kernels start the usual way, and its log says why
+    (variable names only, never values)."""
+    for name, value in WORKER_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    def refused(preload: str):
+        connected = kernel_factory.KernelFactory.connect(server.address, KERNEL, preload)
+        try:
+            with warm_kernel(tmp_path, connected) as kernel:
+                assert not kernel.forked and connected.broken
+                assert execute(kernel, "print(6 * 7)")[0] == "42\n"
+        finally:
+            connected.close()
+        return connected
+
+    other = refused("import json")
+    monkeypatch.setenv("WORKBENCH_TEST_SECRET_TOKEN", "s3cr3t-value")  # a worker's own, unknown to the server
+    changed = refused(PRELOAD)
+    assert "WORKBENCH_TEST_SECRET_TOKEN" in changed.broken and "s3cr3t" not in changed.broken
+    assert other.broken == "the notebooks import other modules"
+
+
+def test_closing_the_server_or_killing_its_run_leaves_no_process(tmp_path):
+    """The run closes its server, or dies outright: the server, the factories it forked and their kernels are
+    all gone within seconds."""
+    script = ("import os, signal, sys\n"
+              "from workbench.run.executors import WORKER_DEFAULTS\n"
+              "from workbench.run.factory import KernelFactory\n"
+              "from workbench.run.factoryserver import FactoryServer\n"
+              "from workbench.run.jobs import KERNEL, WarmKernel\n"
+              "os.environ.update(WORKER_DEFAULTS)\n"
+              "server = FactoryServer.start(KERNEL, '', sys.argv[1], defaults=WORKER_DEFAULTS)\n"
+              "factory = KernelFactory.connect(server.address, KERNEL, '')\n"
+              "kernel = WarmKernel(sys.argv[1], factory=factory)\n"
+              "kernel.manager()\n"
+              "assert kernel.forked\n"
+              "print(server.process.pid, factory.process.pid, kernel.km.provisioner.pid, flush=True)\n"
+              "if sys.argv[2] == 'kill':\n"
+              "    os.kill(os.getpid(), signal.SIGKILL)\n"
+              "server.close()\n"
+              "assert not os.path.exists(server.folder)\n")
+    for how, code in (("close", 0), ("kill", -signal.SIGKILL)):
+        run = subprocess.run([sys.executable, "-c", script, str(tmp_path), how], capture_output=True, text=True,
+                             timeout=120)
+        assert run.returncode == code, run.stderr
+        pids = [int(pid) for pid in run.stdout.split()]
+        assert len(pids) == 3
+        _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
+        assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (how, [p.cmdline() for p in alive])
+
+
+def test_a_worker_that_cannot_reach_the_server_starts_its_own_factory(tmp_path, monkeypatch):
+    """No server at the address (it failed to start, or is gone): the worker's factory is its own."""
+    from workbench.run import jobs
+
+    notebook_path = notebook(tmp_path, "plain", "x = 1")
+    monkeypatch.setattr(jobs, "_factory", None)
+    jobs.start_factory([str(notebook_path)], tmp_path, factories=str(tmp_path / "nothing-here"))
+    try:
+        assert isinstance(jobs._factory.process, subprocess.Popen)
+        with warm_kernel(tmp_path) as kernel:
+            assert kernel.forked
+    finally:
+        jobs.close_factory()

@@ -179,6 +179,19 @@ def test_rendering_is_deterministic(executed, report, tmp_path):
     assert again.read_bytes() == path.read_bytes()
 
 
+def test_an_exporter_prepared_ahead_renders_the_same_report(executed, report, tmp_path, monkeypatch):
+    """`prepare` (a worker's, while the notebooks run) builds the exporter a report then uses: the report is
+    the same bytes as one rendered by an exporter built for it."""
+    from workbench.run import report as report_module
+
+    monkeypatch.setattr(report_module, "_EXPORTERS", {})
+    report_module.prepare()
+    assert report_module._EXPORTERS
+    path, _ = report
+    again = render_report(list(executed), tmp_path / "report.html", **OPTIONS)
+    assert again.read_bytes() == path.read_bytes()
+
+
 def test_empty_notebook_list_renders_a_short_report_saying_why(tmp_path):
     """No notebooks (a segment too small): title page, findings and quality note, and no contents."""
     out = render_report([], tmp_path / "report.html", **{

@@ -12,17 +12,25 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 
+#: Environment variables a local worker sets for itself unless they are set, and so its kernels see:
+#: nbformat's own faster validator (a dependency of nbformat): each executed notebook is read and
+#: written, and so validated, several times (reading and writing a report's five notebooks once:
+#: 0.24 s with jsonschema, 0.16 s with it).
+WORKER_DEFAULTS = {"NBFORMAT_VALIDATOR": "fastjsonschema"}
+
+
 class LocalPool:
     """Worker processes on this machine (started fresh, not forked from the run)."""
 
-    def __init__(self, workers: int, log: Path, spare: dict | None = None):
+    def __init__(self, workers: int, log: Path, spare: dict | None = None, factories: str | None = None):
         self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_init_worker, initargs=(str(log), spare))
+                                        initializer=_init_worker, initargs=(str(log), spare, factories))
         #: How each worker starts its next kernel ahead (`workbench.run.jobs.prestart_spare`'s arguments).
         self.spare = spare
         self.capacity = workers
@@ -66,11 +74,12 @@ def _stop_once(signum, frame):
     raise KeyboardInterrupt
 
 
-def _init_worker(log: str, spare: dict | None) -> None:
+def _init_worker(log: str, spare: dict | None, factories: str | None) -> None:
     """Send a worker's stderr, inherited by the kernels it starts, to the run's log file; stop cleanly on
     SIGTERM (and on SIGINT unless the run ignores it); start the worker's kernel factory, which forks its
     kernels (`workbench.run.jobs.start_factory`), and its first kernel with the notebooks' imports
-    (`workbench.run.jobs.prestart_spare` with ``spare``); both are shut down when the worker exits.
+    (`workbench.run.jobs.prestart_spare` with ``spare``); both are shut down when the worker exits. The
+    factory is forked by the run's factory server at ``factories`` when there is one.
 
     The factory imports while the worker imports Papermill, which its first task needs, and the first
     kernel is forked from it while the run loads its data. The worker leaves what it needs only once a
@@ -83,18 +92,17 @@ def _init_worker(log: str, spare: dict | None) -> None:
     signal.signal(signal.SIGTERM, _stop_once)
     if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
         signal.signal(signal.SIGINT, _stop_once)
-    # nbformat's own faster validator (a dependency of nbformat): each executed notebook is read and
-    # written, and so validated, several times (reading and writing a report's five notebooks once:
-    # 0.24 s with jsonschema, 0.16 s with it).
-    os.environ.setdefault("NBFORMAT_VALIDATOR", "fastjsonschema")
+    for name, value in WORKER_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     from multiprocessing.util import Finalize
 
     from . import jobs
 
+    Finalize(None, _exit_at_once, exitpriority=0)  # last of all
     Finalize(None, jobs.close_spare, exitpriority=10)
     Finalize(None, jobs.close_factory, exitpriority=5)  # after the spare (higher priorities go first)
     if spare:
-        jobs.start_factory(**spare)
+        jobs.start_factory(**spare, factories=factories)
     import papermill  # noqa: F401
 
     if spare:
@@ -103,11 +111,21 @@ def _init_worker(log: str, spare: dict | None) -> None:
     threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
 
 
+def _exit_at_once() -> None:
+    """A worker's last step, once its kernel and factory are shut down: leave without the interpreter's
+    teardown of all it imported (0.3-0.4 s, which every run waits for at its end)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def _import_for_reports() -> None:
     import nbconvert  # noqa: F401
 
     from ..dataset import store  # noqa: F401
     from . import records, report, summary  # noqa: F401
+
+    report.prepare()
 
 
 class DaskPool:

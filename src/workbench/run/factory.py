@@ -115,14 +115,9 @@ class KernelFactory:
         if not supported():
             return None
         try:
-            from jupyter_client.kernelspec import KernelSpecManager
-
-            spec = KernelSpecManager().get_kernel_spec(kernel_name)
-            prefix = interpreter_prefix(spec.argv)
+            prefix, env = launch_of(kernel_name)
             if prefix is None:
-                _log(f"kernel spec `{kernel_name}` does not start ipykernel: kernels start the usual way")
                 return None
-            env = kernel_environment(spec)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 # Its own session: a Ctrl-C in the terminal reaches the run and its workers, which shut their
@@ -139,6 +134,32 @@ class KernelFactory:
             _log(f"the kernel factory could not start ({type(exc).__name__}: {exc}): kernels start the usual way")
             return None
 
+    @classmethod
+    def connect(cls, address: str, kernel_name: str, preload: str) -> KernelFactory | None:
+        """A factory of this worker's own, forked ready-imported by the factory server at ``address``
+        (`workbench.run.factoryserver`), which imported ``preload`` for the kernel spec ``kernel_name``
+        under this worker's environment; None when there is no such server (the worker then starts its
+        own factory). A server that imported something else answers so on the first `fork`, which then
+        starts the kernel the usual way."""
+        if not supported():
+            return None
+        try:
+            prefix, env = launch_of(kernel_name)
+            if prefix is None:
+                return None
+            control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                control.connect(address)
+                factory = cls(None, control, prefix, env)
+                factory._send({"factory": {"prefix": prefix, "env": env, "preload": preload}})
+            except BaseException:
+                control.close()
+                raise
+            return factory
+        except Exception as exc:  # noqa: BLE001 - the worker starts its own factory
+            _log(f"no kernel factory from {address} ({type(exc).__name__}: {exc})")
+            return None
+
     def fork(self, cmd: list[str], env: dict, cwd: str) -> ForkedKernel | None:
         """A kernel forked for the launch command ``cmd`` (the kernel spec's, formatted), with the launch's
         ``env`` and ``cwd``; None when the factory cannot serve it (the kernel then starts the usual way)."""
@@ -150,7 +171,7 @@ class KernelFactory:
                 self._note(reason)
                 return None
             if not self._ready:
-                if self._exchange(None, "ready", READY_TIMEOUT) is None:
+                if not self._await_ready():
                     return None
                 self._ready = True
             answer = self._exchange({"fork": {"argv": cmd[len(self.prefix) + 2:], "env": env, "cwd": cwd}},
@@ -164,6 +185,28 @@ class KernelFactory:
                 self._note(f"a fork failed ({reply.get('error')})")
                 return None
             return ForkedKernel(reply["pid"], fds[0], self)
+
+    def _await_ready(self) -> bool:
+        """Wait for the factory's imports; a factory forked by a server comes with a pidfd of its process, or
+        with the server's refusal (it imported something else: this worker's kernels start the usual way)."""
+        answer = self._exchange(None, "ready", READY_TIMEOUT, refusal="refused")
+        if answer is None:
+            return False
+        reply, fds = answer
+        if "refused" in reply:
+            for fd in fds:
+                os.close(fd)
+            self._note(f"the kernel factory server cannot serve this worker ({reply['refused']})")
+            self._stop(reply["refused"], kill=False)
+            return False
+        if self.process is None:
+            if len(fds) != 1:
+                for fd in fds:
+                    os.close(fd)
+                self._break("the factory server sent no handle on its factory")
+                return False
+            self.process = FactoryProcess(reply["ready"], fds[0])
+        return True
 
     def exit_status(self, pid: int) -> int | None:
         """The exit code of a forked kernel that has exited (negative: the signal that killed it), from the
@@ -196,7 +239,7 @@ class KernelFactory:
         try:
             if message is not None:
                 self._send(message)
-            if not _readable(self.control.fileno(), timeout):
+            if not readable(self.control.fileno(), timeout):
                 raise TimeoutError(f"the kernel factory did not answer within {timeout:.0f} s")
             data, fds, _, _ = socket.recv_fds(self.control, MESSAGE_BYTES, 1)
             if not data:
@@ -215,7 +258,7 @@ class KernelFactory:
             raise
 
     def _break(self, reason: str) -> None:
-        code = self.process.poll()
+        code = None if self.process is None else self.process.poll()
         exited = "" if code is None else f"; it exited with {code}"
         _log(f"the kernel factory stopped serving ({reason}{exited}): kernels start the usual way")
         self._stop(reason, kill=True)
@@ -225,6 +268,8 @@ class KernelFactory:
             return
         self.broken = reason
         self.control.close()  # the factory sees the end of its control socket, kills its kernels and exits
+        if self.process is None:
+            return  # a server's factory that never answered: the server's own end goes with the server
         try:
             if kill:
                 self.process.kill()
@@ -239,6 +284,35 @@ class KernelFactory:
         if reason not in self._noted:
             self._noted.add(reason)
             _log(f"a kernel starts the usual way: {reason}")
+
+
+class FactoryProcess:
+    """A factory forked by a factory server, as `KernelFactory` uses a `subprocess.Popen`: ``pid``, `poll`,
+    `wait`, `kill`. It is the server's child, not this worker's: it is followed by a pidfd, and its exit code
+    is not known here (`UNKNOWN_EXIT`, or 0 after `wait` saw it end)."""
+
+    def __init__(self, pid: int, pidfd: int):
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+
+    def poll(self) -> int | None:
+        if self.returncode is None and readable(self._pidfd, 0):
+            self.returncode = UNKNOWN_EXIT
+            os.close(self._pidfd)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None and not readable(self._pidfd, -1 if timeout is None else timeout):
+            raise subprocess.TimeoutExpired(f"kernel factory {self.pid}", timeout)
+        return self.poll()
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            try:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 class ForkedKernel:
@@ -261,7 +335,7 @@ class ForkedKernel:
 
     def poll(self) -> int | None:
         with self._lock:
-            if self.returncode is None and _readable(self._pidfd, 0):
+            if self.returncode is None and readable(self._pidfd, 0):
                 status = self._factory.exit_status(self.pid)
                 self.returncode = UNKNOWN_EXIT if status is None else status
                 os.close(self._pidfd)
@@ -299,6 +373,18 @@ def interpreter_prefix(argv: list[str]) -> list[str] | None:
     return None
 
 
+def launch_of(kernel_name: str) -> tuple[list[str] | None, dict]:
+    """The interpreter prefix and the environment a kernel of ``kernel_name`` is launched with from this
+    process (`interpreter_prefix`, `kernel_environment`); no prefix when the spec does not start ipykernel."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    prefix = interpreter_prefix(spec.argv)
+    if prefix is None:
+        _log(f"kernel spec `{kernel_name}` does not start ipykernel: kernels start the usual way")
+    return prefix, kernel_environment(spec)
+
+
 def kernel_environment(spec) -> dict:
     """The environment jupyter_client gives a kernel of ``spec`` launched from this process (without the
     launch's own `PER_KERNEL_VARIABLES`): ours, the spec's ``env`` with our values substituted, and no
@@ -313,7 +399,7 @@ def kernel_environment(spec) -> dict:
     return env
 
 
-def _readable(fd: int, timeout: float) -> bool:
+def readable(fd: int, timeout: float) -> bool:
     """Whether ``fd`` can be read (a pidfd: its process has exited) within ``timeout`` seconds (`select.poll`:
     no limit on descriptor numbers, unlike `select.select`)."""
     poller = select.poll()
@@ -404,21 +490,34 @@ def serve(control_fd: int) -> None:
     hello = _read(control)
     if hello is None:
         return
-    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
-    import ipykernel.kernelapp  # noqa: F401 - what every kernel needs first
+    import_preload(hello.get("preload", ""))
+    control.sendall(json.dumps({"ready": os.getpid()}).encode())
+    serve_kernels(control)
 
-    _preload(hello.get("preload", ""))
+
+def import_preload(code: str) -> None:
+    """What every kernel needs first (ipykernel, matplotlib's inline backend), then the notebooks' imports;
+    then the objects that exist are left to the forked kernels, untouched by the collector."""
+    os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
+    import ipykernel.kernelapp  # noqa: F401
+
+    _preload(code)
     # Objects that exist now are shared by every kernel until written: the collector leaves them alone
     # (copy-on-write pages stay shared, and the first collections in a kernel have less to walk).
     gc.collect()
     gc.freeze()
-    control.sendall(json.dumps({"ready": os.getpid()}).encode())
+
+
+def serve_kernels(control: socket.socket) -> None:
+    """Fork a kernel for each request on ``control`` until it closes (or SIGTERM comes); then kill the kernels
+    still running and exit at once, without the interpreter's teardown of everything imported."""
+    signal.signal(signal.SIGTERM, exit_on_signal)
     kernels = _Kernels()
     try:
         while True:
-            readable = _readable(control.fileno(), REAP_INTERVAL)
+            asked = readable(control.fileno(), REAP_INTERVAL)
             kernels.reap()
-            if not readable:
+            if not asked:
                 continue
             request = _read(control)
             if request is None:
@@ -427,8 +526,17 @@ def serve(control_fd: int) -> None:
                 _answer_fork(control, request["fork"], kernels)
             elif "status" in request:
                 control.sendall(json.dumps({"status": kernels.status(request["status"])}).encode())
+    except (OSError, SystemExit):
+        pass  # the worker's socket broke, or a stop: the kernels go with the factory
     finally:
         kernels.kill_all()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+
+
+def exit_on_signal(signum, frame):
+    raise SystemExit(0)
 
 
 def _read(control: socket.socket) -> dict | None:
@@ -537,7 +645,7 @@ def _read_to_end(fd: int, timeout: float) -> bytes:
     chunks, deadline = [], time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            if not _readable(fd, max(0.0, deadline - time.monotonic())):
+            if not readable(fd, max(0.0, deadline - time.monotonic())):
                 break
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -557,6 +665,7 @@ def _become_kernel(ready_fd: int, request: dict) -> None:
             # Its own session and process group, as jupyter_client starts kernels: interrupts and kills
             # sent to the group reach this kernel (and what it starts) only.
             os.setsid()
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a kernel's own, not the factory's
             os.chdir(request["cwd"])
             os.environ.clear()
             os.environ.update(request["env"])

@@ -359,16 +359,21 @@ _spare: WarmKernel | None = None
 _factory = None
 
 
-def start_factory(notebooks: list[str], cwd: str | Path) -> None:
-    """Start this worker's kernel factory (`workbench.run.factory.KernelFactory`): a process that imports the
-    import cells of ``notebooks`` once, in ``cwd`` (a folder with no Python file in it, as for
-    `prestart_spare`), and then forks every kernel this worker starts. Returns at once; where kernels cannot
-    be forked, or the factory fails, they start the usual way."""
+def start_factory(notebooks: list[str], cwd: str | Path, factories: str | None = None) -> None:
+    """Start this worker's kernel factory (`workbench.run.factory.KernelFactory`): a process that has the
+    import cells of ``notebooks`` imported, and forks every kernel this worker starts.
+
+    With ``factories`` (the address of the run's factory server, `workbench.run.factoryserver`), the factory
+    is forked from that server, whose imports started before this worker did; otherwise (or when there is no
+    such server) the worker starts its own, which imports in ``cwd`` (a folder with no Python file in it, as
+    for `prestart_spare`). Returns at once; where kernels cannot be forked, or the factory fails, they start
+    the usual way."""
     global _factory
     from .factory import KernelFactory
 
     close_factory()
-    _factory = KernelFactory.start(KERNEL, preload_code(notebooks), cwd)
+    preload = preload_code(notebooks)
+    _factory = factories and KernelFactory.connect(factories, KERNEL, preload) or KernelFactory.start(KERNEL, preload, cwd)
 
 
 def close_factory() -> None:

@@ -140,6 +140,23 @@ def render_report(notebooks: Sequence[Path], out_html: Path, *, title: str, clie
     return _write_atomic(Path(out_html), body)
 
 
+def prepare() -> None:
+    """Build this process's report exporter and compile its templates before its first report: a worker does
+    so on a thread while a segment's notebooks run, which takes about 0.6 s off that segment's report."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A section\n\nA *sentence* with `code`."),
+        nbformat.v4.new_code_cell("", outputs=[nbformat.v4.new_output(
+            "display_data", data={"text/html": "<p>A table</p>", "text/plain": "A table"})])])
+    nb.metadata["title"] = "A report"
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}  # the notebooks' own
+    report = {"title": "A report", "client": "", "segment_label": "", "brand": _branding({}),
+              "date": _long_date(dt.date.today()), "findings": ["A finding."], "quality_note": [], "sections": 1}
+    with _EXPORTER_LOCK:
+        _exporter().from_notebook_node(nb, resources={"report": report})
+
+
 def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: str, branding: dict,
                 generated_on: dt.date | None = None) -> Path:
     """Write `run_dir/index.html`: every segment of a run, its status and headline numbers, linked.

@@ -28,24 +28,21 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
+from importlib import import_module
 from pathlib import Path
 
-from ..dataset import store
-from ..dataset.model import excluded_rows
-from ..dataset.sanity import quality_notes
 from ..exceptions import DataQualityWarning, WorkbenchError, fixes
-from .executors import DaskPool, LocalPool
-from .jobs import KERNEL, execute_group, finish_segment
+from .executors import WORKER_DEFAULTS, DaskPool, LocalPool
+from .jobs import KERNEL, execute_group, finish_segment, preload_code
 from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, notebook_parameters, parameters_for
 from .runfiles import LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256, write_run_file
 from .secrets import redact, redact_file
-from .segments import SCOPE_PARAMETER, Segment, plan_segments
-from .summary import too_small_summary
 
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
 LOG_FILE = "logs/workers.log"
@@ -139,7 +136,9 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         # Started before the data loads, so that local workers start and import meanwhile.
         # Local workers start each next kernel ahead, in the logs folder (no Python file there).
         spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
-        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare)
+        server, factories = (None, None) if executor == "dask" else _factory_server(spare, run_log)
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare,
+                                                                        factories=factories)
         interrupted, reached = True, {"loaded": False}
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
@@ -148,6 +147,8 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
             return result
         finally:
             pool.close(interrupted=interrupted)
+            if server is not None:
+                server.close()
             redact_file(run_log)
             # Not by size alone: workers start their kernels at once, and a kernel's start-up lines reach
             # the log of a run that then stops on its data.
@@ -159,8 +160,22 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
                 remove_leftovers(output)  # this run's half-written segment folders and slices
 
 
+def _factory_server(spare: dict, log: Path):
+    """The run's kernel factory server (`workbench.run.factoryserver`), started now so that the kernels'
+    imports run while the run loads and plans its data, and the address its local workers connect to
+    (None when it could not start: each worker then starts its own factory)."""
+    from .factoryserver import FactoryServer
+
+    server = FactoryServer.start(KERNEL, preload_code(spare["notebooks"]), spare["cwd"], defaults=WORKER_DEFAULTS,
+                                 log=log)
+    return server, None if server is None else server.address
+
+
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0,
                 reached):
+    from ..dataset import store  # the data layer, imported once the kernels' own imports have begun (`run`)
+    from .segments import plan_segments
+
     spec = params.spec
     timing = {}
     tick = time.perf_counter()
@@ -217,6 +232,8 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     if previous is not None and all(p["reused"] for p in plans):
         notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
+    # What the index needs is imported while the kernels work, not after them.
+    threading.Thread(target=import_module, args=(".report", __package__), name="workbench-imports", daemon=True).start()
     tick = time.perf_counter()
     try:
         _execute([p for p in plans if not p["reused"]], pool, bar)
@@ -342,7 +359,7 @@ def _load(params: RunParams):
     return dataset, [str(w.message) for w in caught if issubclass(w.category, DataQualityWarning)]
 
 
-def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict | None, *,
+def _plan_segment(params: RunParams, dataset, segment, previous: dict | None, *,
                   whole_fingerprint: str | None = None, whole_hashes: dict | None = None,
                   links=None) -> dict:
     """A segment's jobs, which of them must run, and its finishing task.
@@ -352,6 +369,12 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
     fingerprint takes its rows' hashes from them instead of hashing its rows again; ``links``,
     ``dataset.links()``, finds the segment's rows by position (`Dataset.segment_rows`).
     """
+    from ..dataset import store
+    from ..dataset.model import excluded_rows
+    from ..dataset.sanity import quality_notes
+    from .segments import SCOPE_PARAMETER
+    from .summary import too_small_summary
+
     spec, output = params.spec, params.output
     rows = dataset.segment_rows(segment.filter, links=links) if segment.filter else None
     part = dataset if rows is None else dataset.with_rows(rows)
@@ -404,7 +427,7 @@ def _plan_segment(params: RunParams, dataset, segment: Segment, previous: dict |
             "result": None}
 
 
-def _prepare(plan: dict, slices: store.SliceWriter) -> None:
+def _prepare(plan: dict, slices) -> None:
     """Write the segment's slice (with ``slices``) and its temporary folder (with the notebooks kept from a
     previous run), unless the segment is kept from the previous run; either way the plan lets go of its data."""
     data, rows = plan.pop("data"), plan.pop("rows")  # written once; the run need not hold every segment's copy

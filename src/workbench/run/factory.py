@@ -8,7 +8,9 @@ factory: a process started once, like the kernel would be (the kernel spec's int
 its environment), that imports ipykernel and the notebooks' import cells and then only forks. Each
 child becomes a real ipykernel kernel (`IPKernelApp`) in its own session, in the segment's folder,
 with the launch's environment: a fresh process that never saw another segment's data, for the cost
-of a fork and the kernel app's start.
+of a fork and the kernel app's start. A run forks each worker's factory, ready-imported, from one factory
+server of its own (`workbench.run.factoryserver`, `KernelFactory.connect`); a worker without one starts
+its factory itself (`KernelFactory.start`).
 
 The worker's side is `KernelFactory` (the process and its control socket) and `ForkingKernelManager`
 (an `AsyncKernelManager` whose `ForkProvisioner` asks the factory for the kernel). Whenever the factory
@@ -289,7 +291,7 @@ class KernelFactory:
 class FactoryProcess:
     """A factory forked by a factory server, as `KernelFactory` uses a `subprocess.Popen`: ``pid``, `poll`,
     `wait`, `kill`. It is the server's child, not this worker's: it is followed by a pidfd, and its exit code
-    is not known here (`UNKNOWN_EXIT`, or 0 after `wait` saw it end)."""
+    is not known here (`UNKNOWN_EXIT` once it has exited)."""
 
     def __init__(self, pid: int, pidfd: int):
         self.pid = pid

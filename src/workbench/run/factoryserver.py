@@ -10,9 +10,10 @@ that worker's kernels and kills them when the worker goes, as a factory the work
 Only the user who started the server can reach it: its socket is in a new folder only that user can enter,
 and the server checks the peer's user id on every connection. It forks a factory only for a worker whose
 kernels it can stand in for: the same interpreter, the same imports and the same environment (a variable
-with another value means its imports may have seen another). A worker it refuses, or that cannot reach
-it, starts its own factory; a kernel no factory can fork starts the usual way. A run never fails because
-of the server. It exits when the run closes it, or when the run is gone.
+with another value means its imports may have seen another). A worker that cannot reach it starts its
+own factory; the kernels of a worker it refuses, and any kernel no factory can fork, start the usual way
+(the worker's log says why). A run never fails because of the server. It exits when the run closes it,
+or when the run is gone.
 """
 from __future__ import annotations
 

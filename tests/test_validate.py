@@ -501,13 +501,21 @@ def test_cli_exit_code(folder, code, shown, capsys):
     ("negative_amounts", 1, "[negative_amount]"),
     ("unknown_outcome_value", 2, "[unknown_outcome]"),
 ])
-def test_cli_exit_code_in_a_subprocess(folder, code, shown):
-    """The real `python -m workbench.cli validate` process returns the same exit codes."""
+@pytest.mark.parametrize("command", ["module", "installed"])
+def test_cli_exit_code_in_a_subprocess(folder, code, shown, command):
+    """The real `python -m workbench.cli validate` process, and the installed `workbench` command, return the
+    same exit codes and their whole output through a pipe (they leave without the interpreter's teardown:
+    `workbench.cli.console`)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "workbench.cli", "validate", str(spec_of(folder))],
-                          capture_output=True, text=True, env=env, timeout=300)
+    script = Path(sys.executable).with_name("workbench")
+    if command == "installed" and not script.is_file():
+        pytest.skip("no installed `workbench` command beside this interpreter")
+    start = [sys.executable, "-m", "workbench.cli"] if command == "module" else [str(script)]
+    done = subprocess.run([*start, "validate", str(spec_of(folder))], capture_output=True, text=True, env=env,
+                          timeout=300)
     assert done.returncode == code, done.stderr
     assert shown in done.stdout and "Traceback" not in done.stderr
+    assert done.stdout.endswith("\n")  # the report, to its last line
 
 
 @pytest.mark.parametrize("folder, code, shown", CLI, ids=[c[0] for c in CLI])

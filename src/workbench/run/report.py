@@ -200,17 +200,37 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
             "headline_text": str(entry.get("headline_text") or ""),
             "cells": [_headline_cell(k, headline, entry["status"]) for k in columns],
         })
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(_template_dir())),
-                             undefined=jinja2.StrictUndefined, autoescape=False)
-    env.filters["inline_markdown"] = inline_markdown
-    page = env.get_template("run_index.html.j2").render(
+    page = index_template().render(
         title=title, client=client, brand=brand, date=_long_date(generated_on or dt.date.today()),
         columns=[k.replace("_", " ").capitalize() for k in columns], rows=rows,
         counts={status: sum(e["status"] == status for e in entries) for status in STATUSES},
     )
     return _write_atomic(run_dir / "index.html", page)
+
+
+def prepare_index() -> None:
+    """Compile the index page's template and import what its branding needs (matplotlib's colours) before the
+    index is written: a run's main process does so on a thread while its kernels work (0.2-0.3 s)."""
+    index_template()
+    _branding({})
+
+
+def index_template():
+    """The index page's compiled template, built once per process; jinja still reloads it if its file
+    changed."""
+    folder = _template_dir()
+    if folder not in _INDEX_TEMPLATES:
+        import jinja2
+
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
+                                 autoescape=False)
+        env.filters["inline_markdown"] = inline_markdown
+        _INDEX_TEMPLATES[folder] = env
+    return _INDEX_TEMPLATES[folder].get_template("run_index.html.j2")
+
+
+#: The index template's environment of this process, by template folder.
+_INDEX_TEMPLATES: dict = {}
 
 
 def format_headline(key: str, value) -> str:

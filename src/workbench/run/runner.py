@@ -34,7 +34,6 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from importlib import import_module
 from pathlib import Path
 
 from ..exceptions import DataQualityWarning, WorkbenchError, fixes
@@ -232,8 +231,8 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     if previous is not None and all(p["reused"] for p in plans):
         notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
-    # What the index needs is imported while the kernels work, not after them.
-    threading.Thread(target=import_module, args=(".report", __package__), name="workbench-imports", daemon=True).start()
+    # What the index needs is imported and compiled while the kernels work, not after them.
+    threading.Thread(target=_prepare_index, name="workbench-index", daemon=True).start()
     tick = time.perf_counter()
     try:
         _execute([p for p in plans if not p["reused"]], pool, bar)
@@ -535,6 +534,12 @@ def _print_pdfs(output: Path, records: list[dict], workers: int) -> None:
     printable = [r for r in records if r["status"] in ("ok", "partial", "too_small") and (output / r["href"]).is_file()]
     with ThreadPoolExecutor(max(1, min(workers, len(printable) or 1))) as threads:
         list(threads.map(one, printable))
+
+
+def _prepare_index() -> None:
+    from .report import prepare_index
+
+    prepare_index()
 
 
 def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:

@@ -354,6 +354,9 @@ def _new_exporter():
     config.HTMLExporter.exclude_input_prompt = True
     config.HTMLExporter.exclude_output_prompt = True
     config.HTMLExporter.embed_images = True
+    # The notebook is validated once, after every preprocessor, not after each one (14 validations were
+    # 0.12-0.15 s of a 0.2 s report).
+    config.HTMLExporter.optimistic_validation = True
     exporter = _exporter_class()(config=config, template_name=REPORT_TEMPLATE,
                             extra_template_basedirs=[str(TEMPLATES)])
     # Registered after nbconvert's own, so they see the cells TagRemovePreprocessor kept.

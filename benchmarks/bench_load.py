@@ -132,12 +132,20 @@ def _role(process, root: int) -> str:
     if process.pid == root:
         return "run (main)"
     cmdline = " ".join(process.cmdline())
-    # A kernel runs in its segment's folder, segments/.<slug>.tmp-<pid>; one forked by a worker's kernel
-    # factory (`workbench.run.factory`) keeps the factory's command line.
+    # A kernel runs in its segment's folder, segments/.<slug>.tmp-<pid>. The run's factory server
+    # (`workbench.run.factoryserver`) forks each worker's kernel factory, which forks that worker's kernels:
+    # both keep the server's command line, as a worker's own factory (`workbench.run.factory`) and its kernels
+    # keep that factory's.
     segment = Path(process.cwd()).name.lstrip(".").split(".tmp-")[0]
     if "workbench.run.factory" in cmdline:
-        forked = "workbench.run.factory" in " ".join(process.parent().cmdline())
-        return f"kernel {segment} (forked)" if forked else "kernel factory"
+        depth = 0
+        parent = process.parent()
+        while parent is not None and "workbench.run.factory" in " ".join(parent.cmdline()):
+            depth, parent = depth + 1, parent.parent()
+        server = "workbench.run.factoryserver" in cmdline
+        if depth == (2 if server else 1):
+            return f"kernel {segment} (forked)"
+        return "kernel factory server" if server and depth == 0 else "kernel factory"
     if "ipykernel_launcher" in cmdline:
         return f"kernel {segment}"
     if "resource_tracker" in cmdline:

@@ -10,7 +10,8 @@ process starts to after it exits, and so counts the interpreter, the imports, th
    warm kernel per segment, `workbench.run.jobs.execute_group`) on the same slice.
 2. What a segment's kernel costs before its first cell, as a worker starts it ahead (the notebooks'
    imports sent to it): wall time and the kernel process's own CPU time, started the usual way and
-   forked by a kernel factory (`workbench.run.factory`; the factory's own start beside).
+   forked by a kernel factory (`workbench.run.factory`; beside it, the factory's own imports, which a run
+   pays once, in its factory server).
 3. N segments of 2,000 deals (default 40) on the given workers: wall time, cell time, overhead share,
    and how many kernels were forked.
 
@@ -153,7 +154,8 @@ def _kernel_starts(tmp: Path, n: int = 3) -> None:
     try:
         first, _ = start(factory)
         show("forked by a kernel factory:", factory)
-        print(f"    the factory, once per worker: {sum(psutil.Process(factory.process.pid).cpu_times()[:2]):.2f} s CPU; "
+        print(f"    a factory's imports, once per run (the run's factory server): "
+              f"{sum(psutil.Process(factory.process.pid).cpu_times()[:2]):.2f} s CPU; "
               f"its first kernel ready {first:.2f} s after it started")
     finally:
         factory.close()

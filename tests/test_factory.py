@@ -10,8 +10,10 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 import nbformat
 import psutil
@@ -385,3 +387,12 @@ def test_a_worker_that_cannot_reach_the_server_starts_its_own_factory(tmp_path, 
             assert kernel.forked
     finally:
         jobs.close_factory()
+
+
+def test_a_server_that_cannot_start_says_so_in_the_log_and_leaves_nothing(tmp_path):
+    """No such kernel spec: no server, a line in the run's log, and no folder left in the temporary folder."""
+    before = set(Path(tempfile.gettempdir()).glob("workbench-kernels-*"))
+    log = tmp_path / "workers.log"
+    assert FactoryServer.start("no-such-kernel-spec", "", tmp_path, log=log) is None
+    assert "the kernel factory server could not start" in log.read_text()
+    assert set(Path(tempfile.gettempdir()).glob("workbench-kernels-*")) <= before

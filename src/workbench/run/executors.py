@@ -125,7 +125,10 @@ def _import_for_reports() -> None:
     from ..dataset import store  # noqa: F401
     from . import records, report, summary  # noqa: F401
 
-    report.prepare()
+    try:
+        report.prepare()
+    except Exception:  # noqa: BLE001, S110 - the segment's own report says what is wrong
+        pass
 
 
 class DaskPool:

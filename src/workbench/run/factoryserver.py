@@ -62,7 +62,7 @@ class FactoryServer:
         own lines go to ``log``. Returns at once; None when kernels cannot be forked here or it fails."""
         if not kernel_factory.supported():
             return None
-        folder = None
+        folder = ours = None
         try:
             prefix, env = kernel_factory.launch_of(kernel_name)
             if prefix is None:
@@ -88,15 +88,19 @@ class FactoryServer:
             ours.sendall(json.dumps({"preload": preload, "prefix": prefix}).encode())
             return cls(process, ours, folder)
         except Exception as exc:  # noqa: BLE001 - the workers start their own factories
-            print(f"workbench: the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker "
-                  "starts its own", file=sys.stderr, flush=True)
+            _note(log, f"the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker starts "
+                       "its own")
+            if ours is not None:
+                ours.close()
             if folder is not None:
                 shutil.rmtree(folder, ignore_errors=True)
             return None
 
     def close(self) -> None:
-        """Stop the server: its factories kill their kernels, and it exits."""
+        """Stop the server: its factories kill their kernels, and it exits (at once, even in the middle of its
+        imports when a run is stopped early)."""
         self.owner.close()
+        self.process.terminate()  # as the end of the owner's socket would, without waiting for the imports
         try:
             self.process.wait(timeout=STOP_TIMEOUT + 5)
         except subprocess.TimeoutExpired:
@@ -249,6 +253,16 @@ def _readable_of(sockets: list[socket.socket], timeout: float) -> list[socket.so
         poller.register(sock.fileno(), select.POLLIN)
     ready = {fd for fd, _ in poller.poll(timeout * 1000)}
     return [sock for sock in sockets if sock.fileno() in ready]
+
+
+def _note(log: str | os.PathLike | None, line: str) -> None:
+    """A line in the run's worker log (or on stderr without one)."""
+    text = f"workbench: {line}\n"
+    if log is None:
+        sys.stderr.write(text)
+        return
+    with open(log, "a", encoding="utf-8") as out:
+        out.write(text)
 
 
 def _send(conn: socket.socket, message: dict) -> None:

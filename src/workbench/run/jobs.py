@@ -373,7 +373,9 @@ def start_factory(notebooks: list[str], cwd: str | Path, factories: str | None =
 
     close_factory()
     preload = preload_code(notebooks)
-    _factory = factories and KernelFactory.connect(factories, KERNEL, preload) or KernelFactory.start(KERNEL, preload, cwd)
+    _factory = KernelFactory.connect(factories, KERNEL, preload) if factories else None
+    if _factory is None:
+        _factory = KernelFactory.start(KERNEL, preload, cwd)
 
 
 def close_factory() -> None:

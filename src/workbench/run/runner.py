@@ -136,8 +136,13 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         # Local workers start each next kernel ahead, in the logs folder (no Python file there).
         spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
         server, factories = (None, None) if executor == "dask" else _factory_server(spare, run_log)
-        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare,
-                                                                        factories=factories)
+        try:
+            pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare,
+                                                                            factories=factories)
+        except BaseException:
+            if server is not None:
+                server.close()
+            raise
         interrupted, reached = True, {"loaded": False}
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
@@ -539,7 +544,10 @@ def _print_pdfs(output: Path, records: list[dict], workers: int) -> None:
 def _prepare_index() -> None:
     from .report import prepare_index
 
-    prepare_index()
+    try:
+        prepare_index()
+    except Exception:  # noqa: BLE001, S110 - writing the index says what is wrong, as a failure of the run
+        pass
 
 
 def _write_index(params: RunParams, output: Path, records: list[dict]) -> None:

@@ -114,12 +114,11 @@ class KernelFactory:
         """Start a factory for the kernel spec ``kernel_name``, importing ``preload`` (the notebooks' import
         cells), in ``cwd``: a folder with no Python file of the user's, as a kernel's imports look in its
         working folder first. None when kernels cannot be forked here (`supported`) or it fails to start."""
-        if not supported():
-            return None
         try:
-            prefix, env = launch_of(kernel_name)
-            if prefix is None:
+            launch = forkable_launch(kernel_name)
+            if launch is None:
                 return None
+            prefix, env = launch
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 # Its own session: a Ctrl-C in the terminal reaches the run and its workers, which shut their
@@ -143,12 +142,11 @@ class KernelFactory:
         under this worker's environment; None when there is no such server (the worker then starts its
         own factory). A server that imported something else answers so on the first `fork`, which then
         starts the kernel the usual way."""
-        if not supported():
-            return None
         try:
-            prefix, env = launch_of(kernel_name)
-            if prefix is None:
+            launch = forkable_launch(kernel_name)
+            if launch is None:
                 return None
+            prefix, env = launch
             control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 control.connect(address)
@@ -375,15 +373,19 @@ def interpreter_prefix(argv: list[str]) -> list[str] | None:
     return None
 
 
-def launch_of(kernel_name: str) -> tuple[list[str] | None, dict]:
+def forkable_launch(kernel_name: str) -> tuple[list[str], dict] | None:
     """The interpreter prefix and the environment a kernel of ``kernel_name`` is launched with from this
-    process (`interpreter_prefix`, `kernel_environment`); no prefix when the spec does not start ipykernel."""
+    process (`interpreter_prefix`, `kernel_environment`); None when kernels cannot be forked here
+    (`supported`) or the spec does not start ipykernel. Raises when there is no such kernel spec."""
+    if not supported():
+        return None
     from jupyter_client.kernelspec import KernelSpecManager
 
     spec = KernelSpecManager().get_kernel_spec(kernel_name)
     prefix = interpreter_prefix(spec.argv)
     if prefix is None:
         _log(f"kernel spec `{kernel_name}` does not start ipykernel: kernels start the usual way")
+        return None
     return prefix, kernel_environment(spec)
 
 

@@ -60,14 +60,12 @@ class FactoryServer:
         cells) in ``cwd``, a folder with no Python file of the user's. ``defaults``: variables a worker sets
         for itself unless they are set, which its kernels see, and so the server's imports must. The server's
         own lines go to ``log``. Returns at once; None when kernels cannot be forked here or it fails."""
-        if not kernel_factory.supported():
-            return None
         folder = ours = None
         try:
-            prefix, env = kernel_factory.launch_of(kernel_name)
-            if prefix is None:
+            launch = kernel_factory.forkable_launch(kernel_name)
+            if launch is None:
                 return None
-            env = {**(defaults or {}), **env}
+            prefix, env = launch[0], {**(defaults or {}), **launch[1]}
             folder = Path(tempfile.mkdtemp(prefix="workbench-kernels-"))  # 0700: only this user enters
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

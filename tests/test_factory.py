@@ -13,7 +13,6 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import nbformat
 import psutil
@@ -347,7 +346,7 @@ def test_the_server_refuses_a_worker_whose_kernels_it_cannot_stand_in_for(server
 
 def test_closing_the_server_or_killing_its_run_leaves_no_process(tmp_path):
     """The run closes its server, or dies outright: the server, the factories it forked and their kernels are
-    all gone within seconds."""
+    all gone within seconds, and so is the server's private folder."""
     script = ("import os, signal, sys\n"
               "from workbench.run.executors import WORKER_DEFAULTS\n"
               "from workbench.run.factory import KernelFactory\n"
@@ -359,7 +358,7 @@ def test_closing_the_server_or_killing_its_run_leaves_no_process(tmp_path):
               "kernel = WarmKernel(sys.argv[1], factory=factory)\n"
               "kernel.manager()\n"
               "assert kernel.forked\n"
-              "print(server.process.pid, factory.process.pid, kernel.km.provisioner.pid, flush=True)\n"
+              "print(server.folder, server.process.pid, factory.process.pid, kernel.km.provisioner.pid, flush=True)\n"
               "if sys.argv[2] == 'kill':\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n"
               "server.close()\n"
@@ -368,10 +367,12 @@ def test_closing_the_server_or_killing_its_run_leaves_no_process(tmp_path):
         run = subprocess.run([sys.executable, "-c", script, str(tmp_path), how], capture_output=True, text=True,
                              timeout=120)
         assert run.returncode == code, run.stderr
-        pids = [int(pid) for pid in run.stdout.split()]
+        folder, *pids = run.stdout.split()
+        pids = [int(pid) for pid in pids]
         assert len(pids) == 3
         _, alive = psutil.wait_procs([psutil.Process(p) for p in pids if psutil.pid_exists(p)], timeout=15)
         assert not [p for p in alive if p.status() != psutil.STATUS_ZOMBIE], (how, [p.cmdline() for p in alive])
+        assert not os.path.exists(folder), how  # its socket's folder too, even when the run was killed
 
 
 def test_a_worker_that_cannot_reach_the_server_starts_its_own_factory(tmp_path, monkeypatch):
@@ -389,10 +390,13 @@ def test_a_worker_that_cannot_reach_the_server_starts_its_own_factory(tmp_path, 
         jobs.close_factory()
 
 
-def test_a_server_that_cannot_start_says_so_in_the_log_and_leaves_nothing(tmp_path):
-    """No such kernel spec: no server, a line in the run's log, and no folder left in the temporary folder."""
-    before = set(Path(tempfile.gettempdir()).glob("workbench-kernels-*"))
+def test_a_server_that_cannot_start_says_so_in_the_log_and_leaves_nothing(tmp_path, monkeypatch):
+    """Its socket cannot be made (its folder's path is longer than a socket's address allows): no server, a line
+    in the run's log, and the private folder it had made removed."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
     log = tmp_path / "workers.log"
-    assert FactoryServer.start("no-such-kernel-spec", "", tmp_path, log=log) is None
+    assert FactoryServer.start(KERNEL, "", tmp_path, log=log) is None
     assert "the kernel factory server could not start" in log.read_text()
-    assert set(Path(tempfile.gettempdir()).glob("workbench-kernels-*")) <= before
+    assert not list(deep.iterdir())

@@ -115,8 +115,10 @@ def serve(listen_fd: int, owner_fd: int) -> None:
     the run closes its end of ``owner_fd`` (or is gone). Single-threaded, as a process that forks must be."""
     listener = socket.socket(fileno=listen_fd)
     owner = socket.socket(fileno=owner_fd)
+    address = listener.getsockname()
     config = json.loads(owner.recv(kernel_factory.MESSAGE_BYTES) or b"{}")
     if not config:
+        _remove(address)
         return
     env = _comparable(os.environ)  # before the imports, which set MPLBACKEND
     kernel_factory.import_preload(config["preload"])
@@ -136,6 +138,7 @@ def serve(listen_fd: int, owner_fd: int) -> None:
         pass
     finally:
         _stop_all(factories)
+        _remove(address)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
@@ -229,6 +232,15 @@ def _reap(factories: set[int]) -> None:
 def _signal(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
+    except OSError:
+        pass
+
+
+def _remove(address: str) -> None:
+    """Remove the server's socket and its private folder, also when the run that made them is gone."""
+    try:
+        os.unlink(address)
+        os.rmdir(os.path.dirname(address))  # only when empty
     except OSError:
         pass
 

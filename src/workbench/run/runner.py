@@ -135,10 +135,10 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         # Started before the data loads, so that local workers start and import meanwhile.
         # Local workers start each next kernel ahead, in the logs folder (no Python file there).
         spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
-        server, factories = (None, None) if executor == "dask" else _factory_server(spare, run_log)
+        server = None if executor == "dask" else _factory_server(spare, run_log)
         try:
-            pool = DaskPool(scheduler) if executor == "dask" else LocalPool(workers, run_log, spare=spare,
-                                                                            factories=factories)
+            pool = DaskPool(scheduler) if executor == "dask" else LocalPool(
+                workers, run_log, spare=spare, factories=None if server is None else server.address)
         except BaseException:
             if server is not None:
                 server.close()
@@ -166,13 +166,12 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
 
 def _factory_server(spare: dict, log: Path):
     """The run's kernel factory server (`workbench.run.factoryserver`), started now so that the kernels'
-    imports run while the run loads and plans its data, and the address its local workers connect to
-    (None when it could not start: each worker then starts its own factory)."""
+    imports run while the run loads and plans its data; None when it could not start (each local worker
+    then starts its own factory)."""
     from .factoryserver import FactoryServer
 
-    server = FactoryServer.start(KERNEL, preload_code(spare["notebooks"]), spare["cwd"], defaults=WORKER_DEFAULTS,
-                                 log=log)
-    return server, None if server is None else server.address
+    return FactoryServer.start(KERNEL, preload_code(spare["notebooks"]), spare["cwd"], defaults=WORKER_DEFAULTS,
+                               log=log)
 
 
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0,

@@ -36,7 +36,7 @@ import yaml
 
 from workbench.exceptions import DataQualityWarning
 from workbench.run.jobs import execute_group, execute_job
-from workbench.run.params import DEFAULT_NOTEBOOKS, resolve_notebook
+from workbench.run.notebooks import DEFAULT_NOTEBOOKS, resolve_notebook
 from workbench.dataset.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,7 +125,8 @@ def _kernel_starts(tmp: Path, n: int = 3) -> None:
     import psutil
 
     from workbench.run.factory import KernelFactory
-    from workbench.run.jobs import KERNEL, WarmKernel, preload_code
+    from workbench.run.jobs import KERNEL, WarmKernel
+    from workbench.run.notebooks import preload_code
 
     preload = preload_code([str(resolve_notebook(name, ROOT)) for name in DEFAULT_NOTEBOOKS])
     folder = tmp / "starts"

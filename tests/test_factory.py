@@ -24,6 +24,7 @@ from workbench.run import factory as kernel_factory
 from workbench.run.executors import WORKER_DEFAULTS
 from workbench.run.factoryserver import FactoryServer
 from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
+from workbench.run.params import SECRET_NAMES_VARIABLE
 
 pytestmark = pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
 
@@ -37,7 +38,8 @@ import matplotlib as _mpl, numpy as _np
 print(_json.dumps({"pid": _os.getpid(), "ppid": _os.getppid(), "pgid": _os.getpgid(0), "sid": _os.getsid(0),
                    "cwd": _os.getcwd(), "env": dict(_os.environ), "path": _sys.path, "argv0": _sys.argv[0],
                    "backend": _mpl.get_backend(), "numpy": _np.random.rand(), "random": _random.random(),
-                   "threads": sorted(t.name for t in _threading.enumerate())}))"""
+                   "threads": sorted(t.name for t in _threading.enumerate()),
+                   "stderr": _os.path.realpath("/proc/self/fd/2")}))"""
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +99,7 @@ def test_a_forked_kernel_sees_what_a_kernel_started_the_usual_way_sees(factory, 
         expected = probe(usual)
     assert seen["ppid"] == factory.process.pid and seen["pgid"] == seen["sid"] == seen["pid"]
     assert seen["env"]["JPY_PARENT_PID"] == str(os.getpid())
-    for key in ("cwd", "env", "path", "argv0", "backend", "threads"):
+    for key in ("cwd", "env", "path", "argv0", "backend", "threads", "stderr"):
         assert seen[key] == expected[key], key
     assert seen["cwd"] == str(tmp_path) and seen["backend"] == kernel_factory.INLINE_BACKEND
 
@@ -291,20 +293,23 @@ def test_the_factory_imports_nothing_from_the_folder_it_starts_in(tmp_path):
 
 @pytest.fixture
 def server(tmp_path):
-    """A factory server as a run starts it (in its logs folder, with the workers' default variables)."""
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    started = FactoryServer.start(KERNEL, PRELOAD, logs, defaults=WORKER_DEFAULTS, log=logs / "workers.log")
-    assert started is not None
-    yield started
-    started.close()
+    """A factory server as a run starts it (with the workers' default variables, its lines in a log)."""
+    with open(tmp_path / "server.log", "ab") as log:
+        started = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, log=log)
+        assert started is not None
+        started.log_path = log.name
+        yield started
+        started.close()
 
 
 def test_a_worker_gets_a_factory_of_its_own_forked_by_the_run_s_server(server, tmp_path, monkeypatch):
     """A worker's factory is forked, ready-imported, by the server; its kernels are the factory's children and
-    see what a kernel started the usual way sees. The server's folder is the user's alone."""
+    see what a kernel started the usual way sees: the worker's stderr (the run's log, not the server's), and
+    the names of the run's secret variables, set after the server started. The server's folder is the user's
+    alone."""
     for name, value in WORKER_DEFAULTS.items():
         monkeypatch.setenv(name, value)  # as the worker sets them (`workbench.run.executors`)
+    monkeypatch.setenv(SECRET_NAMES_VARIABLE, "WORKBENCH_TEST_DB_PASSWORD")  # as `load_params` sets it
     assert stat.S_IMODE(os.stat(server.folder).st_mode) == 0o700
     worker_factory = kernel_factory.KernelFactory.connect(server.address, KERNEL, PRELOAD)
     try:
@@ -315,8 +320,10 @@ def test_a_worker_gets_a_factory_of_its_own_forked_by_the_run_s_server(server, t
             expected = probe(usual)
         assert seen["ppid"] == worker_factory.process.pid != server.process.pid
         assert psutil.Process(worker_factory.process.pid).ppid() == server.process.pid
-        for key in ("cwd", "env", "path", "argv0", "backend", "threads"):
+        for key in ("cwd", "env", "path", "argv0", "backend", "threads", "stderr"):
             assert seen[key] == expected[key], key
+        assert seen["env"][SECRET_NAMES_VARIABLE] == "WORKBENCH_TEST_DB_PASSWORD"
+        assert seen["stderr"] == os.path.realpath("/proc/self/fd/2") != os.path.realpath(server.log_path)
     finally:
         worker_factory.close()
     assert worker_factory.process.poll() is not None
@@ -353,7 +360,7 @@ def test_closing_the_server_or_killing_its_run_leaves_no_process(tmp_path):
               "from workbench.run.factoryserver import FactoryServer\n"
               "from workbench.run.jobs import KERNEL, WarmKernel\n"
               "os.environ.update(WORKER_DEFAULTS)\n"
-              "server = FactoryServer.start(KERNEL, '', sys.argv[1], defaults=WORKER_DEFAULTS)\n"
+              "server = FactoryServer.start(KERNEL, '', defaults=WORKER_DEFAULTS)\n"
               "factory = KernelFactory.connect(server.address, KERNEL, '')\n"
               "kernel = WarmKernel(sys.argv[1], factory=factory)\n"
               "kernel.manager()\n"
@@ -396,7 +403,8 @@ def test_a_server_that_cannot_start_says_so_in_the_log_and_leaves_nothing(tmp_pa
     deep = tmp_path / ("d" * 120)
     deep.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(deep))
-    log = tmp_path / "workers.log"
-    assert FactoryServer.start(KERNEL, "", tmp_path, log=log) is None
+    log = tmp_path / "server.log"
+    with open(log, "ab") as out:
+        assert FactoryServer.start(KERNEL, "", log=out) is None
     assert "the kernel factory server could not start" in log.read_text()
     assert not list(deep.iterdir())

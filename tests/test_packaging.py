@@ -64,7 +64,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 import workbench
 from workbench.journey import template
 from workbench.run.report import render_report
-from workbench.run.params import resolve_notebook
+from workbench.run.notebooks import resolve_notebook
 from workbench.resources import templates_dir
 
 nb = new_notebook(cells=[new_markdown_cell("# Cycle times"),

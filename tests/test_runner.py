@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import replace
@@ -32,6 +33,7 @@ from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
 from workbench.dataset.loader import load_dataset, load_slice
 from workbench.run import factory as kernel_factory
+from workbench.run.notebooks import preload_code
 from workbench.run.params import Split
 from workbench.run.runner import check_kernel, run
 from workbench.dataset.sample import generate
@@ -200,11 +202,18 @@ def test_missing_kernel_error_names_the_fix():
 
 
 def test_bad_parameters_fail_before_anything_is_written(data, tmp_path):
-    """A parameter no notebook declares stops the run before any kernel starts or file is written."""
+    """A parameter no notebook declares stops the run before any kernel starts or file is written; the kernel
+    factory server, started before the parameters were checked, is gone with its private folder."""
+    import psutil
+
     path = write_params(tmp_path, data[0], ["counts", "sleeps"], parameters={"seconds": 1, "min_deal": 5})
+    before = set(psutil.Process().children(recursive=True))
+    folders = set(Path(tempfile.gettempdir()).glob("workbench-kernels-*"))
     with pytest.raises(SpecError, match=r"`parameters.min_deal`: no notebook of the run declares"):
         run(path, progress=False)
     assert not (tmp_path / "out").exists()
+    assert set(psutil.Process().children(recursive=True)) <= before
+    assert set(Path(tempfile.gettempdir()).glob("workbench-kernels-*")) <= folders
 
 
 # --- real kernels ------------------------------------------------------------------------------
@@ -248,8 +257,11 @@ def test_run_writes_a_report_per_segment(by_persona):
 def test_local_workers_fork_their_kernels_from_their_factory(by_persona):
     """Every kernel of a local worker is forked by the worker's kernel factory where fork and pidfd exist (the
     fixture checked that no factory or kernel outlives the run)."""
-    result, _, _ = by_persona
+    result, out, _ = by_persona
     assert {job["kernel"] for job in result.jobs} == {"forked" if kernel_factory.supported() else "started"}
+    # by factories forked from the run's factory server, which started before the run read its specification
+    log = (out / "logs" / "workers.log").read_text()
+    assert "the kernel factory server" not in log and "no kernel factory from" not in log
 
 
 @pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
@@ -266,6 +278,20 @@ def test_a_worker_whose_kernel_factory_dies_starts_its_kernels_the_usual_way(dat
     (retried,) = [job for job in result.jobs if job["attempts"] == 2]
     assert retried["retried_after"].startswith("DeadKernelError")
     assert "the kernel factory stopped serving" in (tmp_path / "out" / "logs" / "workers.log").read_text()
+
+
+@pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
+def test_a_run_whose_factory_server_cannot_start_says_so_in_its_log(data, tmp_path, monkeypatch):
+    """The server's socket cannot be made (its folder's path is too long for a socket's address): the worker
+    forks its kernels from a factory of its own, the run completes, and the server's line reaches the run's
+    log."""
+    deep = tmp_path / ("d" * 120)
+    deep.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    path = write_params(tmp_path, data[0], ["counts"], workers=1, overall=True)
+    result = run(path, progress=False)
+    assert result.exit_code == 0 and {job["kernel"] for job in result.jobs} == {"forked"}, result.jobs
+    assert "the kernel factory server could not start" in (tmp_path / "out" / "logs" / "workers.log").read_text()
 
 
 def test_summaries_name_their_segment_and_count_its_deals(by_persona, data):
@@ -787,7 +813,7 @@ def test_a_worker_starts_its_next_kernel_ahead_and_never_shares_it(tmp_path):
     nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
     source = tmp_path / "where.in.ipynb"
     nbformat.write(nb, source)
-    assert jobs.preload_code([str(source), str(source)]) == "import json as json_seen"
+    assert preload_code([str(source), str(source)]) == "import json as json_seen"
 
     def segment(name: str, spare: dict | None) -> tuple[int, str]:
         folder = tmp_path / name

@@ -52,10 +52,15 @@ LAUNCHERS = ("ipykernel_launcher", "ipykernel")
 #: load matplotlib, which reads it once.
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
-#: Launch variables that differ from one kernel to the next (pytest's names the test phase), read when the
-#: kernel runs, not when it imports. Any other difference between a launch's environment and the factory's
-#: means that the factory's imports may have seen another environment: that kernel starts the usual way.
-PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST"})
+#: Launch variables read when the kernel runs, not when it imports: those that differ from one kernel to the
+#: next (pytest's names the test phase); the names of a run's secret variables, which `workbench run` sets
+#: once it has read its specification, after its factory server started (`workbench.run.params.
+#: SECRET_NAMES_VARIABLE`); and the terminal's size, which readline puts in the C environment of a process
+#: that imports it (IPython, pytest), where a worker started from that process sees it and ``os.environ``
+#: does not. Any other difference between a launch's environment and the factory's means that the factory's
+#: imports may have seen another environment: that kernel starts the usual way.
+PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST",
+                                  "WORKBENCH_SCRUB_VARIABLES", "COLUMNS", "LINES"})
 
 #: How long the worker waits for the factory's imports (as long as for a kernel to start), for a fork,
 #: and for an answer about a kernel's exit.
@@ -151,7 +156,9 @@ class KernelFactory:
             try:
                 control.connect(address)
                 factory = cls(None, control, prefix, env)
-                factory._send({"factory": {"prefix": prefix, "env": env, "preload": preload}})
+                # With this worker's stderr (the run's log), which its factory and kernels write to.
+                message = json.dumps({"factory": {"prefix": prefix, "env": env, "preload": preload}}).encode()
+                socket.send_fds(control, [message], [2])
             except BaseException:
                 control.close()
                 raise

@@ -1,11 +1,12 @@
 """A run's factory server: one process that imports the kernels' stack once and forks a ready kernel
 factory for each local worker (`workbench.run.factory`).
 
-`workbench run` starts it as soon as it has read its parameters, before it loads the data and before its
-workers exist. The imports (about 2 s of CPU: scipy, matplotlib, pandas, ipykernel) then run beside what
-the run does first, once for all the workers instead of once per worker after the worker has started.
-A worker connects to the server's socket and gets a factory of its own, forked from the server, which forks
-that worker's kernels and kills them when the worker goes, as a factory the worker started would.
+`workbench run` starts it first of all, before it checks its parameters, loads the data and starts its
+workers. The imports (about 2 s of CPU: scipy, matplotlib, pandas, ipykernel) then run beside what the run
+does first, once for all the workers instead of once per worker after the worker has started. A worker
+connects to the server's socket and gets a factory of its own, forked from the server, which forks that
+worker's kernels and kills them when the worker goes, and whose kernels write to the worker's stderr (the
+run's log), as a factory the worker started would.
 
 Only the user who started the server can reach it: its socket is in a new folder only that user can enter,
 and the server checks the peer's user id on every connection. It forks a factory only for a worker whose
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 from . import factory as kernel_factory
 
@@ -47,19 +49,22 @@ class FactoryServer:
     """The run's side of the server: its process, the address its workers connect to, and the socket whose
     end tells it that the run is done."""
 
-    def __init__(self, process: subprocess.Popen, owner: socket.socket, folder: Path):
+    def __init__(self, process: subprocess.Popen, owner: socket.socket, folder: Path, preload: str):
         self.process = process
         self.owner = owner
         self.folder = folder
         self.address = str(folder / "factories")
+        #: What it imported, as given to `start`.
+        self.preload = preload
 
     @classmethod
-    def start(cls, kernel_name: str, preload: str, cwd: str | os.PathLike, *, defaults: dict | None = None,
-              log: str | os.PathLike | None = None) -> FactoryServer | None:
+    def start(cls, kernel_name: str, preload: str, *, defaults: dict | None = None,
+              log: BinaryIO | None = None) -> FactoryServer | None:
         """Start a server for the kernel spec ``kernel_name`` that imports ``preload`` (the notebooks' import
-        cells) in ``cwd``, a folder with no Python file of the user's. ``defaults``: variables a worker sets
-        for itself unless they are set, which its kernels see, and so the server's imports must. The server's
-        own lines go to ``log``. Returns at once; None when kernels cannot be forked here or it fails."""
+        cells) in its private folder (no Python file of the user's, no ``matplotlibrc``). ``defaults``:
+        variables a worker sets for itself unless they are set, which its kernels see, and so the server's
+        imports must. The server's own lines go to ``log``, a file open for binary writing. Returns at once;
+        None when kernels cannot be forked here or it fails."""
         folder = ours = None
         try:
             launch = kernel_factory.forkable_launch(kernel_name)
@@ -69,22 +74,20 @@ class FactoryServer:
             folder = Path(tempfile.mkdtemp(prefix="workbench-kernels-"))  # 0700: only this user enters
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            errors = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
             try:
                 listener.bind(str(folder / "factories"))
                 listener.listen(64)
                 # Its own session: a Ctrl-C in the terminal reaches the run and its workers, not the server.
                 process = subprocess.Popen([*prefix, "-c", BOOTSTRAP, str(listener.fileno()), str(theirs.fileno())],
-                                           cwd=os.fspath(cwd), env=env, stdin=subprocess.DEVNULL,
-                                           stdout=subprocess.DEVNULL, stderr=errors,
+                                           cwd=folder, env=env, stdin=subprocess.DEVNULL,
+                                           stdout=subprocess.DEVNULL,
+                                           stderr=subprocess.DEVNULL if log is None else log,
                                            pass_fds=(listener.fileno(), theirs.fileno()), start_new_session=True)
             finally:
                 listener.close()
                 theirs.close()
-                if log is not None:
-                    errors.close()
             ours.sendall(json.dumps({"preload": preload, "prefix": prefix}).encode())
-            return cls(process, ours, folder)
+            return cls(process, ours, folder, preload)
         except Exception as exc:  # noqa: BLE001 - the workers start their own factories
             _note(log, f"the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker starts "
                        "its own")
@@ -96,7 +99,9 @@ class FactoryServer:
 
     def close(self) -> None:
         """Stop the server: its factories kill their kernels, and it exits (at once, even in the middle of its
-        imports when a run is stopped early)."""
+        imports when a run is stopped early). Closing it again does nothing."""
+        if self.owner.fileno() < 0:
+            return
         self.owner.close()
         self.process.terminate()  # as the end of the owner's socket would, without waiting for the imports
         try:
@@ -156,17 +161,22 @@ def _answer(listener: socket.socket, own: list[socket.socket], config: dict, env
             return None  # another user's process: neither served nor answered
         if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
             return None
+        fds = []
         try:
-            request = json.loads(conn.recv(kernel_factory.MESSAGE_BYTES) or b"{}").get("factory")
+            data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
+            request = json.loads(data or b"{}").get("factory")
+            if not isinstance(request, dict) or len(fds) != 1:
+                return None
+            refused = _refusal(request, config, env)
+            if refused:
+                _send(conn, {"refused": refused})
+                return None
+            return _fork_factory(conn, own, stderr=fds[0])
         except (OSError, ValueError, AttributeError):
             return None
-        if not isinstance(request, dict):
-            return None
-        refused = _refusal(request, config, env)
-        if refused:
-            _send(conn, {"refused": refused})
-            return None
-        return _fork_factory(conn, own)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
 
 def _refusal(request: dict, config: dict, env: dict) -> str | None:
@@ -182,8 +192,9 @@ def _refusal(request: dict, config: dict, env: dict) -> str | None:
     return None
 
 
-def _fork_factory(conn: socket.socket, own: list[socket.socket]) -> int | None:
-    """Fork a factory that serves ``conn``'s worker: it sends the worker its pid and a pidfd of itself."""
+def _fork_factory(conn: socket.socket, own: list[socket.socket], stderr: int) -> int | None:
+    """Fork a factory that serves ``conn``'s worker: it writes to the worker's ``stderr`` (and so do its kernels),
+    and sends the worker its pid and a pidfd of itself."""
     try:
         pid = os.fork()
     except OSError as exc:
@@ -194,6 +205,8 @@ def _fork_factory(conn: socket.socket, own: list[socket.socket]) -> int | None:
     try:  # the factory, the worker's alone from here
         for sock in own:
             sock.close()
+        os.dup2(stderr, 2)
+        os.close(stderr)
         pidfd = os.pidfd_open(os.getpid())
         socket.send_fds(conn, [json.dumps({"ready": os.getpid()}).encode()], [pidfd])
         os.close(pidfd)
@@ -265,14 +278,14 @@ def _readable_of(sockets: list[socket.socket], timeout: float) -> list[socket.so
     return [sock for sock in sockets if sock.fileno() in ready]
 
 
-def _note(log: str | os.PathLike | None, line: str) -> None:
-    """A line in the run's worker log (or on stderr without one)."""
+def _note(log: BinaryIO | None, line: str) -> None:
+    """A line in the server's log (or on stderr without one)."""
     text = f"workbench: {line}\n"
     if log is None:
         sys.stderr.write(text)
         return
-    with open(log, "a", encoding="utf-8") as out:
-        out.write(text)
+    log.write(text.encode())
+    log.flush()
 
 
 def _send(conn: socket.socket, message: dict) -> None:

@@ -13,7 +13,6 @@ every file a segment writes (`redact_file`) and from every error message (`redac
 """
 from __future__ import annotations
 
-import ast
 import json
 import os
 import socket
@@ -25,6 +24,7 @@ from pathlib import Path
 from queue import Empty
 
 from . import runfiles
+from .notebooks import only_imports, preload_code
 from .secrets import redact, redact_file, redact_text
 
 #: The kernel every notebook runs in.
@@ -420,21 +420,6 @@ def _take_spare(cwd: str) -> WarmKernel | None:
     return kernel
 
 
-def preload_code(notebooks: list[str]) -> str:
-    """The import cells of ``notebooks`` (cells holding nothing but imports), each once, in order."""
-    cells = []
-    for path in notebooks:
-        try:
-            nb = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue  # the notebook's own run reports it
-        for cell in nb.get("cells", []):
-            source = "".join(cell.get("source", ""))
-            if cell.get("cell_type") == "code" and _only_imports(source) and source not in cells:
-                cells.append(source)
-    return "\n".join(cells)
-
-
 def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     """Execute one (segment, notebook) job (`execute_notebook`); never raises.
 
@@ -481,7 +466,7 @@ def _finish_notebook(path: Path, notebook: str, start: float, end: float) -> dic
     for cell in cells:
         pm = cell.metadata["papermill"]
         seconds = pm.get("duration") or 0.0
-        if _only_imports(cell.source):
+        if only_imports(cell.source):
             imports += seconds
         else:
             analysis += seconds
@@ -490,14 +475,6 @@ def _finish_notebook(path: Path, notebook: str, start: float, end: float) -> dic
             "import_seconds": imports, "analysis_seconds": analysis,
             "teardown_seconds": end - stamp(last["end_time"]) if last.get("end_time") else None,
             "sections": sections}
-
-
-def _only_imports(source: str) -> bool:
-    try:
-        body = ast.parse(source).body
-    except SyntaxError:
-        return False
-    return bool(body) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in body)
 
 
 def finish_segment(task: dict) -> dict:

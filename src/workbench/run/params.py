@@ -29,16 +29,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
-import nbformat
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ..exceptions import CredentialsError, SpecError, fixes
 from ..resources import notebooks_dir
 from ..yamlio import read_yaml_mapping
+from .notebooks import DEFAULT_NOTEBOOKS, project_root, resolve_notebook, shipped_notebooks
 
 SAMPLE = "sample"
-#: Every shipped notebook, in report order.
-DEFAULT_NOTEBOOKS = ("cycle_time", "stage_conversion", "win_loss_drivers", "customer_profile", "journey_grid")
 #: The parameter the runner sets itself: the segment's slice of the data.
 DATASET_PARAMETER = "dataset_path"
 #: Names that look like they hold a credential (matched anywhere in a key, any case).
@@ -181,7 +179,7 @@ def load_params(path: str | Path) -> RunParams:
         spec = RunSpec.model_validate(raw)
     except ValidationError as exc:
         raise SpecError(_pydantic_message(exc, path)) from None
-    params = RunParams(spec=spec, path=path.resolve(), project=_project_root(path.resolve()))
+    params = RunParams(spec=spec, path=path.resolve(), project=project_root(path.resolve()))
     problems = []
     if params.dataset is not None and not params.dataset.exists():
         problems.append(f"`dataset`: {params.dataset} does not exist. Try 1) give a dataset.yaml path relative to "
@@ -190,29 +188,6 @@ def load_params(path: str | Path) -> RunParams:
     if problems:
         raise SpecError(f"`{path}` has {len(problems)} problem(s):\n" + "\n".join(f"  - {p}" for p in problems))
     return params
-
-
-def resolve_notebook(name: str, project: Path) -> Path:
-    """A shipped notebook by its name (``cycle_time``), or a notebook file relative to ``project``.
-
-    A name without a folder and without ``.ipynb`` is a shipped notebook, found wherever the
-    run specification lives; anything else is a path.
-    """
-    if "/" not in name and "\\" not in name and not name.endswith(".ipynb"):
-        return notebooks_dir() / f"{name}.ipynb"
-    return (project / name).resolve()
-
-
-def shipped_notebooks() -> list[str]:
-    """Names of the notebooks that ship with the workbench."""
-    return sorted(p.stem for p in notebooks_dir().glob("*.ipynb"))
-
-
-def _project_root(path: Path) -> Path:
-    for folder in path.parents:
-        if (folder / "pyproject.toml").exists():
-            return folder
-    return path.parent
 
 
 def _dates_as_text(value):
@@ -349,6 +324,8 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
                             + fixes(f"use one of {shipped_notebooks()}",
                                     "give your own notebook as a path ending in `.ipynb` (relative to the project)"))
         raise SpecError(f"notebook `{path}` does not exist. " + fixes("check `notebooks:` (relative to the project)"))
+    import nbformat  # here: `workbench run` starts its kernels' imports before it reads a notebook this way
+
     nb = nbformat.read(path, as_version=4)
     cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
     if not cells:

@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -38,7 +39,8 @@ from pathlib import Path
 
 from ..exceptions import DataQualityWarning, WorkbenchError, fixes
 from .executors import WORKER_DEFAULTS, DaskPool, LocalPool
-from .jobs import KERNEL, execute_group, finish_segment, preload_code
+from .jobs import KERNEL, execute_group, finish_segment
+from .notebooks import DEFAULT_NOTEBOOKS, preload_code, project_root, resolve_notebook
 from .params import DATASET_PARAMETER, RunParams, check_columns, load_params, notebook_parameters, parameters_for
 from .runfiles import LOCK_FILE, RUN_FILE, Lock, claim_output, previous_run, remove_leftovers, sha256, write_run_file
 from .secrets import redact, redact_file
@@ -112,6 +114,22 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         ``only_failed`` rerun differ from the previous run's.
     """
     started, t0 = datetime.now(timezone.utc), time.perf_counter()
+    # The kernels' imports begin first of all, from the notebooks the specification names, and run while the
+    # run checks its parameters, loads and plans its data and starts its workers. The server's own lines reach
+    # the run's log at its end.
+    server_log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+    server = _factory_server(params_path, server_log) if executor == "local" else None
+    try:
+        return _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, started, t0, server,
+                    server_log)
+    finally:
+        if server is not None:
+            server.close()  # closed already unless the run stopped before it had a log
+        server_log.close()
+
+
+def _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, started, t0, server, server_log):
+    """`run`, given its kernel factory server (None: each local worker starts its own factory) and its log."""
     params = load_params(params_path)
     if pdf is not None:
         params = replace(params, spec=params.spec.model_copy(update={"pdf": pdf}))
@@ -135,14 +153,8 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
         # Started before the data loads, so that local workers start and import meanwhile.
         # Local workers start each next kernel ahead, in the logs folder (no Python file there).
         spare = {"notebooks": [str(path) for path in params.notebooks], "cwd": str(log.parent)}
-        server = None if executor == "dask" else _factory_server(spare, run_log)
-        try:
-            pool = DaskPool(scheduler) if executor == "dask" else LocalPool(
-                workers, run_log, spare=spare, factories=None if server is None else server.address)
-        except BaseException:
-            if server is not None:
-                server.close()
-            raise
+        pool = DaskPool(scheduler) if executor == "dask" else LocalPool(
+            workers, run_log, spare=spare, factories=None if server is None else server.address)
         interrupted, reached = True, {"loaded": False}
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
@@ -153,6 +165,7 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
             pool.close(interrupted=interrupted)
             if server is not None:
                 server.close()
+            _append_log(server_log, run_log)
             redact_file(run_log)
             # Not by size alone: workers start their kernels at once, and a kernel's start-up lines reach
             # the log of a run that then stops on its data.
@@ -164,14 +177,33 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
                 remove_leftovers(output)  # this run's half-written segment folders and slices
 
 
-def _factory_server(spare: dict, log: Path):
-    """The run's kernel factory server (`workbench.run.factoryserver`), started now so that the kernels'
-    imports run while the run loads and plans its data; None when it could not start (each local worker
-    then starts its own factory)."""
+def _factory_server(params_path: str | Path, log):
+    """The kernel factory server (`workbench.run.factoryserver`) of a run of the specification at
+    ``params_path``, for the notebooks it names, read before it is checked; its lines go to ``log``. None when
+    they cannot be read off it (`load_params` then says why), or the server could not start (each local worker
+    then starts its own factory). Should the notebooks be others by the time the run checks them, the server
+    refuses the workers, whose kernels then start the usual way."""
+    from ..yamlio import read_yaml_mapping
     from .factoryserver import FactoryServer
 
-    return FactoryServer.start(KERNEL, preload_code(spare["notebooks"]), spare["cwd"], defaults=WORKER_DEFAULTS,
-                               log=log)
+    path = Path(params_path).resolve()
+    try:
+        names = read_yaml_mapping(path, "dataset", "`params/demo.yaml`").get("notebooks", DEFAULT_NOTEBOOKS)
+    except (OSError, WorkbenchError):
+        return None
+    if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
+        return None
+    notebooks = [str(resolve_notebook(name, project_root(path))) for name in names]
+    return FactoryServer.start(KERNEL, preload_code(notebooks), defaults=WORKER_DEFAULTS, log=log)
+
+
+def _append_log(source, log: Path) -> None:
+    """Add the lines written to the open file ``source`` to the end of ``log``."""
+    source.seek(0)
+    lines = source.read()
+    if lines:
+        with open(log, "ab") as out:
+            out.write(lines)
 
 
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0,

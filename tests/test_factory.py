@@ -24,7 +24,7 @@ from workbench.run import factory as kernel_factory
 from workbench.run.executors import WORKER_DEFAULTS
 from workbench.run.factoryserver import FactoryServer
 from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
-from workbench.run.params import SECRET_NAMES_VARIABLE
+from workbench.run.secrets import SECRET_NAMES_VARIABLE
 
 pytestmark = pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
 

@@ -590,7 +590,7 @@ def test_dask_needs_a_scheduler_address(data, tmp_path):
 
 def test_variables_a_dataset_reads_credentials_from_are_secrets(tmp_path, monkeypatch):
     """`password_env` and `url_env` anywhere in a dataset.yaml name secrets, whatever the variable is called."""
-    from workbench.run.params import SECRET_NAMES_VARIABLE, credential_variables, name_secret_variables, secret_values
+    from workbench.run.secrets import SECRET_NAMES_VARIABLE, credential_variables, name_secret_variables, secret_values
 
     spec = tmp_path / "dataset.yaml"
     spec.write_text("deals: {source: {url: 'postgresql://a@h/db', password_env: DB_PASS, table: deals}}\n"
@@ -609,10 +609,11 @@ def test_a_secret_named_by_password_env_reaches_no_output_not_even_the_index(dat
     by the kernel every way and put in the run's title, is in no file the run writes: notebooks, report,
     summary, run.json, index."""
     import workbench.run.params
+    import workbench.run.secrets
 
     secret = "pw-" + os.urandom(12).hex()
     monkeypatch.setenv("DB_PASS", secret)
-    monkeypatch.delenv(workbench.run.params.SECRET_NAMES_VARIABLE, raising=False)
+    monkeypatch.delenv(workbench.run.secrets.SECRET_NAMES_VARIABLE, raising=False)
     monkeypatch.setattr(workbench.run.params, "credential_variables", lambda path: ["DB_PASS"])
     path = write_params(tmp_path, data[0], ["reads_secret"], overall=True, title=f"Pipeline for {secret}",
                         parameters={"variable": "DB_PASS"})

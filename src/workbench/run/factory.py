@@ -54,7 +54,7 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 #: Launch variables read when the kernel runs, not when it imports: those that differ from one kernel to the
 #: next (pytest's names the test phase); the names of a run's secret variables, which `workbench run` sets
-#: once it has read its specification, after its factory server started (`workbench.run.params.
+#: once it has read its specification, after its factory server started (`workbench.run.secrets.
 #: SECRET_NAMES_VARIABLE`); and the terminal's size, which readline puts in the C environment of a process
 #: that imports it (IPython, pytest), where a worker started from that process sees it and ``os.environ``
 #: does not. Any other difference between a launch's environment and the factory's means that the factory's

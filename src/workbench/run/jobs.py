@@ -202,15 +202,19 @@ class WarmKernel:
 
 
 def execute_notebook(input_path: str | Path, output_path: str | Path, *, parameters: dict, cwd: str | Path,
-                     timeout: int | None = None, kernel: WarmKernel | None = None) -> Execution:
+                     timeout: int | None = None, kernel: WarmKernel | None = None,
+                     recorded_as: str | None = None) -> Execution:
     """Execute a notebook with Papermill in a fresh `workbench` kernel (or ``kernel``); never raises.
 
     The executed notebook is written to ``output_path`` (with the error marked if a cell
     raised). A kernel that dies or fails to start is started once more (`KERNEL_ATTEMPTS`).
+    With ``recorded_as``, the executed notebook's metadata names its input so (the run's name for
+    it) and its output by file name, not by their paths on this machine.
     """
+    paths = {} if recorded_as is None else {"input_path": recorded_as, "output_path": Path(output_path).name}
     retried_after = None
     for attempt in range(1, KERNEL_ATTEMPTS + 1):
-        error, kernel_failed = _execute_once(input_path, output_path, parameters, cwd, timeout, kernel)
+        error, kernel_failed = _execute_once(input_path, output_path, parameters, cwd, timeout, kernel, paths)
         if kernel_failed and kernel is not None:
             kernel.discard()
         if not kernel_failed or attempt == KERNEL_ATTEMPTS:
@@ -242,7 +246,7 @@ def _mark_stopped(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _execute_once(input_path, output_path, parameters, cwd, timeout, kernel) -> tuple[str | None, bool]:
+def _execute_once(input_path, output_path, parameters, cwd, timeout, kernel, paths) -> tuple[str | None, bool]:
     """One Papermill execution: (the error or None, whether the kernel itself failed)."""
     import papermill
     import zmq
@@ -257,7 +261,8 @@ def _execute_once(input_path, output_path, parameters, cwd, timeout, kernel) -> 
                                        execution_timeout=timeout, start_timeout=120,
                                        # The notebook is complete and saved: stop the kernel without
                                        # waiting for a graceful exit (saves ~0.7 s per job).
-                                       shutdown_kernel="immediate", engine_name=_engine(), **warm)
+                                       shutdown_kernel="immediate", engine_name=_engine(), recorded_paths=paths,
+                                       **warm)
     except PapermillExecutionError as exc:
         return f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}", False
     except Exception as exc:  # noqa: BLE001 - this notebook's failure, never the caller's
@@ -271,10 +276,11 @@ ENGINE = "workbench"
 
 
 def _engine() -> str:
-    """Papermill's nbclient engine, registered as `ENGINE`, with two changes: the notebook is saved
+    """Papermill's nbclient engine, registered as `ENGINE`, with three changes: the notebook is saved
     once, by Papermill when it ends (by the engine after a timeout or a dead kernel), not after every
-    cell (each save rewrites the whole file: quadratic in the figures); and on a `WarmKernel` it uses
-    the kernel's own client and first resets the namespace."""
+    cell (each save rewrites the whole file: quadratic in the figures); on a `WarmKernel` it uses
+    the kernel's own client and first resets the namespace; and the notebook's metadata records its
+    paths as given (``recorded_paths``), so that the file is written once, as it is kept."""
     from jupyter_core.utils import ensure_async, run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
@@ -303,7 +309,8 @@ def _engine() -> str:
     class Engine(NBClientEngine):
         @classmethod
         def execute_notebook(cls, nb, kernel_name, output_path=None, progress_bar=True, log_output=False,
-                             autosave_cell_every=30, **kwargs):
+                             autosave_cell_every=30, recorded_paths=None, **kwargs):
+            nb.metadata.setdefault("papermill", {}).update(recorded_paths or {})
             nb_man = NotebookExecutionManager(nb, output_path=None, progress_bar=progress_bar,
                                               log_output=log_output, autosave_cell_every=autosave_cell_every)
             nb_man.notebook_start()
@@ -429,10 +436,10 @@ def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     """
     start = time.time()
     done = execute_notebook(job["input"], job["output"], parameters=job["parameters"], cwd=job["cwd"],
-                            timeout=job["timeout"], kernel=kernel)
+                            timeout=job["timeout"], kernel=kernel, recorded_as=job["notebook"])
     end = time.time()
     out = Path(job["output"])
-    finished = _finish_notebook(out, job["notebook"], start, end) if out.exists() else {}
+    finished = _finish_notebook(out, start, end) if out.exists() else {}
     record = {"status": done.status, "error": redact(done.error) if done.error else None,
               "duration_seconds": end - start, "worker": f"{socket.gethostname()}:{os.getpid()}",
               "kernel": "forked" if kernel is not None and kernel.forked else "started",
@@ -442,18 +449,22 @@ def execute_job(job: dict, *, kernel: WarmKernel | None = None) -> dict:
     return record
 
 
-def _finish_notebook(path: Path, notebook: str, start: float, end: float) -> dict:
-    """Drop server paths from Papermill's metadata and scrub secrets (one read, one write), and return
-    the timing of the run's phases and ``sections``: how many of the notebook's sections rendered, did
-    not apply, or failed (by title)."""
-    import nbformat
+def _finish_notebook(path: Path, start: float, end: float) -> dict:
+    """Scrub secrets from an executed notebook (rewritten only when it holds one), and return the timing
+    of the run's phases and ``sections``: how many of the notebook's sections rendered, did not apply,
+    or failed (by title)."""
+    import nbformat.v4
 
     from .records import records_in
 
-    nb = nbformat.read(path, as_version=4)
-    meta = nb.metadata.get("papermill", {})
-    meta["input_path"], meta["output_path"] = notebook, path.name
-    path.write_text(redact_text(nbformat.writes(nb)).rstrip("\n") + "\n", encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    scrubbed = redact_text(text)
+    if scrubbed != text:
+        path.write_text(scrubbed.rstrip("\n") + "\n", encoding="utf-8")
+    elif not text.endswith("\n"):
+        with open(path, "a", encoding="utf-8") as out:
+            out.write("\n")
+    nb = nbformat.v4.reads(scrubbed)  # as Papermill wrote and checked it: not checked a second time
     records = records_in(nb, path.stem)
     sections = {"ok": sum(r["status"] == "ok" for r in records),
                 "not_applicable": sum(r["status"] == "not_applicable" for r in records),

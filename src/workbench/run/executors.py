@@ -9,6 +9,7 @@ the run) and send their stderr, and so the kernels' own log lines, to the run's 
 """
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import signal
@@ -107,7 +108,7 @@ def _init_worker(log: str, spare: dict | None, factories: str | None) -> None:
 
     if spare:
         jobs.prestart_spare(**spare)
-
+    gc.freeze()  # see `_import_for_reports`
     threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
 
 
@@ -120,6 +121,11 @@ def _exit_at_once() -> None:
 
 
 def _import_for_reports() -> None:
+    """Import and prepare what a worker needs once a segment's notebooks are done, then freeze what the
+    worker holds: the garbage collector no longer walks through the imported modules, which a collection
+    of every generation did in 0.05-0.2 s (250,000 objects), at moments as ill-chosen as between a
+    segment's last cell and its report. Objects frozen while a notebook runs are freed as usual once
+    unreferenced; only a reference cycle among them would be kept."""
     import nbconvert  # noqa: F401
 
     from ..dataset import store  # noqa: F401
@@ -129,6 +135,7 @@ def _import_for_reports() -> None:
         report.prepare()
     except Exception:  # noqa: BLE001, S110 - the segment's own report says what is wrong
         pass
+    gc.freeze()
 
 
 class DaskPool:

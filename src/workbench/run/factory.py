@@ -293,58 +293,28 @@ class KernelFactory:
             _log(f"a kernel starts the usual way: {reason}")
 
 
-class FactoryProcess:
-    """A factory forked by a factory server, as `KernelFactory` uses a `subprocess.Popen`: ``pid``, `poll`,
-    `wait`, `kill`. It is the server's child, not this worker's: it is followed by a pidfd, and its exit code
-    is not known here (`UNKNOWN_EXIT` once it has exited)."""
+class PidfdProcess:
+    """A process that is not this process's child, as `subprocess.Popen` looks to its users: ``pid``, `poll`,
+    `wait`, `send_signal`, `kill`, `terminate`. It is followed by a pidfd (readable once the process has
+    exited, and never naming another process) and signalled through it; its exit code is `exit_code`'s."""
+
+    #: What it is, in a timeout's message.
+    what = "process"
 
     def __init__(self, pid: int, pidfd: int):
         self.pid = pid
         self.returncode: int | None = None
         self._pidfd = pidfd
-
-    def poll(self) -> int | None:
-        if self.returncode is None and readable(self._pidfd, 0):
-            self.returncode = UNKNOWN_EXIT
-            os.close(self._pidfd)
-        return self.returncode
-
-    def wait(self, timeout: float | None = None) -> int:
-        if self.returncode is None and not readable(self._pidfd, -1 if timeout is None else timeout):
-            raise subprocess.TimeoutExpired(f"kernel factory {self.pid}", timeout)
-        return self.poll()
-
-    def kill(self) -> None:
-        if self.returncode is None:
-            try:
-                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-class ForkedKernel:
-    """A forked kernel as jupyter_client's provisioner sees a `subprocess.Popen`: ``pid``, `poll`, `wait`,
-    `send_signal`, `kill`, `terminate`.
-
-    The kernel is the factory's child, not this process's: it is followed by a pidfd (readable once the
-    process has exited, and never naming another process), signalled through it, and its exit code is
-    asked of the factory, which reaped it.
-    """
-
-    stdin = stdout = stderr = None
-
-    def __init__(self, pid: int, pidfd: int, factory: KernelFactory):
-        self.pid = pid
-        self.returncode: int | None = None
-        self._pidfd = pidfd
-        self._factory = factory
         self._lock = threading.Lock()
+
+    def exit_code(self) -> int:
+        """The exit code of the process, once it has exited: unknown here unless a subclass can ask."""
+        return UNKNOWN_EXIT
 
     def poll(self) -> int | None:
         with self._lock:
             if self.returncode is None and readable(self._pidfd, 0):
-                status = self._factory.exit_status(self.pid)
-                self.returncode = UNKNOWN_EXIT if status is None else status
+                self.returncode = self.exit_code()
                 os.close(self._pidfd)
             return self.returncode
 
@@ -352,7 +322,7 @@ class ForkedKernel:
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
-                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+                raise subprocess.TimeoutExpired(f"{self.what} {self.pid}", timeout)
             time.sleep(0.05)
         return self.returncode
 
@@ -369,6 +339,29 @@ class ForkedKernel:
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)
+
+
+class FactoryProcess(PidfdProcess):
+    """A factory forked by a factory server, as `KernelFactory` uses a `subprocess.Popen`. It is the server's
+    child, not this worker's: its exit code is not known here (`UNKNOWN_EXIT` once it has exited)."""
+
+    what = "kernel factory"
+
+
+class ForkedKernel(PidfdProcess):
+    """A forked kernel as jupyter_client's provisioner sees a `subprocess.Popen`. The kernel is the factory's
+    child, not this process's: its exit code is asked of the factory, which reaped it."""
+
+    what = "kernel"
+    stdin = stdout = stderr = None
+
+    def __init__(self, pid: int, pidfd: int, factory: KernelFactory):
+        super().__init__(pid, pidfd)
+        self._factory = factory
+
+    def exit_code(self) -> int:
+        status = self._factory.exit_status(self.pid)
+        return UNKNOWN_EXIT if status is None else status
 
 
 def interpreter_prefix(argv: list[str]) -> list[str] | None:
@@ -523,7 +516,7 @@ def serve_kernels(control: socket.socket) -> None:
     """Fork a kernel for each request on ``control`` until it closes (or SIGTERM comes); then kill the kernels
     still running and exit at once, without the interpreter's teardown of everything imported."""
     signal.signal(signal.SIGTERM, exit_on_signal)
-    kernels = _Kernels()
+    kernels = Children()
     try:
         while True:
             asked = readable(control.fileno(), REAP_INTERVAL)
@@ -570,8 +563,9 @@ def _preload(code: str) -> None:
             pass
 
 
-class _Kernels:
-    """The factory's children: running, and exited with the status not yet asked for."""
+class Children:
+    """A process's forked children (a factory's kernels, a server's factories): running, and exited with the
+    status not yet asked for."""
 
     def __init__(self):
         self.running: set[int] = set()
@@ -606,7 +600,7 @@ class _Kernels:
         self.running.clear()
 
 
-def _answer_fork(control: socket.socket, request: dict, kernels: _Kernels) -> None:
+def _answer_fork(control: socket.socket, request: dict, kernels: Children) -> None:
     """Fork a kernel for ``request`` and send the worker its pid and a pidfd, or why not."""
     # Only the thread that calls fork exists in the child: any other thread's locks would stay held for ever.
     # The factory starts none; a library that did (an import in the preload) makes forking unsafe.

@@ -128,17 +128,17 @@ def serve(listen_fd: int, owner_fd: int) -> None:
     env = _comparable(os.environ)  # before the imports, which set MPLBACKEND
     kernel_factory.import_preload(config["preload"])
     signal.signal(signal.SIGTERM, kernel_factory.exit_on_signal)
-    factories: set[int] = set()
+    factories = kernel_factory.Children()
     try:
         while True:
             ready = _readable_of([listener, owner], kernel_factory.REAP_INTERVAL)
-            _reap(factories)
+            factories.reap()
             if owner in ready and not owner.recv(1):
                 break  # the run is done, or gone
             if listener in ready:
                 pid = _answer(listener, [listener, owner], config, env)
                 if pid is not None:
-                    factories.add(pid)
+                    factories.running.add(pid)
     except SystemExit:
         pass
     finally:
@@ -215,31 +215,21 @@ def _fork_factory(conn: socket.socket, own: list[socket.socket], stderr: int) ->
         os._exit(1)
 
 
-def _stop_all(factories: set[int]) -> None:
+def _stop_all(factories: kernel_factory.Children) -> None:
     """Ask every factory to stop (each kills its kernels first), then kill those that do not."""
-    for pid in factories:
+    for pid in factories.running:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while factories and time.monotonic() < deadline:
-        _reap(factories)
+    while factories.running and time.monotonic() < deadline:
+        factories.reap()
         time.sleep(0.02)
-    for pid in factories:
+    for pid in factories.running:
         _signal(pid, signal.SIGKILL)
-    for pid in factories:
+    for pid in factories.running:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:
             pass
-
-
-def _reap(factories: set[int]) -> None:
-    for pid in list(factories):
-        try:
-            done, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            factories.discard(pid)
 
 
 def _signal(pid: int, signum: int) -> None:

@@ -3,6 +3,7 @@ index page of a run (`write_index`)."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import numbers
 import os
 import re
@@ -218,19 +219,17 @@ def prepare_index() -> None:
 def index_template():
     """The index page's compiled template, built once per process; jinja still reloads it if its file
     changed."""
-    folder = _template_dir()
-    if folder not in _INDEX_TEMPLATES:
-        import jinja2
-
-        env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
-                                 autoescape=False)
-        env.filters["inline_markdown"] = inline_markdown
-        _INDEX_TEMPLATES[folder] = env
-    return _INDEX_TEMPLATES[folder].get_template("run_index.html.j2")
+    return _index_environment(_template_dir()).get_template("run_index.html.j2")
 
 
-#: The index template's environment of this process, by template folder.
-_INDEX_TEMPLATES: dict = {}
+@functools.cache
+def _index_environment(folder: Path):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(folder)), undefined=jinja2.StrictUndefined,
+                             autoescape=False)
+    env.filters["inline_markdown"] = inline_markdown
+    return env
 
 
 def format_headline(key: str, value) -> str:

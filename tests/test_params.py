@@ -146,6 +146,48 @@ def test_notebook_without_dataset_path_is_refused(write, tmp_path):
         load_params(write(_spec(notebook=tmp_path / "nodata.ipynb")))
 
 
+BROKEN_NOTEBOOKS = {
+    "broken JSON": (b'{"cells": [', r"is not a Jupyter notebook: its JSON is broken at line 1, column 12"),
+    "not UTF-8": (b"\xff\xfe{}", r"is not a Jupyter notebook: it is not UTF-8 text"),
+    "no cells": (b'{"cells": 3}', r"is not a Jupyter notebook: it has no list of cells"),
+    "a parameters cell that is not Python": (
+        b'{"cells": [{"cell_type": "code", "source": ["x = (\\n"], "metadata": {"tags": ["parameters"]}}]}',
+        r"the `parameters` cell is not valid Python \(line 1: '\(' was never closed\)"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKEN_NOTEBOOKS))
+def test_a_broken_notebook_is_named_with_what_is_wrong(write, tmp_path, case, capsys):
+    """A notebook that is not one (or whose parameters cell does not parse) stops `workbench run` before any kernel
+    starts with an error naming it and what is wrong, not a traceback, and the run leaves no output."""
+    from workbench.cli import main
+
+    content, message = BROKEN_NOTEBOOKS[case]
+    (tmp_path / "broken.ipynb").write_bytes(content)
+    path = write(_spec(f"output: {tmp_path / 'out'}\n", notebook=tmp_path / "broken.ipynb"))
+    with pytest.raises(SpecError, match=message) as err:
+        load_params(path)
+    assert f"{tmp_path / 'broken.ipynb'}" in str(err.value) and "Try 1)" in str(err.value)
+    assert main(["run", str(path)]) == 2
+    stderr = capsys.readouterr().err
+    assert "broken.ipynb" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_notebook_of_nbformat_3_is_read_as_papermill_reads_it(tmp_path):
+    """An old notebook (nbformat 3) is converted, as Papermill converts it, not refused."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("dataset_path: str = ''\nhorizon: int = 90",
+                                           metadata={"tags": ["parameters"]})])
+    with open(tmp_path / "old.ipynb", "w", encoding="utf-8") as out:
+        nbformat.write(nbformat.convert(nb, 3), out, version=3)
+    assert '"worksheets"' in (tmp_path / "old.ipynb").read_text()
+    declared = notebook_parameters(tmp_path / "old.ipynb")
+    assert declared["horizon"].default == 90 and declared["horizon"].type is int
+
+
 def test_sample_options_only_with_the_sample(write):
     """`sample_deals` next to a dataset.yaml is a mistake; with `dataset: sample` it is read."""
     with pytest.raises(SpecError, match=r"`sample_deals` and `sample_seed` apply only to `dataset: sample`"):

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..exceptions import SpecError, fixes
 from ..resources import notebooks_dir
 from ..yamlio import read_yaml_mapping
-from .notebooks import DEFAULT_NOTEBOOKS, project_root, resolve_notebook, shipped_notebooks
+from .notebooks import DEFAULT_NOTEBOOKS, code_cells, project_root, resolve_notebook, shipped_notebooks
 from .secrets import check_no_secrets, credential_variables, name_secret_variables
 
 SAMPLE = "sample"
@@ -236,15 +236,24 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
                             + fixes(f"use one of {shipped_notebooks()}",
                                     "give your own notebook as a path ending in `.ipynb` (relative to the project)"))
         raise SpecError(f"notebook `{path}` does not exist. " + fixes("check `notebooks:` (relative to the project)"))
-    import nbformat  # here: `workbench run` starts its kernels' imports before it reads a notebook this way
-
-    nb = nbformat.read(path, as_version=4)
-    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    try:
+        cells = [source for source, tags in code_cells(path) if "parameters" in tags]
+    except OSError as exc:
+        raise SpecError(f"notebook `{path}` cannot be read ({exc.strerror}). "
+                        + fixes("check the file's permissions", "or name another notebook")) from None
+    except ValueError as exc:
+        raise SpecError(f"`{path}` is not a Jupyter notebook: {exc}. "
+                        + fixes("open it in Jupyter and save it again", "or name another notebook")) from None
     if not cells:
         raise SpecError(f"notebook `{path}` has no cell tagged `parameters`. "
                         + fixes("tag its first code cell `parameters` (View > Cell Toolbar > Tags in Jupyter)"))
     out = {}
-    for node in ast.parse(cells[0].source).body:
+    try:
+        body = ast.parse(cells[0]).body
+    except SyntaxError as exc:
+        raise SpecError(f"notebook `{path}`: the `parameters` cell is not valid Python (line {exc.lineno}: "
+                        f"{exc.msg}). " + fixes("correct it in Jupyter")) from None
+    for node in body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             name, annotation, value = node.target.id, node.annotation, node.value
         elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):

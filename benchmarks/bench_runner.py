@@ -5,7 +5,8 @@ process starts to after it exits, and so counts the interpreter, the imports, th
 
 1. One 4,000-deal segment on one worker, ``--repeat`` times: the wall time, the notebooks' own cell time
    (cells that analyse, not the import cells) and the overhead share, and where the rest went (the first
-   cell, between the notebooks, the report, the index, the exit); beside it, the same five notebooks
+   cell, between the notebooks, the report, the index, the exit); then the same with the kernels' imports
+   kept warm by an earlier run (``--keep-warm``), as for a user who runs again; beside it, the same five notebooks
    executed the library-default way (Papermill, a fresh kernel per notebook) against the runner's way (one
    warm kernel per segment, `workbench.run.jobs.execute_group`) on the same slice.
 2. What a segment's kernel costs before its first cell, as a worker starts it ahead (the notebooks'
@@ -41,6 +42,9 @@ from workbench.dataset.sample import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 
+#: Seconds the kept-warm runs keep their server (it exits that long after the benchmark's last one).
+KEEP_WARM = 20
+
 
 def _params(folder: Path, dataset: Path, split: dict, workers: int) -> Path:
     spec = {"dataset": str(dataset), "split": split, "overall": False, "min_deals_per_segment": 100,
@@ -51,11 +55,11 @@ def _params(folder: Path, dataset: Path, split: dict, workers: int) -> Path:
     return path
 
 
-def _timed_run(path: Path) -> tuple[float, dict, float]:
+def _timed_run(path: Path, *options: str) -> tuple[float, dict, float]:
     """``workbench run`` as a user runs it (a new process), its wall time from before that process starts to
     after it exits, its run.json, and when that run started (epoch seconds)."""
     started = time.time()
-    done = subprocess.run([str(Path(sys.executable).with_name("workbench")), "run", str(path)],
+    done = subprocess.run([str(Path(sys.executable).with_name("workbench")), "run", str(path), *options],
                           capture_output=True, text=True)
     wall = time.time() - started
     if done.returncode:
@@ -82,6 +86,14 @@ def _one_segment(tmp: Path, repeat: int) -> None:
     for _ in range(repeat):
         wall, record, started = _timed_run(params)
         print(f"    {_share(wall, _cells(record), 1)}")
+        print("        " + _timeline(Path(yaml.safe_load(params.read_text())["output"]), record, started, wall))
+    # Kept warm: a first run starts the server and keeps it (not shown), the runs after it lease it.
+    print(f"the same, kept warm (`workbench run --keep-warm {KEEP_WARM}`: the kernels' imports done by an earlier "
+          f"run; {repeat} runs):")
+    _timed_run(params, "--keep-warm", str(KEEP_WARM))
+    for _ in range(repeat):
+        wall, record, started = _timed_run(params, "--keep-warm", str(KEEP_WARM))
+        print(f"    {_share(wall, _cells(record), 1)}   [{record['kernel']['factory_server']}]")
         print("        " + _timeline(Path(yaml.safe_load(params.read_text())["output"]), record, started, wall))
     # The same slice, the five notebooks one fresh kernel each (Papermill's default) and in one warm kernel.
     slice_spec = tmp / "one" / "out" / "slices" / "overall" / "dataset.yaml"

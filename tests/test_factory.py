@@ -408,3 +408,144 @@ def test_a_server_that_cannot_start_says_so_in_the_log_and_leaves_nothing(tmp_pa
         assert FactoryServer.start(KERNEL, "", log=out) is None
     assert "the kernel factory server could not start" in log.read_text()
     assert not list(deep.iterdir())
+
+
+# --- a server kept warm for the next run --------------------------------------------------------------
+
+
+@pytest.fixture
+def warm_tmp(tmp_path, monkeypatch):
+    """A short temporary folder for the user's folder of kept-warm servers (a socket's address is short), with
+    the workers' default variables set as a worker sets them (``tmp_path`` is made first, where pytest makes
+    it)."""
+    short = tempfile.mkdtemp(prefix="wb-", dir="/tmp")
+    monkeypatch.setattr(tempfile, "tempdir", short)
+    for name, value in WORKER_DEFAULTS.items():
+        monkeypatch.setenv(name, value)
+    yield short
+    for pid in _servers_in(short):
+        psutil.Process(pid).kill()
+    subprocess.run(["rm", "-rf", short], check=False)
+
+
+def _servers_in(folder: str) -> list[int]:
+    """The pids of the factory servers whose socket is in ``folder``'s folder of kept-warm servers."""
+    pids = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if "factoryserver" in " ".join(process.info["cmdline"] or []) and process.cwd().startswith(folder):
+                pids.append(process.pid)
+        except psutil.Error:
+            continue
+    return pids
+
+
+def _forks_from(server: FactoryServer, tmp_path) -> int:
+    """Fork a kernel through a worker's factory from ``server``, run a cell, and return the factory's parent."""
+    worker_factory = kernel_factory.KernelFactory.connect(server.address, KERNEL, PRELOAD)
+    try:
+        with warm_kernel(tmp_path, worker_factory) as kernel:
+            assert kernel.forked and execute(kernel, "print(6 * 7)")[0] == "42\n"
+        return psutil.Process(worker_factory.process.pid).ppid()
+    finally:
+        worker_factory.close()
+
+
+def test_a_server_kept_warm_serves_the_next_run_then_exits_once_idle(warm_tmp, tmp_path):
+    """The first run starts a server that outlives it; the next run of the same imports leases it (no new server)
+    and its kernels are forked by it at once; once no run has held it for the last run's seconds, it exits and
+    leaves no socket and no empty log behind. Its folder is the user's alone."""
+    first = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, keep_warm=30)
+    assert first.kept_warm and first.process is not None
+    assert stat.S_IMODE(os.stat(first.folder).st_mode) == 0o700 and first.address.startswith(warm_tmp)
+    assert _forks_from(first, tmp_path) == first.process.pid
+    first.close()  # the run is done: its lease ends, the server stays
+    time.sleep(0.5)
+    assert first.process.poll() is None
+
+    second = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, keep_warm=1)
+    assert second.process is None and second.kept_warm and second.address == first.address
+    started = time.monotonic()
+    assert _forks_from(second, tmp_path) == first.process.pid
+    assert time.monotonic() - started < 10
+    time.sleep(2)
+    assert first.process.poll() is None  # leased: not idle, whatever the seconds
+    second.close()
+    first.process.wait(timeout=15)  # idle for the second run's 1 s
+    assert os.listdir(first.folder) == []
+
+
+PROBE_VALUE = "import wb_warm_probe\nprint(wb_warm_probe.VALUE)"
+
+
+def test_a_server_kept_warm_whose_imports_changed_serves_no_new_run(warm_tmp, tmp_path, monkeypatch):
+    """A module the server imported is changed on disk: the next run is refused with the file named, and starts a
+    fresh server at the same address; the stale one exits."""
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "wb_warm_probe.py").write_text("VALUE = 1\n")
+    monkeypatch.setenv("PYTHONPATH", str(modules))
+    preload = "import wb_warm_probe"
+    with open(tmp_path / "run.log", "w+b") as log:
+        first = FactoryServer.start(KERNEL, preload, defaults=WORKER_DEFAULTS, keep_warm=30, log=log)
+        connected = kernel_factory.KernelFactory.connect(first.address, KERNEL, preload)
+        try:
+            with warm_kernel(tmp_path, connected) as kernel:  # waits for the server's imports
+                assert kernel.forked and execute(kernel, PROBE_VALUE)[0] == "1\n"
+        finally:
+            connected.close()
+        first.close()
+        (modules / "wb_warm_probe.py").write_text("VALUE = 22\n")
+        second = FactoryServer.start(KERNEL, preload, defaults=WORKER_DEFAULTS, keep_warm=30, log=log)
+        try:
+            assert second.process is not None and second.process.pid != first.process.pid
+            assert second.address == first.address
+            first.process.wait(timeout=15)
+            connected = kernel_factory.KernelFactory.connect(second.address, KERNEL, preload)
+            try:
+                with warm_kernel(tmp_path, connected) as kernel:
+                    assert kernel.forked and execute(kernel, PROBE_VALUE)[0] == "22\n"
+            finally:
+                connected.close()
+            log.seek(0)
+            said = log.read().decode()
+            assert "its imports changed on disk since it imported them" in said and "wb_warm_probe.py" in said
+        finally:
+            second.process.kill()
+            second.close()
+
+
+def test_the_address_of_a_server_kept_warm_names_what_it_imported_and_saw(warm_tmp):
+    """Another interpreter, other imports or another variable: another server. A variable read only when a kernel
+    runs (pytest's test name, the run's secret names) changes nothing."""
+    from workbench.run.factoryserver import warm_address, warm_folder
+
+    folder = warm_folder()
+    env = {"PATH": "/usr/bin", "HOME": "/root"}
+    address = warm_address(folder, ["/py"], PRELOAD, env)
+    assert address != warm_address(folder, ["/py3"], PRELOAD, env)
+    assert address != warm_address(folder, ["/py"], "import json", env)
+    assert address != warm_address(folder, ["/py"], PRELOAD, {**env, "LANG": "C"})
+    assert address == warm_address(folder, ["/py"], PRELOAD, {**env, "PYTEST_CURRENT_TEST": "x",
+                                                                SECRET_NAMES_VARIABLE: "DB_PASSWORD"})
+
+
+def test_no_server_is_kept_warm_in_a_folder_others_can_enter(warm_tmp, tmp_path):
+    """The user's folder of kept-warm servers open to others, or a symlink to a folder elsewhere: nothing is kept
+    warm there (the run's server is its own, and its log says why)."""
+    from workbench.run.factoryserver import warm_folder
+
+    folder = warm_folder()
+    os.chmod(folder, 0o755)
+    assert warm_folder() is None
+    with open(tmp_path / "run.log", "w+b") as log:
+        server = FactoryServer.start(KERNEL, "", defaults=WORKER_DEFAULTS, keep_warm=30, log=log)
+        try:
+            assert server is not None and not server.kept_warm and not server.address.startswith(str(folder))
+        finally:
+            server.close()
+        log.seek(0)
+        assert "is not a folder of this user's alone" in log.read().decode()
+    os.rmdir(folder)
+    os.symlink(tmp_path, folder)
+    assert warm_folder() is None

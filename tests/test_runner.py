@@ -294,6 +294,35 @@ def test_a_run_whose_factory_server_cannot_start_says_so_in_its_log(data, tmp_pa
     assert "the kernel factory server could not start" in (tmp_path / "out" / "logs" / "workers.log").read_text()
 
 
+@pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
+def test_a_run_kept_warm_lends_its_kernels_imports_to_the_next_run(data, tmp_path, monkeypatch, capsys):
+    """`workbench run --keep-warm`: the first run's factory server outlives it, the next run's kernels are forked
+    by it (run.json says so), and it is gone once idle for the last run's seconds. A number of seconds that is
+    not one is refused before anything runs."""
+    short = tempfile.mkdtemp(prefix="wb-", dir="/tmp")  # a socket's address is short
+    monkeypatch.setattr(tempfile, "tempdir", short)
+    path = write_params(tmp_path, data[0], ["counts"], workers=1, overall=True)
+    try:
+        assert main(["run", str(path), "--keep-warm", "60"]) == 0
+        first = json.loads((tmp_path / "out" / "run.json").read_text())
+        (address,) = Path(short).glob("workbench-warm-*/*.sock")
+        assert main(["run", str(path), "--keep-warm", "1"]) == 0
+        second = json.loads((tmp_path / "out" / "run.json").read_text())
+        assert first["kernel"]["factory_server"] == "started, kept warm after the run"
+        assert second["kernel"]["factory_server"] == "kept warm by an earlier run"
+        assert {job["kernel"] for job in first["jobs"] + second["jobs"]} == {"forked"}
+        assert "kept warm at" in (tmp_path / "out" / "logs" / "workers.log").read_text()
+        deadline = time.monotonic() + 20
+        while address.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not address.exists()
+        with pytest.raises(SystemExit):
+            main(["run", str(path), "--keep-warm", "soon"])
+        assert "'soon' is not a number of seconds" in capsys.readouterr().err
+    finally:
+        shutil.rmtree(short, ignore_errors=True)
+
+
 def test_summaries_name_their_segment_and_count_its_deals(by_persona, data):
     """Each summary.json names its segment and counts its deals by outcome, which the run knows even when a
     notebook of one's own shows no section (the estimates stay empty: nothing is computed twice); the overall

@@ -50,7 +50,7 @@ def _run(args) -> int:
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         result = run(args.params, only_failed=args.only_failed, workers=args.workers, executor=args.executor,
-                     scheduler=args.scheduler, pdf=args.pdf)
+                     scheduler=args.scheduler, pdf=args.pdf, keep_warm=args.keep_warm)
     except KeyboardInterrupt as stop:
         how = "stopped by SIGTERM" if isinstance(stop, Terminated) else "interrupted"
         print(f"workbench run: {how}. Finished segments are in place; unfinished ones were not written, and no "
@@ -110,8 +110,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address, with `--executor dask`")
     p.add_argument("--pdf", action=argparse.BooleanOptionalAction, default=None,
                    help="print a PDF beside each report with headless Chromium (default: the file's `pdf`)")
+    p.add_argument("--keep-warm", type=_seconds, default=0.0, metavar="SECONDS",
+                   help="keep the kernels' imports warm for SECONDS after the run, so that the next run of the same "
+                        "notebooks starts its first cell sooner (a server process that exits once idle that long; "
+                        "default 0: none is kept)")
     p.set_defaults(func=_run)
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds from 0 to a day, for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise argparse.ArgumentTypeError(f"{text} is not from 0 to 86400 seconds (a day)")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:

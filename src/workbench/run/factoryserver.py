@@ -15,15 +15,25 @@ with another value means its imports may have seen another). A worker that canno
 own factory; the kernels of a worker it refuses, and any kernel no factory can fork, start the usual way
 (the worker's log says why). A run never fails because of the server. It exits when the run closes it,
 or when the run is gone.
+
+Kept warm (``workbench run --keep-warm SECONDS``), a server outlives its run by that long, idle, for the
+next run of the same notebooks from the same interpreter and environment, which then forks its kernels
+at once instead of waiting for the imports. Such a server listens in the user's own folder of kept-warm
+servers (`warm_folder`), at an address named after what it imported (`warm_address`); a run holds a lease
+on it (a connection) while it works, and the server exits once it has had no lease for the last run's
+``keep_warm`` seconds. A server whose imported files changed on disk since it imported them serves no
+new run: it gives its address up (the next run starts a fresh server) and exits with its last lease.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import select
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import sys
@@ -38,6 +48,9 @@ from . import factory as kernel_factory
 BOOTSTRAP = ("import sys\nif sys.path[:1] == ['']:\n    del sys.path[0]\n"
              "from workbench.run.factoryserver import serve\nserve(int(sys.argv[1]), int(sys.argv[2]))")
 
+#: The start of the name of a server's private folder (a server kept warm listens in `warm_folder`).
+PRIVATE_PREFIX = "workbench-kernels-"
+
 #: How long the server waits for a connecting worker's request.
 REQUEST_TIMEOUT = 5.0
 
@@ -49,60 +62,152 @@ class FactoryServer:
     """The run's side of the server: its process, the address its workers connect to, and the socket whose
     end tells it that the run is done."""
 
-    def __init__(self, process: subprocess.Popen, owner: socket.socket, folder: Path, preload: str):
+    def __init__(self, process: subprocess.Popen | None, owner: socket.socket, folder: Path, preload: str,
+                 address: str | None = None, kept_warm: bool = False):
+        #: The server's process when this run started it (None: a server kept warm by an earlier run).
         self.process = process
+        #: This run's end of its lease: the server knows the run is done (or gone) when it closes.
         self.owner = owner
         self.folder = folder
-        self.address = str(folder / "factories")
+        self.address = address or str(folder / "factories")
         #: What it imported, as given to `start`.
         self.preload = preload
+        #: Whether it outlives this run (``keep_warm``): closing it then only ends this run's lease.
+        self.kept_warm = kept_warm
 
     @classmethod
-    def start(cls, kernel_name: str, preload: str, *, defaults: dict | None = None,
-              log: BinaryIO | None = None) -> FactoryServer | None:
+    def start(cls, kernel_name: str, preload: str, *, defaults: dict | None = None, log: BinaryIO | None = None,
+              keep_warm: float = 0.0) -> FactoryServer | None:
         """Start a server for the kernel spec ``kernel_name`` that imports ``preload`` (the notebooks' import
         cells) in its private folder (no Python file of the user's, no ``matplotlibrc``). ``defaults``:
         variables a worker sets for itself unless they are set, which its kernels see, and so the server's
         imports must. The server's own lines go to ``log``, a file open for binary writing. Returns at once;
-        None when kernels cannot be forked here or it fails."""
-        folder = ours = None
+        None when kernels cannot be forked here or it fails.
+
+        With ``keep_warm`` seconds, a server kept warm by an earlier run for the same imports is leased
+        instead, if there is one; else the new server stays that long after this run, and its own lines go
+        to a log beside its address (``<address>.log``)."""
         try:
             launch = kernel_factory.forkable_launch(kernel_name)
-            if launch is None:
-                return None
-            prefix, env = launch[0], {**(defaults or {}), **launch[1]}
-            folder = Path(tempfile.mkdtemp(prefix="workbench-kernels-"))  # 0700: only this user enters
+        except Exception as exc:  # noqa: BLE001 - the run's check of its kernel says what is wrong
+            _note(log, f"the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker starts "
+                       "its own")
+            return None
+        if launch is None:
+            return None
+        prefix, env = launch[0], {**(defaults or {}), **launch[1]}
+        if keep_warm > 0:
+            server = cls._warm(prefix, preload, env, keep_warm, log)
+            if server is not None:
+                return server
+        try:
+            return cls._spawn(prefix, preload, env, log=log)
+        except Exception as exc:  # noqa: BLE001 - the workers start their own factories
+            _note(log, f"the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker starts "
+                       "its own")
+            return None
+
+    @classmethod
+    def _spawn(cls, prefix: list[str], preload: str, env: dict, *, log: BinaryIO | None,
+               address: str | None = None, keep_warm: float = 0.0) -> FactoryServer | None:
+        """Start the server process: at ``address`` (kept warm for ``keep_warm`` seconds), else in a new private
+        folder of its own. Raises when it cannot."""
+        folder = ours = None
+        made, bound = address is None, False
+        try:
+            folder = Path(tempfile.mkdtemp(prefix=PRIVATE_PREFIX)) if made else Path(address).parent
+            address = address or str(folder / "factories")
             listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            own_log = None
             try:
-                listener.bind(str(folder / "factories"))
+                listener.bind(address)
+                bound = True
                 listener.listen(64)
+                if keep_warm:
+                    _unlink(f"{address}.log")  # a stale server's, which may still write to it
+                    own_log = open(f"{address}.log", "xb")  # noqa: SIM115 - the server's from here
+                    _note(log, f"kernels kept warm {keep_warm:g} s after this run by a new factory server; its log: "
+                               f"{own_log.name}")
                 # Its own session: a Ctrl-C in the terminal reaches the run and its workers, not the server.
                 process = subprocess.Popen([*prefix, "-c", BOOTSTRAP, str(listener.fileno()), str(theirs.fileno())],
                                            cwd=folder, env=env, stdin=subprocess.DEVNULL,
                                            stdout=subprocess.DEVNULL,
-                                           stderr=subprocess.DEVNULL if log is None else log,
+                                           stderr=own_log or (subprocess.DEVNULL if log is None else log),
                                            pass_fds=(listener.fileno(), theirs.fileno()), start_new_session=True)
             finally:
                 listener.close()
                 theirs.close()
-            ours.sendall(json.dumps({"preload": preload, "prefix": prefix}).encode())
-            return cls(process, ours, folder, preload)
-        except Exception as exc:  # noqa: BLE001 - the workers start their own factories
-            _note(log, f"the kernel factory server could not start ({type(exc).__name__}: {exc}): each worker starts "
-                       "its own")
+                if own_log is not None:
+                    own_log.close()
+            ours.sendall(json.dumps({"preload": preload, "prefix": prefix, "keep_warm": keep_warm}).encode())
+            return cls(process, ours, folder, preload, address=address, kept_warm=bool(keep_warm))
+        except BaseException:
             if ours is not None:
                 ours.close()
-            if folder is not None:
+            if folder is not None and made:
                 shutil.rmtree(folder, ignore_errors=True)
+            elif bound:
+                _unlink(address)
+            raise
+
+    @classmethod
+    def _warm(cls, prefix: list[str], preload: str, env: dict, keep_warm: float,
+              log: BinaryIO | None) -> FactoryServer | None:
+        """A lease on the server kept warm for these imports, or a new server that will be kept warm; None when
+        neither can be had (the run then starts a server of its own)."""
+        folder = warm_folder()
+        if folder is None:
+            _note(log, f"no kernels are kept warm: {_warm_path()} is not a folder of this user's alone")
+            return None
+        address = warm_address(folder, prefix, preload, env)
+        if len(address.encode()) >= 100:  # a socket's address is at most 107 bytes
+            _note(log, f"no kernels are kept warm: the path {folder} is too long for a socket's address")
+            return None
+        owner = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            owner.connect(address)
+            owner.sendall(json.dumps({"lease": {"prefix": prefix, "preload": preload, "env": env,
+                                                "keep_warm": keep_warm}}).encode())
+            if not kernel_factory.readable(owner.fileno(), REQUEST_TIMEOUT):
+                raise TimeoutError("no answer")
+            answer = json.loads(owner.recv(kernel_factory.MESSAGE_BYTES) or b"{}")
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            owner.close()
+            if isinstance(exc, ConnectionRefusedError):
+                _unlink(address)  # a server that is gone left its socket behind
+            return cls._spawn_warm(prefix, preload, env, address, keep_warm, log)
+        except (OSError, ValueError) as exc:
+            owner.close()
+            _note(log, f"the kernels kept warm at {address} cannot be had ({type(exc).__name__}: {exc})")
+            return None
+        if "leased" not in answer:
+            owner.close()
+            refused = str(answer.get("refused", "no answer"))
+            _note(log, f"the kernels kept warm at {address} are not used: {refused}")
+            if refused.startswith(STALE):  # it has given its address up: this run takes it
+                return cls._spawn_warm(prefix, preload, env, address, keep_warm, log)
+            return None
+        _note(log, f"kernels forked by the factory server kept warm at {address} (process {answer['leased']})")
+        return cls(None, owner, folder, preload, address=address, kept_warm=True)
+
+    @classmethod
+    def _spawn_warm(cls, prefix, preload, env, address, keep_warm, log) -> FactoryServer | None:
+        try:
+            return cls._spawn(prefix, preload, env, log=log, address=address, keep_warm=keep_warm)
+        except Exception as exc:  # noqa: BLE001 - another run took the address first: this run has its own
+            _note(log, f"no kernels are kept warm at {address} ({type(exc).__name__}: {exc})")
             return None
 
     def close(self) -> None:
         """Stop the server: its factories kill their kernels, and it exits (at once, even in the middle of its
-        imports when a run is stopped early). Closing it again does nothing."""
+        imports when a run is stopped early). A server kept warm only loses this run's lease. Closing it again
+        does nothing."""
         if self.owner.fileno() < 0:
             return
         self.owner.close()
+        if self.kept_warm:
+            return
         self.process.terminate()  # as the end of the owner's socket would, without waiting for the imports
         try:
             self.process.wait(timeout=STOP_TIMEOUT + 5)
@@ -115,9 +220,106 @@ class FactoryServer:
 # --- the server's side -------------------------------------------------------------------------------
 
 
+#: How a kept-warm server whose imported files changed refuses a run (which then starts a fresh one).
+STALE = "its imports changed on disk since it imported them"
+
+
+class _Server:
+    """The server's state: what it imported and for whom (``config``, ``env``), its runs' leases, its factories,
+    and, kept warm, when it goes."""
+
+    def __init__(self, listener: socket.socket, owner: socket.socket, config: dict, env: dict):
+        self.listener = listener
+        self.address = listener.getsockname()
+        self.config = config
+        self.env = env
+        self.leases = [owner]
+        self.factories = kernel_factory.Children()
+        self.keep_warm = float(config.get("keep_warm") or 0)
+        self.idle_since = time.monotonic()
+        #: The files of every module it imported, as they were then (kept warm: checked on every lease).
+        self.files = _module_files() if self.keep_warm else {}
+        self.stale = False
+
+    def serve(self) -> None:
+        """Answer workers and runs until there is no lease left, and, kept warm, for ``keep_warm`` seconds more."""
+        while True:
+            timeout = kernel_factory.REAP_INTERVAL
+            if not self.leases:
+                left = self.idle_since + self.keep_warm - time.monotonic()
+                if self.stale or left <= 0:
+                    return
+                timeout = min(timeout, left)
+            ready = _readable_of([self.listener, *self.leases], timeout)
+            self.factories.reap()
+            for lease in ready:
+                if lease is not self.listener and not lease.recv(1):  # the run is done, or gone
+                    lease.close()
+                    self.leases.remove(lease)
+                    self.idle_since = time.monotonic()
+            if self.listener in ready:
+                self._answer()
+
+    def _answer(self) -> None:
+        """Serve one connection: fork a factory for a worker (which answers it itself), lease the server to a
+        run, or say why not."""
+        try:
+            conn, _ = self.listener.accept()
+        except OSError:
+            return
+        kept = False
+        fds = []
+        try:
+            if _peer_uid(conn) != os.getuid():
+                return  # another user's process: neither served nor answered
+            if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
+                return
+            data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
+            message = json.loads(data or b"{}")
+            if isinstance(message.get("lease"), dict) and not fds:
+                kept = self._lease(conn, message["lease"])
+                return
+            request = message.get("factory")
+            if not isinstance(request, dict) or len(fds) != 1:
+                return
+            refused = _refusal(request, self.config, self.env)
+            if refused:
+                _send(conn, {"refused": refused})
+                return
+            pid = _fork_factory(conn, [self.listener, *self.leases], stderr=fds[0])
+            if pid is not None:
+                self.factories.running.add(pid)
+        except (OSError, ValueError, AttributeError):
+            return
+        finally:
+            for fd in fds:
+                os.close(fd)
+            if not kept:
+                conn.close()
+
+    def _lease(self, conn: socket.socket, request: dict) -> bool:
+        """Lease the server to a new run (``conn`` is its end) when its kernels can stand in for that run's and
+        its imported files are unchanged; else say why not. Returns whether it is leased."""
+        refused = None if self.keep_warm else "it is not kept warm"
+        refused = refused or _refusal(request, self.config, self.env)
+        changed = None if refused else _changed(self.files)
+        if changed:
+            refused = f"{STALE} ({changed})"
+            self.stale = True
+            _unlink(self.address)  # the next run starts a fresh server there
+        if refused:
+            _send(conn, {"refused": refused})
+            return False
+        _send(conn, {"leased": os.getpid()})
+        self.leases.append(conn)
+        self.keep_warm = float(request.get("keep_warm") or self.keep_warm)
+        return True
+
+
 def serve(listen_fd: int, owner_fd: int) -> None:
     """The server: import as a kernel factory does, then fork a factory for each worker that connects, until
-    the run closes its end of ``owner_fd`` (or is gone). Single-threaded, as a process that forks must be."""
+    the run closes its end of ``owner_fd`` (or is gone); kept warm, lease itself to later runs until it has
+    been idle for ``keep_warm`` seconds. Single-threaded, as a process that forks must be."""
     listener = socket.socket(fileno=listen_fd)
     owner = socket.socket(fileno=owner_fd)
     address = listener.getsockname()
@@ -128,55 +330,18 @@ def serve(listen_fd: int, owner_fd: int) -> None:
     env = _comparable(os.environ)  # before the imports, which set MPLBACKEND
     kernel_factory.import_preload(config["preload"])
     signal.signal(signal.SIGTERM, kernel_factory.exit_on_signal)
-    factories = kernel_factory.Children()
+    server = _Server(listener, owner, config, env)
     try:
-        while True:
-            ready = _readable_of([listener, owner], kernel_factory.REAP_INTERVAL)
-            factories.reap()
-            if owner in ready and not owner.recv(1):
-                break  # the run is done, or gone
-            if listener in ready:
-                pid = _answer(listener, [listener, owner], config, env)
-                if pid is not None:
-                    factories.running.add(pid)
+        server.serve()
     except SystemExit:
         pass
     finally:
-        _stop_all(factories)
-        _remove(address)
+        _stop_all(server.factories)
+        if not server.stale:  # a stale server gave its address up: it may be a new server's already
+            _remove(address)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(0)
-
-
-def _answer(listener: socket.socket, own: list[socket.socket], config: dict, env: dict) -> int | None:
-    """Serve one connection: fork a factory for the worker (which answers it itself), or say why not. Returns
-    the factory's pid."""
-    try:
-        conn, _ = listener.accept()
-    except OSError:
-        return None
-    with conn:
-        if _peer_uid(conn) != os.getuid():
-            return None  # another user's process: neither served nor answered
-        if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
-            return None
-        fds = []
-        try:
-            data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
-            request = json.loads(data or b"{}").get("factory")
-            if not isinstance(request, dict) or len(fds) != 1:
-                return None
-            refused = _refusal(request, config, env)
-            if refused:
-                _send(conn, {"refused": refused})
-                return None
-            return _fork_factory(conn, own, stderr=fds[0])
-        except (OSError, ValueError, AttributeError):
-            return None
-        finally:
-            for fd in fds:
-                os.close(fd)
 
 
 def _refusal(request: dict, config: dict, env: dict) -> str | None:
@@ -240,12 +405,82 @@ def _signal(pid: int, signum: int) -> None:
 
 
 def _remove(address: str) -> None:
-    """Remove the server's socket and its private folder, also when the run that made them is gone."""
+    """Remove the server's socket and its private folder (not the user's folder of kept-warm servers), also when
+    the run that made them is gone."""
     try:
         os.unlink(address)
-        os.rmdir(os.path.dirname(address))  # only when empty
+        if os.path.basename(os.path.dirname(address)).startswith(PRIVATE_PREFIX):
+            os.rmdir(os.path.dirname(address))  # only when empty
+        elif os.path.getsize(f"{address}.log") == 0:  # a kept-warm server's log, when it has nothing to say
+            os.unlink(f"{address}.log")
     except OSError:
         pass
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+# --- kept warm --------------------------------------------------------------------------------------
+
+
+def _warm_path() -> Path:
+    return Path(tempfile.gettempdir()) / f"workbench-warm-{os.getuid()}"
+
+
+def warm_folder() -> Path | None:
+    """The user's folder of kept-warm servers (made on first use, 0700), or None when it is not the user's alone:
+    owned by another user, open to others, or not a folder (a symlink)."""
+    folder = _warm_path()
+    try:
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        pass
+    except OSError:
+        return None
+    try:
+        info = os.lstat(folder)
+    except OSError:
+        return None
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        return None
+    return folder
+
+
+def warm_address(folder: Path, prefix: list[str], preload: str, env: dict) -> str:
+    """Where a server kept warm for these imports listens: named after the interpreter, the imports and the
+    environment (the variables read at import), so that a run finds the one that can stand in for its kernels."""
+    key = json.dumps([prefix, preload, sorted(_comparable(env).items())])
+    return str(folder / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sock")
+
+
+def _module_files() -> dict[str, tuple[int, int]]:
+    """The file of every imported module, with its modification time and size."""
+    files = {}
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if isinstance(path, str) and path not in files:
+            try:
+                info = os.stat(path)
+            except OSError:
+                continue
+            files[path] = (info.st_mtime_ns, info.st_size)
+    return files
+
+
+def _changed(files: dict[str, tuple[int, int]]) -> str | None:
+    """The first of ``files`` that changed (or went) since, or None."""
+    for path, seen in files.items():
+        try:
+            info = os.stat(path)
+        except OSError:
+            return path
+        if (info.st_mtime_ns, info.st_size) != seen:
+            return path
+    return None
 
 
 def _comparable(env) -> dict:

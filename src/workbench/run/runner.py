@@ -91,7 +91,7 @@ def check_kernel(name: str = KERNEL) -> dict:
 
 def run(params_path: str | Path, *, only_failed: bool = False, workers: int | None = None,
         executor: str = "local", scheduler: str | None = None, progress: bool = True,
-        pdf: bool | None = None) -> RunResult:
+        pdf: bool | None = None, keep_warm: float = 0.0) -> RunResult:
     """Run every (segment, notebook) job of a parameter file; see the module docstring.
 
     Parameters
@@ -104,6 +104,10 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
     executor : {"local", "dask"}
         ``dask`` submits the same jobs to the Dask scheduler at ``scheduler``; its
         workers must see the output folder at the same path.
+    keep_warm : float
+        Seconds the local kernels' imports are kept warm after the run, for the next run of the same
+        notebooks in the same environment (`workbench.run.factoryserver`); that run then uses them. 0: the
+        kernel factory server exits with the run.
 
     Raises
     ------
@@ -118,7 +122,7 @@ def run(params_path: str | Path, *, only_failed: bool = False, workers: int | No
     # run checks its parameters, loads and plans its data and starts its workers. The server's own lines reach
     # the run's log at its end.
     server_log = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
-    server = _factory_server(params_path, server_log) if executor == "local" else None
+    server = _factory_server(params_path, server_log, keep_warm) if executor == "local" else None
     try:
         return _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, started, t0, server,
                     server_log)
@@ -133,7 +137,7 @@ def _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, 
     params = load_params(params_path)
     if pdf is not None:
         params = replace(params, spec=params.spec.model_copy(update={"pdf": pdf}))
-    kernel = check_kernel()
+    kernel = {**check_kernel(), "factory_server": _server_state(server)}
     if executor not in ("local", "dask"):
         raise WorkbenchError(f"Unknown executor `{executor}`. " + fixes("use `local` or `dask`"))
     if executor == "dask" and not scheduler:
@@ -177,7 +181,16 @@ def _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, 
                 remove_leftovers(output)  # this run's half-written segment folders and slices
 
 
-def _factory_server(params_path: str | Path, log):
+def _server_state(server) -> str:
+    """How the run's kernels were forked, as ``run.json`` records it."""
+    if server is None:
+        return "none: each local worker starts its own factory"
+    if server.process is None:
+        return "kept warm by an earlier run"
+    return "started, kept warm after the run" if server.kept_warm else "started for the run"
+
+
+def _factory_server(params_path: str | Path, log, keep_warm: float = 0.0):
     """The kernel factory server (`workbench.run.factoryserver`) of a run of the specification at
     ``params_path``, for the notebooks it names, read before it is checked; its lines go to ``log``. None when
     they cannot be read off it (`load_params` then says why), or the server could not start (each local worker
@@ -194,7 +207,7 @@ def _factory_server(params_path: str | Path, log):
     if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
         return None
     notebooks = [str(resolve_notebook(name, project_root(path))) for name in names]
-    return FactoryServer.start(KERNEL, preload_code(notebooks), defaults=WORKER_DEFAULTS, log=log)
+    return FactoryServer.start(KERNEL, preload_code(notebooks), defaults=WORKER_DEFAULTS, log=log, keep_warm=keep_warm)
 
 
 def _append_log(source, log: Path) -> None:

@@ -20,6 +20,18 @@ def test_a_workers_jobs_module_imports_no_analysis_pandas_or_grammar():
     assert loaded == []
 
 
+def test_a_worker_writes_a_report_without_pandas_or_matplotlib():
+    """What a worker imports to write a segment's report (`workbench.run.executors._import_for_reports`: nbconvert,
+    the records, the report, the summary, the folder it publishes), and a report's branding, bring neither pandas
+    nor matplotlib: they would cost its first segment 0.3-0.5 s of CPU beside the kernel's."""
+    loaded = _fresh("import sys, json\nimport workbench.run.jobs, papermill\n"
+                    "from workbench.run.executors import _import_for_reports\n_import_for_reports()\n"
+                    "from workbench.run.report import _branding\n_branding({'primary_color': '#abc'})\n"
+                    "print(json.dumps(sorted(m for m in ('pandas', 'matplotlib', 'scipy') "
+                    "if m in sys.modules)))")
+    assert loaded == []
+
+
 def test_iri_checks_are_unchanged_behind_the_stand_in():
     """jsonschema's "iri" and "iri-reference" format checks give the same answers with the stand-in as
     without it, and the first one loads the real module."""

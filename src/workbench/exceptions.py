@@ -5,6 +5,9 @@ as numbered fixes.
 """
 from __future__ import annotations
 
+#: How many examples (rows, values, problems) a message shows at most.
+MAX_SHOWN = 5
+
 
 class WorkbenchError(Exception):
     """Base class of every error the workbench raises on purpose."""

@@ -22,42 +22,11 @@ import pandas as pd
 
 from .. import tables
 from ..exceptions import WorkbenchError, fixes
+from .columns import (  # noqa: F401 - the names, where they have always been
+    ACCOUNT_COLUMNS, CONTACT_COLUMNS, DATE_COLUMNS, DEAL_COLUMNS, DEAL_DATE_COLUMNS, HISTORY_COLUMNS, KNOWN_COLUMNS,
+    OUTCOMES, REQUIRED_COLUMNS, REQUIRED_DEAL_COLUMNS, TABLES, TOUCHPOINT_COLUMNS, rows_label)
 from .problems import ValidationReport
 
-OUTCOMES = ("won", "lost", "open")
-
-DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome", "amount", "owner", "account_id")
-REQUIRED_DEAL_COLUMNS = ("deal_id", "created_at", "closed_at", "outcome")
-#: The deal dates: a deals table may leave out both (a dateless, drivers-only table), not one.
-DEAL_DATE_COLUMNS = ("created_at", "closed_at")
-HISTORY_COLUMNS = ("deal_id", "stage", "entered_at")
-ACCOUNT_COLUMNS = ("account_id",)
-CONTACT_COLUMNS = ("contact_id", "account_id", "deal_id", "role", "persona")
-TOUCHPOINT_COLUMNS = ("deal_id", "account_id", "contact_id", "occurred_at", "channel", "kind")
-
-#: Required columns per table; the rest of each table's known columns are optional.
-REQUIRED_COLUMNS = {
-    "deals": REQUIRED_DEAL_COLUMNS,
-    "stage_history": HISTORY_COLUMNS,
-    "accounts": ("account_id",),
-    "contacts": ("contact_id",),
-    "touchpoints": ("occurred_at",),
-}
-KNOWN_COLUMNS = {
-    "deals": DEAL_COLUMNS,
-    "stage_history": HISTORY_COLUMNS,
-    "accounts": ACCOUNT_COLUMNS,
-    "contacts": CONTACT_COLUMNS,
-    "touchpoints": TOUCHPOINT_COLUMNS,
-}
-DATE_COLUMNS = {
-    "deals": ("created_at", "closed_at"),
-    "stage_history": ("entered_at",),
-    "touchpoints": ("occurred_at",),
-    "accounts": (),
-    "contacts": (),
-}
-TABLES = tuple(REQUIRED_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -338,8 +307,3 @@ def excluded_rows(dataset: Dataset) -> dict:
     return {"count": int(table["rows"].sum()) if len(table) else 0,
             "by_reason": [{"table": r.table, "check": r.check, "reason": r.reason, "rows": int(r.rows)}
                           for r in table.itertuples()]}
-
-
-def rows_label(table: str, rows: int) -> str:
-    """``12 deals rows`` for a canonical table, ``2 rows of sectors.csv`` for a joined file's own rows."""
-    return f"{rows:,} {table} rows" if table in TABLES else f"{rows:,} rows of {table}"

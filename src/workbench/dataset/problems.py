@@ -7,9 +7,9 @@ from typing import Literal, Sequence
 import pandas as pd
 
 from .. import tables
+from ..exceptions import MAX_SHOWN
 
 Severity = Literal["error", "warning", "note"]
-MAX_SHOWN = 5
 
 
 @dataclass(frozen=True)

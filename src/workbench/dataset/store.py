@@ -30,6 +30,7 @@ import pandas as pd
 import yaml
 
 from ..exceptions import SpecError, WorkbenchError, fixes
+from .folders import publish
 from .model import DEAL_DATE_COLUMNS, TABLES, Dataset
 from .problems import Problem, ValidationReport
 
@@ -235,20 +236,6 @@ def is_typed(path: str | Path) -> bool:
         return json.loads(Path(path).read_text()).get(TYPED) is True
     except (OSError, ValueError, AttributeError):
         return False  # read_quality says what is wrong with it
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Move a completed folder into place: readers see the old folder or the new one, never a partial one.
-
-    A directory cannot be renamed over a non-empty one, so the old one is first moved
-    aside and removed after. Check the folder with `check_complete` first.
-    """
-    old = final.parent / f".{final.name}.old-{os.getpid()}"
-    if final.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-    os.replace(tmp, final)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def fingerprint(dataset: Dataset, *, rows: dict[str, np.ndarray] | None = None) -> str:

@@ -128,7 +128,7 @@ def _import_for_reports() -> None:
     unreferenced; only a reference cycle among them would be kept."""
     import nbconvert  # noqa: F401
 
-    from ..dataset import store  # noqa: F401
+    from ..dataset import folders  # noqa: F401
     from . import records, report, summary  # noqa: F401
 
     try:

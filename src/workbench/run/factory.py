@@ -57,9 +57,11 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: once it has read its specification, after its factory server started (`workbench.run.secrets.
 #: SECRET_NAMES_VARIABLE`); and the terminal's size, which readline puts in the C environment of a process
 #: that imports it (IPython, pytest), where a worker started from that process sees it and ``os.environ``
-#: does not. Any other difference between a launch's environment and the factory's means that the factory's
-#: imports may have seen another environment: that kernel starts the usual way.
-PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST",
+#: does not; and ``_``, the command a shell ran last (``workbench`` for one run, ``python`` for another), which
+#: the kept-warm server of one run would otherwise refuse to the next. Any other difference between a launch's
+#: environment and the factory's means that the factory's imports may have seen another environment: that
+#: kernel starts the usual way.
+PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "_",
                                   "WORKBENCH_SCRUB_VARIABLES", "COLUMNS", "LINES"})
 
 #: How long the worker waits for the factory's imports (as long as for a kernel to start), for a fork,

@@ -4,7 +4,7 @@
 Papermill (`execute_notebook`, which starts a second kernel if the first one dies), given
 only that segment's slice of the data. `finish_segment` writes the segment's summary.json and
 report.html in its temporary folder and then moves the folder into place
-(`workbench.dataset.store.publish`). Both never raise: a failure is returned as the
+(`workbench.dataset.folders.publish`). Both never raise: a failure is returned as the
 job's or the segment's status. They are top-level functions so that multiprocessing and
 Dask can pickle them by name.
 
@@ -497,7 +497,7 @@ def finish_segment(task: dict) -> dict:
     """
     import nbformat
 
-    from ..dataset import store
+    from ..dataset.folders import publish
     from . import records as section_records
     from .report import render_report
     from .summary import quality_note
@@ -555,5 +555,5 @@ def finish_segment(task: dict) -> dict:
                                                                    "no report was published")))
         out["reasons"] = [out["error"]]
         return out
-    store.publish(tmp, final)
+    publish(tmp, final)
     return out

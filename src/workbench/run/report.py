@@ -12,8 +12,7 @@ import threading
 from pathlib import Path
 from typing import Sequence
 
-from ..dataset.problems import MAX_SHOWN
-from ..exceptions import SpecError, WorkbenchError, fixes
+from ..exceptions import MAX_SHOWN, SpecError, WorkbenchError, fixes
 from ..markup import css_string, inline_markdown
 from ..resources import templates_dir
 
@@ -210,10 +209,9 @@ def write_index(run_dir: Path, entries: Sequence[dict], *, title: str, client: s
 
 
 def prepare_index() -> None:
-    """Compile the index page's template and import what its branding needs (matplotlib's colours) before the
-    index is written: a run's main process does so on a thread while its kernels work (0.2-0.3 s)."""
+    """Compile the index page's template before the index is written: a run's main process does so on a thread
+    while its kernels work."""
     index_template()
-    _branding({})
 
 
 def index_template():
@@ -564,8 +562,6 @@ def _table_of_contents(nb, resources):
 
 def _branding(branding: dict | None) -> dict:
     """Validated branding, with the text colour that reads on the primary colour."""
-    import matplotlib.colors as mcolors
-
     branding = dict(branding or {})
     unknown = sorted(set(branding) - set(BRANDING))
     if unknown:
@@ -574,14 +570,26 @@ def _branding(branding: dict | None) -> dict:
                         + fixes("correct the spelling.", "remove the key(s)."))
     color = branding.get("primary_color") or BRANDING["primary_color"]
     try:
-        red, green, blue = mcolors.to_rgb(color)
+        red, green, blue = _rgb(color)
     except ValueError:
         raise SpecError(f"Branding `primary_color` {color!r} is not a colour. "
                         + fixes("give a hex colour such as '#1f4e79'.", "or a named colour such as 'navy'.")) from None
     light, dark = "#ffffff", "#111827"
-    on_primary = max((light, dark), key=lambda text: _contrast((red, green, blue), mcolors.to_rgb(text)))
-    return {"primary": mcolors.to_hex((red, green, blue)), "on_primary": on_primary,
-            "logo_text": str(branding.get("logo_text") or "")}
+    on_primary = max((light, dark), key=lambda text: _contrast((red, green, blue), _rgb(text)))
+    primary = "#" + "".join(f"{round(c * 255):02x}" for c in (red, green, blue))
+    return {"primary": primary, "on_primary": on_primary, "logo_text": str(branding.get("logo_text") or "")}
+
+
+def _rgb(color: str) -> tuple[float, float, float]:
+    """A colour as red, green and blue from 0 to 1: ``#rrggbb`` and ``#rgb`` read here, any other colour
+    matplotlib knows (``navy``) by matplotlib, imported only then. Raises ValueError for anything else."""
+    text = str(color).strip()
+    if re.fullmatch(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}", text):
+        digits = text[1:] if len(text) == 7 else "".join(2 * d for d in text[1:])
+        return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
+    import matplotlib.colors as mcolors
+
+    return mcolors.to_rgb(color)
 
 
 def _contrast(a: tuple, b: tuple) -> float:

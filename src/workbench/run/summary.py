@@ -7,13 +7,17 @@ for a report, the rows the load excluded, and the data-quality sentence at the t
 """
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
-from ..dataset.model import Dataset, excluded_rows, rows_label
+from ..dataset.columns import rows_label
+
+if TYPE_CHECKING:
+    from ..dataset.model import Dataset
 
 
 def too_small_summary(dataset: Dataset, segment: Mapping, min_deals: int) -> dict:
     """The `summary.json` of a segment below ``min_deals`` deals: counts only, no estimates."""
+    from ..dataset.model import excluded_rows  # here: a worker writing a report needs no pandas
     from .records import build_summary
 
     out = build_summary(segment, [], counts=dataset.counts(), excluded=excluded_rows(dataset))

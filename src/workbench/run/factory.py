@@ -70,6 +70,9 @@ READY_TIMEOUT = 120.0
 FORK_TIMEOUT = 30.0
 STATUS_TIMEOUT = 10.0
 
+#: How often a worker looks whether a kernel it killed is gone.
+KILLED_POLL = 0.005
+
 #: How often the factory reaps its exited kernels when no request comes.
 REAP_INTERVAL = 0.5
 
@@ -471,6 +474,11 @@ def _manager_classes():
                 self.provisioner = ForkProvisioner(kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
                 self.provisioner.factory = self.factory
             await super().start_kernel(**kw)
+
+        async def _async_wait(self, pollinterval: float = 0.1) -> None:
+            """Wait for a killed kernel to be gone, looking every `KILLED_POLL` seconds, not jupyter_client's 0.1 s
+            (which a run waited after every segment's kernel: a killed kernel is gone within milliseconds)."""
+            await super()._async_wait(pollinterval=min(pollinterval, KILLED_POLL))
 
     return ForkProvisioner, ForkingKernelManager
 

@@ -201,6 +201,34 @@ def test_missing_kernel_error_names_the_fix():
         check_kernel("workbench-nope")
 
 
+def test_the_kernel_spec_is_found_as_jupyter_client_finds_it(tmp_path, monkeypatch):
+    """`kernel_spec` reads a spec in Jupyter's folders itself (no jupyter_client import at a run's start) and finds
+    what jupyter_client finds: the same folder, launch and name, by a name in any case; a spec that names a
+    provisioner, or whose kernel.json does not read, is jupyter_client's to judge."""
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    from workbench.run.factory import kernel_spec
+
+    kernels = tmp_path / "jupyter" / "kernels"
+    for folder, spec in {"WB-Plain": {"argv": ["python", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                                      "env": {"A": "1"}, "display_name": "Plain", "language": "python"},
+                         "wb-provisioned": {"argv": ["python"], "display_name": "P", "language": "python",
+                                            "metadata": {"kernel_provisioner": {"provisioner_name": "nowhere"}}},
+                         "wb-broken": None}.items():
+        (kernels / folder).mkdir(parents=True)
+        (kernels / folder / "kernel.json").write_text("{" if spec is None else json.dumps(spec))
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    for name in ("workbench", "wb-plain", "WB-PLAIN"):
+        theirs, ours = KernelSpecManager().get_kernel_spec(name), kernel_spec(name)
+        assert (ours.argv, ours.env, ours.display_name, ours.resource_dir) == (
+            theirs.argv, theirs.env, theirs.display_name, theirs.resource_dir), name
+    with pytest.raises(NoSuchKernel):
+        KernelSpecManager().get_kernel_spec("wb-provisioned")
+    assert kernel_spec("wb-provisioned") is None and kernel_spec("wb-nowhere") is None
+    with pytest.raises(WorkbenchError, match=r"`wb-broken` is installed, but its kernel.json does not read"):
+        check_kernel("wb-broken")
+
+
 def test_bad_parameters_fail_before_anything_is_written(data, tmp_path):
     """A parameter no notebook declares stops the run before any kernel starts or file is written; the kernel
     factory server, started before the parameters were checked, is gone with its private folder."""

@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 
 #: The factory process's program: nothing is imported from the folder it starts in (``-c`` puts it first
 #: on ``sys.path`` unless the spec's options say not to), as ipykernel_launcher does for a kernel.
@@ -378,15 +379,66 @@ def interpreter_prefix(argv: list[str]) -> list[str] | None:
     return None
 
 
+@dataclass(frozen=True)
+class KernelSpec:
+    """What a run needs of a kernel spec: how it launches (``argv``, ``env``), its name shown to people, its folder."""
+
+    argv: list[str]
+    env: dict
+    display_name: str
+    resource_dir: str
+
+
+def kernel_spec(name: str) -> KernelSpec | None:
+    """The kernel spec ``name`` as jupyter_client finds it, or None when there is none.
+
+    A spec in the folders Jupyter looks in (`jupyter_core.paths.jupyter_path`) is read here, as jupyter_client
+    reads it, without importing jupyter_client (0.15-0.25 s of a run's start, before its first cell); any other
+    (in IPython's folder, one that names a provisioner, one that does not read) is left to jupyter_client
+    itself, whose errors are its own."""
+    from jupyter_core.paths import jupyter_path
+
+    wanted = name.lower()
+    for folder in jupyter_path("kernels"):
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for entry in entries:
+            path = os.path.join(folder, entry)
+            if entry.lower() != wanted or not os.path.isfile(os.path.join(path, "kernel.json")):
+                continue
+            try:
+                with open(os.path.join(path, "kernel.json"), encoding="utf-8") as file:
+                    data = json.load(file)
+                if not (data.get("metadata") or {}).get("kernel_provisioner"):
+                    return KernelSpec(list(data["argv"]), dict(data.get("env") or {}),
+                                      str(data.get("display_name", "")), path)
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                pass
+            return _kernel_spec_by_jupyter_client(name)
+    return _kernel_spec_by_jupyter_client(name)
+
+
+def _kernel_spec_by_jupyter_client(name: str) -> KernelSpec | None:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        return None
+    return KernelSpec(list(spec.argv), dict(spec.env or {}), spec.display_name, spec.resource_dir)
+
+
 def forkable_launch(kernel_name: str) -> tuple[list[str], dict] | None:
     """The interpreter prefix and the environment a kernel of ``kernel_name`` is launched with from this
     process (`interpreter_prefix`, `kernel_environment`); None when kernels cannot be forked here
-    (`supported`) or the spec does not start ipykernel. Raises when there is no such kernel spec."""
+    (`supported`), there is no such kernel spec, or it does not start ipykernel."""
     if not supported():
         return None
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    spec = KernelSpecManager().get_kernel_spec(kernel_name)
+    spec = kernel_spec(kernel_name)
+    if spec is None:
+        return None
     prefix = interpreter_prefix(spec.argv)
     if prefix is None:
         _log(f"kernel spec `{kernel_name}` does not start ipykernel: kernels start the usual way")
@@ -394,7 +446,7 @@ def forkable_launch(kernel_name: str) -> tuple[list[str], dict] | None:
     return prefix, kernel_environment(spec)
 
 
-def kernel_environment(spec) -> dict:
+def kernel_environment(spec: KernelSpec) -> dict:
     """The environment jupyter_client gives a kernel of ``spec`` launched from this process (without the
     launch's own `PER_KERNEL_VARIABLES`): ours, the spec's ``env`` with our values substituted, and no
     ``PYTHONEXECUTABLE`` (`KernelProvisionerBase.pre_launch`)."""

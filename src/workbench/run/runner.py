@@ -77,13 +77,16 @@ def check_kernel(name: str = KERNEL) -> dict:
     WorkbenchError
         No kernelspec of that name is installed where Jupyter looks.
     """
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+    from .factory import kernel_spec
 
     try:
-        spec = KernelSpecManager().get_kernel_spec(name)
-    except NoSuchKernel:
+        spec = kernel_spec(name)
+    except (ValueError, KeyError, TypeError) as exc:  # jupyter_client's, on a kernel.json that does not read
+        raise WorkbenchError(f"The Jupyter kernel `{name}` is installed, but its kernel.json does not read "
+                             f"({type(exc).__name__}: {exc}). " + KERNEL_FIX) from None
+    if spec is None:
         raise WorkbenchError(f"The Jupyter kernel `{name}` is not installed, so no notebook can run. "
-                             + KERNEL_FIX) from None
+                             + KERNEL_FIX)
     return {"name": name, "display_name": spec.display_name, "resource_dir": spec.resource_dir}
 
 

@@ -2,10 +2,10 @@
 
 Both executors offer the same small interface to the runner: ``capacity`` (tasks that can run
 at once), ``submit(fn, arg, tag)``, ``pending``, ``next_done()`` returning ``(tag, result,
-error)``, and ``close()``. A task that raises comes back as ``(tag, None, error)``, so the
-runner records it as that task's failure. Local workers are spawned fresh (not forked from
-the run) and send their stderr, and so the kernels' own log lines, to the run's log file
-(``logs/workers.log``), not the terminal.
+error)``, ``retire()`` once no task is left, and ``close()``. A task that raises comes back as
+``(tag, None, error)``, so the runner records it as that task's failure. Local workers are
+spawned fresh (not forked from the run) and send their stderr, and so the kernels' own log lines,
+to the run's log file (``logs/workers.log``), not the terminal.
 """
 from __future__ import annotations
 
@@ -36,6 +36,8 @@ class LocalPool:
         self.spare = spare
         self.capacity = workers
         self.futures = {}
+        #: The thread that shuts the pool down once no task is left (`retire`).
+        self.retiring: threading.Thread | None = None
         for _ in range(workers):  # one no-op task per worker starts them all now
             self.pool.submit(int)
 
@@ -55,6 +57,12 @@ class LocalPool:
         except Exception as exc:  # noqa: BLE001 - a crashed worker fails its job only
             return tag, None, exc
 
+    def retire(self):
+        """Let the workers exit once their tasks are done, without waiting for them here (`close` waits)."""
+        if self.retiring is None:
+            self.retiring = threading.Thread(target=self.pool.shutdown, name="workbench-retire", daemon=True)
+            self.retiring.start()
+
     def close(self, interrupted: bool = False):
         """Wait for the workers to finish; when the run was interrupted, stop their tasks first (each
         worker stops its notebook and shuts its kernel down, as on Ctrl-C) so that no process is left."""
@@ -64,6 +72,8 @@ class LocalPool:
                     os.kill(process.pid, signal.SIGTERM)
                 except ProcessLookupError:
                     pass
+        if self.retiring is not None:
+            self.retiring.join()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -168,6 +178,9 @@ class DaskPool:
             return tag, future.result(), None
         except Exception as exc:  # noqa: BLE001
             return tag, None, exc
+
+    def retire(self):
+        """The cluster's workers are not the run's: nothing to do."""
 
     def close(self, interrupted: bool = False):
         self.client.close()

@@ -290,6 +290,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
         _execute([p for p in plans if not p["reused"]], pool, bar)
     finally:
         bar.close()
+    pool.retire()  # no task is left: the workers exit while the run writes its index
     timing["execute_seconds"] = time.perf_counter() - tick
     records = [_segment_record(plan, output) for plan in plans]
     notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "

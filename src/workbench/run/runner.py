@@ -274,8 +274,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     written = time.perf_counter()
     slices.close()
     slices_seconds += time.perf_counter() - written
-    del dataset, hashes, links, slices
-    release_memory()
+    del dataset, hashes, links, slices  # their memory is handed back while the kernels work (`_meanwhile`)
     # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
     timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
     timing["slices_seconds"] = slices_seconds
@@ -283,11 +282,9 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     if previous is not None and all(p["reused"] for p in plans):
         notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
     bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
-    # What the index needs is imported and compiled while the kernels work, not after them.
-    threading.Thread(target=_prepare_index, name="workbench-index", daemon=True).start()
     tick = time.perf_counter()
     try:
-        _execute([p for p in plans if not p["reused"]], pool, bar)
+        _execute([p for p in plans if not p["reused"]], pool, bar, meanwhile=_meanwhile)
     finally:
         bar.close()
     pool.retire()  # no task is left: the workers exit while the run writes its index
@@ -341,7 +338,7 @@ def _groups(pending: list[dict], parts: int) -> list[list[dict]]:
     return [pending[i::parts] for i in range(parts)]
 
 
-def _execute(plans: list[dict], pool, bar) -> None:
+def _execute(plans: list[dict], pool, bar, meanwhile=None) -> None:
     """Run the plans' jobs, then each segment's finishing task as soon as its jobs are done.
 
     A segment's notebooks run in one warm kernel, in turn (`workbench.run.jobs.execute_group`): the
@@ -351,7 +348,8 @@ def _execute(plans: list[dict], pool, bar) -> None:
     a segment is published as early as possible (an interrupted run keeps what it finished).
     Each plan's slice is written already (`_prepare`). While more segments are to come, a worker
     starts its next kernel ahead as soon as it shut the last one down (``pool.spare``: the arguments
-    of `workbench.run.jobs.prestart_spare`; none on Dask).
+    of `workbench.run.jobs.prestart_spare`; none on Dask). ``meanwhile`` runs on a thread of its own once
+    the first tasks are submitted.
     """
     todo = deque(plans)
     jobs, finishes = deque(), deque()
@@ -377,6 +375,9 @@ def _execute(plans: list[dict], pool, bar) -> None:
     while True:
         while pool.pending < pool.capacity and (task := next_task()) is not None:
             pool.submit(*task)
+        if meanwhile is not None:  # once the first tasks are on their way, not before
+            threading.Thread(target=meanwhile, name="workbench-meanwhile", daemon=True).start()
+            meanwhile = None
         if not pool.pending:
             return
         (kind, item), result, error = pool.next_done()
@@ -589,9 +590,12 @@ def _print_pdfs(output: Path, records: list[dict], workers: int) -> None:
         list(threads.map(one, printable))
 
 
-def _prepare_index() -> None:
+def _meanwhile() -> None:
+    """What the run does while its kernels work, not before their first cell nor after their last: hand the
+    memory of the freed dataset back (`release_memory`), and compile what the index needs."""
     from .report import prepare_index
 
+    release_memory()
     try:
         prepare_index()
     except Exception:  # noqa: BLE001, S110 - writing the index says what is wrong, as a failure of the run

@@ -421,11 +421,11 @@ def test_every_slice_is_written_and_the_data_let_go_before_the_first_kernel(data
         loaded.extend(weakref.ref(t) for t in (dataset, dataset.deals, dataset.stage_history, dataset.touchpoints))
         return dataset, notes
 
-    def execute_and_check(plans, pool, bar):
+    def execute_and_check(plans, pool, bar, **kw):
         seen["alive"] = [ref() is not None for ref in loaded]
         seen["slices"] = sorted(p.name for p in (tmp_path / "out" / "slices").iterdir())
         seen["data"] = [slug for slug in (p["segment"].slug for p in plans if "data" in p)]
-        return execute(plans, pool, bar)
+        return execute(plans, pool, bar, **kw)
 
     monkeypatch.setattr(runner, "_load", load_and_watch)
     monkeypatch.setattr(runner, "_execute", execute_and_check)

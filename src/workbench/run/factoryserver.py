@@ -109,7 +109,7 @@ class FactoryServer:
 
     @classmethod
     def _spawn(cls, prefix: list[str], preload: str, env: dict, *, log: BinaryIO | None,
-               address: str | None = None, keep_warm: float = 0.0) -> FactoryServer | None:
+               address: str | None = None, keep_warm: float = 0.0) -> FactoryServer:
         """Start the server process: at ``address`` (kept warm for ``keep_warm`` seconds), else in a new private
         folder of its own. Raises when it cannot."""
         folder = ours = None
@@ -193,6 +193,7 @@ class FactoryServer:
 
     @classmethod
     def _spawn_warm(cls, prefix, preload, env, address, keep_warm, log) -> FactoryServer | None:
+        """A new server kept warm at ``address``, or None (this run then starts a private one)."""
         try:
             return cls._spawn(prefix, preload, env, log=log, address=address, keep_warm=keep_warm)
         except Exception as exc:  # noqa: BLE001 - another run took the address first: this run has its own
@@ -253,7 +254,7 @@ class _Server:
             ready = _readable_of([self.listener, *self.leases], timeout)
             self.factories.reap()
             for lease in ready:
-                if lease is not self.listener and not lease.recv(1):  # the run is done, or gone
+                if lease is not self.listener and _ended(lease):  # the run is done, or gone
                     lease.close()
                     self.leases.remove(lease)
                     self.idle_since = time.monotonic()
@@ -301,12 +302,12 @@ class _Server:
         """Lease the server to a new run (``conn`` is its end) when its kernels can stand in for that run's and
         its imported files are unchanged; else say why not. Returns whether it is leased."""
         refused = None if self.keep_warm else "it is not kept warm"
-        refused = refused or _refusal(request, self.config, self.env)
+        refused = refused or (STALE if self.stale else None) or _refusal(request, self.config, self.env)
         changed = None if refused else _changed(self.files)
         if changed:
             refused = f"{STALE} ({changed})"
             self.stale = True
-            _unlink(self.address)  # the next run starts a fresh server there
+            _unlink(self.address)  # once only: the next run starts a fresh server there
         if refused:
             _send(conn, {"refused": refused})
             return False
@@ -415,6 +416,14 @@ def _remove(address: str) -> None:
             os.unlink(f"{address}.log")
     except OSError:
         pass
+
+
+def _ended(lease: socket.socket) -> bool:
+    """Whether a run's end of its lease is closed (a run sends nothing on it)."""
+    try:
+        return not lease.recv(1)
+    except OSError:
+        return True
 
 
 def _unlink(path: str) -> None:

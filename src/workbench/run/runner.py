@@ -187,7 +187,7 @@ def _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, 
 def _server_state(server) -> str:
     """How the run's kernels were forked, as ``run.json`` records it."""
     if server is None:
-        return "none: each local worker starts its own factory"
+        return "none (a local worker starts its own factory; a Dask worker forks no kernel)"
     if server.process is None:
         return "kept warm by an earlier run"
     return "started, kept warm after the run" if server.kept_warm else "started for the run"
@@ -210,7 +210,8 @@ def _factory_server(params_path: str | Path, log, keep_warm: float = 0.0):
     if not isinstance(names, (list, tuple)) or not all(isinstance(name, str) for name in names):
         return None
     notebooks = [str(resolve_notebook(name, project_root(path))) for name in names]
-    return FactoryServer.start(KERNEL, preload_code(notebooks), defaults=WORKER_DEFAULTS, log=log, keep_warm=keep_warm)
+    return FactoryServer.start(KERNEL, preload_code(notebooks), defaults=WORKER_DEFAULTS, log=log,
+                               keep_warm=keep_warm)
 
 
 def _append_log(source, log: Path) -> None:

@@ -856,6 +856,37 @@ def test_notebooks_sharing_a_warm_kernel_start_from_a_clean_namespace(tmp_path):
     assert outs[1].cells[-1].execution_count <= 3
 
 
+def test_a_warm_kernel_is_reset_for_the_next_notebook_before_the_last_is_written(tmp_path):
+    """With another notebook to come, the kernel's reset is sent as soon as a notebook's cells are done (Papermill
+    then writes it while the kernel resets); the next notebook awaits that reset and starts clean. A last notebook
+    sends none."""
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from workbench.run.jobs import WarmKernel, execute_notebook
+
+    cells = {"first": "leaked = 1\nimport os\nos.getpid()",
+             "second": "import os\nassert 'leaked' not in globals(), 'namespace leaked'\nos.getpid()"}
+    for name, code in cells.items():
+        nb = new_notebook(cells=[new_code_cell('dataset_path = ""', metadata={"tags": ["parameters"]}),
+                                 new_code_cell(code)])
+        nb.metadata["kernelspec"] = {"name": "workbench", "display_name": "workbench", "language": "python"}
+        nbformat.write(nb, tmp_path / f"{name}.in.ipynb")
+
+    def execute(name: str, kernel: WarmKernel):
+        return execute_notebook(tmp_path / f"{name}.in.ipynb", tmp_path / f"{name}.ipynb", parameters={},
+                                cwd=tmp_path, timeout=120, kernel=kernel)
+
+    with WarmKernel(tmp_path) as kernel:
+        kernel.more = True
+        assert execute("first", kernel).status == "ok" and kernel.reset_sent is not None
+        kernel.more = False
+        assert execute("second", kernel).status == "ok", "the second notebook did not start clean"
+        assert kernel.reset_sent is None
+    pids = [nbformat.read(tmp_path / f"{name}.ipynb", as_version=4).cells[-1].outputs[0]["data"]["text/plain"]
+            for name in cells]
+    assert pids[0] == pids[1]  # one kernel, not a second one after a failed reset
+
+
 def test_a_worker_starts_its_next_kernel_ahead_and_never_shares_it(tmp_path):
     """A kernel started ahead with the notebooks' imports serves the next segment from a clean namespace
     in that segment's folder; the segment after gets another kernel; none is left running."""

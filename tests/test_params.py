@@ -259,3 +259,16 @@ def test_an_unknown_notebook_name_lists_the_shipped_ones(tmp_path):
     (tmp_path / "run.yaml").write_text("dataset: sample\nnotebooks: [cycle_times]\n")
     with pytest.raises(SpecError, match=r"no shipped notebook `cycle_times`.*cycle_time"):
         load_params(tmp_path / "run.yaml")
+
+
+def test_the_import_cells_are_sent_once_each_in_order(tmp_path):
+    """The kernels' preload holds each import cell once, in order, also when a notebook repeats one; cells
+    that do more than import are left to the notebook."""
+    import json
+
+    from workbench.run.notebooks import preload_code
+
+    cells = [{"cell_type": "code", "source": source, "metadata": {}}
+             for source in ("import json", ["import os\n", "import sys"], "import json", "x = 1", "import csv")]
+    (tmp_path / "repeats.ipynb").write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "cells": cells}))
+    assert preload_code([str(tmp_path / "repeats.ipynb")]) == "import json\nimport os\nimport sys\nimport csv"

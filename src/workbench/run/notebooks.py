@@ -42,7 +42,7 @@ def project_root(path: Path) -> Path:
     return path.parent
 
 
-def code_cells(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
+def code_cells(path: str | os.PathLike) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """The code cells of the notebook at ``path``: each cell's source and tags, in order. Read as JSON, not
     with nbformat (whose import and validation cost a run 0.1-0.2 s before its first cell); a notebook of
     nbformat 3 is converted by nbformat, as Papermill will.
@@ -55,11 +55,11 @@ def code_cells(path: str | os.PathLike) -> list[tuple[str, list[str]]]:
         It is not a Jupyter notebook (the message says why).
     """
     stat = os.stat(path)
-    return list(_code_cells(os.fspath(path), stat.st_mtime_ns, stat.st_size))
+    return _code_cells(os.fspath(path), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=64)
-def _code_cells(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, list[str]], ...]:
+def _code_cells(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, tuple[str, ...]], ...]:
     """`code_cells` of the file as it was at ``mtime_ns`` and ``size`` (a run reads each notebook several times)."""
     try:
         nb = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -80,7 +80,7 @@ def _code_cells(path: str, mtime_ns: int, size: int) -> tuple[tuple[str, list[st
         if isinstance(source, list):
             source = "".join(str(line) for line in source)
         if cell.get("cell_type") == "code":
-            out.append((str(source), [str(tag) for tag in tags] if isinstance(tags, list) else []))
+            out.append((str(source), tuple(str(tag) for tag in tags) if isinstance(tags, list) else ()))
     return tuple(out)
 
 
@@ -92,7 +92,9 @@ def preload_code(notebooks: list[str]) -> str:
             sources = [source for source, _ in code_cells(path)]
         except (OSError, ValueError):
             continue  # the run's check of its notebooks reports it
-        cells += [source for source in sources if only_imports(source) and source not in cells]
+        for source in sources:
+            if source not in cells and only_imports(source):
+                cells.append(source)
     return "\n".join(cells)
 
 

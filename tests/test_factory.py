@@ -22,7 +22,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from workbench.run import factory as kernel_factory
 from workbench.run.executors import WORKER_DEFAULTS
-from workbench.run.factoryserver import FactoryServer
+from workbench.run.factoryserver import CallFailed, FactoryServer
 from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
 from workbench.run.secrets import SECRET_NAMES_VARIABLE
 
@@ -475,6 +475,26 @@ def test_a_server_kept_warm_serves_the_next_run_then_exits_once_idle(warm_tmp, t
     assert os.listdir(first.folder) == []
 
 
+def test_a_call_forked_from_a_server_kept_warm_says_when_it_cannot_answer(warm_tmp, tmp_path):
+    """`FactoryServer.call` (a run's data phase, in a process forked from the kept-warm server): arguments larger
+    than one message cross in pieces; a function that fails with an error the run does not report as its own,
+    and a server that is not kept warm, raise `CallFailed` (the run then does the work itself)."""
+    first = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, keep_warm=30)
+    private = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS)
+    try:
+        first.close()
+        second = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, keep_warm=1)
+        assert second.process is None
+        with pytest.raises(CallFailed, match=r"failed \(AttributeError: 'NoneType' object has no attribute 'spec'\)"):
+            second.call("prepare", None, tmp_path, {"previous run": "x" * 300_000}, os.getpid())
+        second.close()
+        with pytest.raises(CallFailed, match="it is not kept warm|did not answer"):
+            private.call("prepare", None, tmp_path, None, os.getpid())
+        first.process.wait(timeout=15)  # no process of the call's is left to hold it
+    finally:
+        private.close()
+
+
 PROBE_VALUE = "import wb_warm_probe\nprint(wb_warm_probe.VALUE)"
 
 
@@ -517,7 +537,8 @@ def test_a_server_kept_warm_whose_imports_changed_serves_no_new_run(warm_tmp, tm
 
 def test_the_address_of_a_server_kept_warm_names_what_it_imported_and_saw(warm_tmp):
     """Another interpreter, other imports or another variable: another server. A variable read only when a kernel
-    runs (pytest's test name, the run's secret names) changes nothing."""
+    runs (pytest's test name, the run's secret names), or the shell's bookkeeping (a ``cd`` between two runs),
+    changes nothing."""
     from workbench.run.factoryserver import warm_address, warm_folder
 
     folder = warm_folder()
@@ -528,6 +549,7 @@ def test_the_address_of_a_server_kept_warm_names_what_it_imported_and_saw(warm_t
     assert address != warm_address(folder, ["/py"], PRELOAD, {**env, "LANG": "C"})
     assert address == warm_address(folder, ["/py"], PRELOAD, {**env, "PYTEST_CURRENT_TEST": "x",
                                                                 SECRET_NAMES_VARIABLE: "DB_PASSWORD"})
+    assert address == warm_address(folder, ["/py"], PRELOAD, {**env, "PWD": "/srv", "OLDPWD": "/tmp", "SHLVL": "3"})
 
 
 def test_no_server_is_kept_warm_in_a_folder_others_can_enter(warm_tmp, tmp_path):

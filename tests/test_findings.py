@@ -299,3 +299,15 @@ def test_personas_are_said_to_differ_only_when_their_intervals_do_not_overlap():
     assert len(found) == 3 and found[1].startswith("A: ") and found[2].startswith("B: ")
     rows[3] = ("B", "Deal", "Won", 50, 0.65, 0.5, 0.75, 5)
     assert "may not really differ" in persona_findings(_journey_facts(rows))[0]
+
+
+def test_the_unit_of_a_few_figures_is_chosen_as_for_an_array():
+    """`unit_for` reads a list (a run's headlines) without numpy and an array with it, to the same unit: missing
+    and infinite durations are left out either way, and the median decides at `HOURS_BELOW` days."""
+    from workbench.timeunits import DAYS, HOURS, HOURS_BELOW, unit_for
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        values = list(rng.choice([0.1, 1.0, 2.9, HOURS_BELOW, 3.1, 40.0, np.inf, np.nan], size=rng.integers(0, 6)))
+        assert unit_for(values) == unit_for(np.asarray(values, dtype=float)), values
+    assert unit_for([None, 0.5, float("inf")]) == HOURS and unit_for([]) == DAYS == unit_for([HOURS_BELOW])

@@ -55,3 +55,26 @@ def test_package_names_load_on_first_use():
                  "print(json.dumps([light, callable(load_dataset), Dataset.__name__, cycle_time.__name__, missing, gone,"
                  " 'validate' in dir(workbench), 'choose_settings' in dir(workbench.sections)]))")
     assert out == [True, True, "Dataset", "workbench.sections.cycle_time", True, True, True, True]
+
+
+def test_a_run_that_prepares_its_data_in_a_forked_process_imports_no_pandas():
+    """A run whose data phase ran in a process forked from a kept-warm server (`workbench.run.runner.prepare_in_child`)
+    reads the plans back (their `Segment`s), and writes the headlines and the index's figures, without numpy or
+    pandas: importing them would cost the run 0.3-0.4 s on its way to the first cell or to its index."""
+    loaded = _fresh("import sys, json\nfrom workbench.run import runner, headlines, report, segments\n"
+                    "report.format_headline('win_probability', 0.42)\n"
+                    "headlines.overall_headline({'win_probability': 0.4, 'horizon_days': 2,\n"
+                    "                            'median_days_to_close': 1})\n"
+                    "print(json.dumps(sorted(m for m in ('pandas', 'numpy', 'pyarrow') if m in sys.modules)))")
+    assert loaded == []
+
+
+def test_a_worker_imports_papermill_without_its_hdfs_handler_and_pyarrow_fs_still_imports():
+    """A worker skips Papermill's optional HDFS handler (pyarrow's file systems), and pyarrow.fs imports as usual
+    afterwards."""
+    loaded = _fresh("import sys, json\nfrom workbench.run.executors import PAPERMILL_SKIPS, _unimportable\n"
+                    "with _unimportable(PAPERMILL_SKIPS):\n    import papermill.iorw\n"
+                    "skipped = ('pyarrow' not in sys.modules\n"
+                    "           and papermill.iorw.HadoopFileSystem.__name__ == 'missing_dep')\n"
+                    "import pyarrow.fs\nprint(json.dumps([skipped, pyarrow.fs.HadoopFileSystem.__name__]))")
+    assert loaded == [True, "HadoopFileSystem"]

@@ -7,7 +7,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "src" / "workbench"
 #: Floors, bottom first: a module may import from its own floor or one below, never above.
 FLOORS = [
-    {"exceptions", "resources", "yamlio", "seeds", "timeunits", "markup", "tables", "jsonsafe", "recordkeys", "lazy"},
+    {"exceptions", "resources", "yamlio", "seeds", "timeunits", "formats", "markup", "tables", "jsonsafe", "recordkeys",
+     "lazy"},
     {"dataset"},
     {"stats"},
     {"plots", "findings", "results"},

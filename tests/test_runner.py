@@ -325,8 +325,9 @@ def test_a_run_whose_factory_server_cannot_start_says_so_in_its_log(data, tmp_pa
 @pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
 def test_a_run_kept_warm_lends_its_kernels_imports_to_the_next_run(data, tmp_path, monkeypatch, capsys):
     """`workbench run --keep-warm`: the first run's factory server outlives it, the next run's kernels are forked
-    by it (run.json says so), and it is gone once idle for the last run's seconds. A number of seconds that is
-    not one is refused before anything runs."""
+    by it and its data phase runs in a process forked from it (run.json says so) to the same slices, a data
+    error there is reported as usual, and the server is gone once idle for the last run's seconds. A number of
+    seconds that is not one is refused before anything runs."""
     short = tempfile.mkdtemp(prefix="wb-", dir="/tmp")  # a socket's address is short
     monkeypatch.setattr(tempfile, "tempdir", short)
     path = write_params(tmp_path, data[0], ["counts"], workers=1, overall=True)
@@ -334,12 +335,24 @@ def test_a_run_kept_warm_lends_its_kernels_imports_to_the_next_run(data, tmp_pat
         assert main(["run", str(path), "--keep-warm", "60"]) == 0
         first = json.loads((tmp_path / "out" / "run.json").read_text())
         (address,) = Path(short).glob("workbench-warm-*/*.sock")
-        assert main(["run", str(path), "--keep-warm", "1"]) == 0
+        slices = {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out" / "slices").rglob("*.*")}
+        assert main(["run", str(path), "--keep-warm", "60"]) == 0
         second = json.loads((tmp_path / "out" / "run.json").read_text())
         assert first["kernel"]["factory_server"] == "started, kept warm after the run"
         assert second["kernel"]["factory_server"] == "kept warm by an earlier run"
         assert {job["kernel"] for job in first["jobs"] + second["jobs"]} == {"forked"}
         assert "kept warm at" in (tmp_path / "out" / "logs" / "workers.log").read_text()
+        # The second run's data phase ran in a process forked from the server, to the same slices and records.
+        assert first["timing"]["data_phase"] == "in the run's own process"
+        assert second["timing"]["data_phase"] == "in a process forked from the kernels' kept-warm factory server"
+        assert second["inputs"] == first["inputs"] and second["notes"] == first["notes"]
+        assert [s["fingerprint"] for s in second["segments"]] == [s["fingerprint"] for s in first["segments"]]
+        assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out" / "slices").rglob("*.*")} == slices
+        # Its errors are the run's own: a split column the deals lack stops the run with the usual message.
+        capsys.readouterr()
+        bad = write_params(tmp_path / "bad", data[0], ["counts"], workers=1, split={"by": ["no_such_column"]})
+        assert main(["run", str(bad), "--keep-warm", "1"]) == 2
+        assert "`split` names ['no_such_column'], which deals lack" in capsys.readouterr().err
         deadline = time.monotonic() + 20
         while address.exists() and time.monotonic() < deadline:
             time.sleep(0.2)

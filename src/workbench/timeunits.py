@@ -6,9 +6,9 @@ the typical closed deal takes under `HOURS_BELOW` days, and `TimeUnit` formats a
 """
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
-
-import numpy as np
 
 #: A median time to close under this many days is shown in hours.
 HOURS_BELOW = 3.0
@@ -37,7 +37,7 @@ class TimeUnit:
 
     def number(self, days: float) -> str:
         """The number alone: whole units from 10 up, one decimal below (``3.5``), ``not reached`` if infinite."""
-        if days is None or not np.isfinite(days):
+        if days is None or not math.isfinite(days):
             return "not reached"
         x = self.value(days)
         if x >= 10 or (self.name == "days" and x >= 1):
@@ -53,7 +53,7 @@ class TimeUnit:
 
     def interval(self, low: float, high: float) -> str:
         """``81-88 days``, ``2.5-4.0 hours``, ``81 days to not yet reached``."""
-        if high is None or not np.isfinite(high):
+        if high is None or not math.isfinite(high):
             return f"{self(low)} to not yet reached"
         return f"{self.number(low)}-{self.number(high)} {self.name}"
 
@@ -66,10 +66,19 @@ DAYS, HOURS = TimeUnit("days"), TimeUnit("hours")
 
 
 def unit_for(durations) -> TimeUnit:
-    """Hours when the median of ``durations`` (days, e.g. of closed deals) is under `HOURS_BELOW` days."""
-    values = np.asarray(durations, dtype=float)
-    values = values[np.isfinite(values)]
-    return HOURS if len(values) and np.median(values) < HOURS_BELOW else DAYS
+    """Hours when the median of ``durations`` (days, e.g. of closed deals; missing and infinite ones left out) is
+    under `HOURS_BELOW` days."""
+    if isinstance(durations, (list, tuple)):  # a few figures (a run's headlines): no numpy to import
+        values = [float(v) for v in durations if v is not None]
+        values = [v for v in values if math.isfinite(v)]
+        median = statistics.median(values) if values else None
+    else:
+        import numpy as np
+
+        values = np.asarray(durations, dtype=float)
+        values = values[np.isfinite(values)]
+        median = float(np.median(values)) if len(values) else None
+    return HOURS if median is not None and median < HOURS_BELOW else DAYS
 
 
 def round_up(days: float) -> float:
@@ -91,6 +100,6 @@ def ladder_between(low: float, high: float) -> list[float]:
 def span(days: float) -> str:
     """One duration given in days, in the unit that reads best on its own: ``365 days``, ``1 day``,
     ``6 hours`` (hours below a day, or for a fraction of a day under `HOURS_BELOW` days)."""
-    if days is None or not np.isfinite(days):
+    if days is None or not math.isfinite(days):
         return "not reached"
     return (HOURS if days < 1 or (days < HOURS_BELOW and days != round(days)) else DAYS)(days)

@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -24,6 +25,15 @@ from pathlib import Path
 #: written, and so validated, several times (reading and writing a report's five notebooks once:
 #: 0.24 s with jsonschema, 0.16 s with it).
 WORKER_DEFAULTS = {"NBFORMAT_VALIDATOR": "fastjsonschema"}
+
+
+#: Optional imports of Papermill's that a worker skips (`_init_worker`): its HDFS handler (pyarrow's file
+#: systems, 0.1-0.2 s of a worker's start). The run hands Papermill local files only.
+PAPERMILL_SKIPS = ("pyarrow.fs",)
+
+#: How long a starting worker waits for its kernel factory to say it is ready before it imports Papermill
+#: (`_init_worker`): a factory forked by a kept-warm server says so within milliseconds.
+EARLY_KERNEL_WAIT = 0.1
 
 
 class LocalPool:
@@ -93,7 +103,8 @@ def _init_worker(log: str, spare: dict | None, factories: str | None) -> None:
     factory is forked by the run's factory server at ``factories`` when there is one.
 
     The factory imports while the worker imports Papermill, which its first task needs, and the first
-    kernel is forked from it while the run loads its data. The worker leaves what it needs only once a
+    kernel is forked from it while the run loads its data; a factory ready at once (kept warm) forks it
+    first, and the kernel starts while the worker imports Papermill. The worker leaves what it needs only once a
     segment's notebooks are done (the report, the records) to a background thread, which imports them
     while the first notebooks run.
     """
@@ -114,12 +125,33 @@ def _init_worker(log: str, spare: dict | None, factories: str | None) -> None:
     Finalize(None, jobs.close_factory, exitpriority=5)  # after the spare (higher priorities go first)
     if spare:
         jobs.start_factory(**spare, factories=factories)
-    import papermill  # noqa: F401
+    # A factory whose imports are done (kept warm by an earlier run) forks the first kernel now, which then
+    # starts beside Papermill's imports; one still importing would keep the worker waiting: Papermill first.
+    early = bool(spare) and jobs.factory_ready(EARLY_KERNEL_WAIT)
+    if early:
+        jobs.prestart_spare(**spare)
+    with _unimportable(PAPERMILL_SKIPS):
+        import papermill  # noqa: F401
 
-    if spare:
+    if spare and not early:
         jobs.prestart_spare(**spare)
     gc.freeze()  # see `_import_for_reports`
     threading.Thread(target=_import_for_reports, name="workbench-imports", daemon=True).start()
+
+
+@contextmanager
+def _unimportable(names):
+    """Within the block, importing one of ``names`` that is not imported yet fails with ImportError (as if it were
+    not installed), so that a library's optional import of it is skipped; after it, they import as usual."""
+    blocked = [name for name in names if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None
+    try:
+        yield
+    finally:
+        for name in blocked:
+            if sys.modules.get(name, False) is None:
+                del sys.modules[name]
 
 
 def _exit_at_once() -> None:

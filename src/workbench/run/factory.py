@@ -58,12 +58,14 @@ INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 #: once it has read its specification, after its factory server started (`workbench.run.secrets.
 #: SECRET_NAMES_VARIABLE`); and the terminal's size, which readline puts in the C environment of a process
 #: that imports it (IPython, pytest), where a worker started from that process sees it and ``os.environ``
-#: does not; and ``_``, the command a shell ran last (``workbench`` for one run, ``python`` for another), which
-#: the kept-warm server of one run would otherwise refuse to the next. Any other difference between a launch's
+#: does not; and the shell's own bookkeeping, which no import reads and which the kept-warm server of one run
+#: would otherwise refuse to the next: ``_``, the command it ran last (``workbench`` for one run, ``python``
+#: for another), ``PWD`` and ``OLDPWD``, its working folder and the one before (a ``cd`` between two runs),
+#: and ``SHLVL``, how deep it is nested (a run from a script). Any other difference between a launch's
 #: environment and the factory's means that the factory's imports may have seen another environment: that
 #: kernel starts the usual way.
-PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "_",
-                                  "WORKBENCH_SCRUB_VARIABLES", "COLUMNS", "LINES"})
+PER_KERNEL_VARIABLES = frozenset({"JPY_PARENT_PID", "JPY_SESSION_NAME", "PYTEST_CURRENT_TEST", "_", "PWD",
+                                  "OLDPWD", "SHLVL", "WORKBENCH_SCRUB_VARIABLES", "COLUMNS", "LINES"})
 
 #: How long the worker waits for the factory's imports (as long as for a kernel to start), for a fork,
 #: and for an answer about a kernel's exit.
@@ -198,6 +200,17 @@ class KernelFactory:
                 self._note(f"a fork failed ({reply.get('error')})")
                 return None
             return ForkedKernel(reply["pid"], fds[0], self)
+
+    def ready_soon(self, timeout: float) -> bool:
+        """Whether the factory has said it is ready (its imports done), or says so within ``timeout`` seconds: a
+        factory forked by a kept-warm server does at once. Nothing is read: the first `fork` reads it."""
+        with self._lock:
+            if self._ready:
+                return True
+            try:
+                return not self.broken and readable(self.control.fileno(), timeout)
+            except (OSError, ValueError):
+                return False
 
     def _await_ready(self) -> bool:
         """Wait for the factory's imports; a factory forked by a server comes with a pidfd of its process, or

@@ -23,12 +23,20 @@ servers (`warm_folder`), at an address named after what it imported (`warm_addre
 on it (a connection) while it works, and the server exits once it has had no lease for the last run's
 ``keep_warm`` seconds. A server whose imported files changed on disk since it imported them serves no
 new run: it gives its address up (the next run starts a fresh server) and exits with its last lease.
+
+A run that leased a kept-warm server also has its data phase done by it (`FactoryServer.call`, `CALLS`):
+a process forked from the server, which has pandas and the data layer imported (the latter while it
+waited), loads, plans and slices the run's data in the run's folder, environment and umask, writing to
+the run's stdout and stderr, and sends the result back; the run itself then imports no pandas at all.
 """
 from __future__ import annotations
 
+import gc
 import hashlib
+import importlib
 import json
 import os
+import pickle
 import select
 import shutil
 import signal
@@ -38,7 +46,10 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+import warnings
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,13 +68,25 @@ REQUEST_TIMEOUT = 5.0
 #: How long a closing server gives its factories to kill their kernels before it kills them.
 STOP_TIMEOUT = 10.0
 
+#: What a run can have done in a process forked from a server kept warm by an earlier run
+#: (`FactoryServer.call`): a name, and the function as ``module:function``. The server imports the module, and
+#: the modules it names in ``WARM_IMPORTS``, while it waits for its next run.
+CALLS = {"prepare": "workbench.run.runner:prepare_in_child"}
+
+#: The largest piece of a call's arguments or answer sent as one message (each must fit the socket's buffer).
+PIECE_BYTES = 1 << 16
+
+
+class CallFailed(Exception):
+    """A call in a process forked from a kept-warm server could not be had, or gave no answer."""
+
 
 class FactoryServer:
     """The run's side of the server: its process, the address its workers connect to, and the socket whose
     end tells it that the run is done."""
 
     def __init__(self, process: subprocess.Popen | None, owner: socket.socket, folder: Path, preload: str,
-                 address: str | None = None, kept_warm: bool = False):
+                 address: str | None = None, kept_warm: bool = False, log: BinaryIO | None = None):
         #: The server's process when this run started it (None: a server kept warm by an earlier run).
         self.process = process
         #: This run's end of its lease: the server knows the run is done (or gone) when it closes.
@@ -74,6 +97,8 @@ class FactoryServer:
         self.preload = preload
         #: Whether it outlives this run (``keep_warm``): closing it then only ends this run's lease.
         self.kept_warm = kept_warm
+        #: Where the run's lines about it go (`note`).
+        self.log = log
 
     @classmethod
     def start(cls, kernel_name: str, preload: str, *, defaults: dict | None = None, log: BinaryIO | None = None,
@@ -141,7 +166,7 @@ class FactoryServer:
                 if own_log is not None:
                     own_log.close()
             ours.sendall(json.dumps({"preload": preload, "prefix": prefix, "keep_warm": keep_warm}).encode())
-            return cls(process, ours, folder, preload, address=address, kept_warm=bool(keep_warm))
+            return cls(process, ours, folder, preload, address=address, kept_warm=bool(keep_warm), log=log)
         except BaseException:
             if ours is not None:
                 ours.close()
@@ -189,7 +214,7 @@ class FactoryServer:
                 return cls._spawn_warm(prefix, preload, env, address, keep_warm, log)
             return None
         _note(log, f"kernels forked by the factory server kept warm at {address} (process {answer['leased']})")
-        return cls(None, owner, folder, preload, address=address, kept_warm=True)
+        return cls(None, owner, folder, preload, address=address, kept_warm=True, log=log)
 
     @classmethod
     def _spawn_warm(cls, prefix, preload, env, address, keep_warm, log) -> FactoryServer | None:
@@ -199,6 +224,56 @@ class FactoryServer:
         except Exception as exc:  # noqa: BLE001 - another run took the address first: this run has its own
             _note(log, f"no kernels are kept warm at {address} ({type(exc).__name__}: {exc})")
             return None
+
+    def note(self, line: str) -> None:
+        """A line about the server in the run's log."""
+        _note(self.log, line)
+
+    def call(self, name: str, *args):
+        """``CALLS[name](*args)`` in a process forked from this server kept warm by an earlier run, which has
+        imported what the call needs already: its return value. The process works in the run's folder, with its
+        environment, umask, standard output and error, and its filters of built-in and workbench warnings; it
+        stops when the run stops (Ctrl-C) or is gone, and then the run waits for it to be gone.
+
+        Raises `CallFailed` when the process cannot be had or gives no answer, or when the function raised
+        (its traceback's last line says what): the run then does the work itself."""
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pidfd, answered = None, False
+        try:
+            try:
+                conn.connect(self.address)
+                if _peer_uid(conn) != os.getuid():
+                    raise CallFailed("is another user's")
+                socket.send_fds(conn, [json.dumps({"call": name}).encode()], [1, 2])
+                if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
+                    raise CallFailed("did not answer")
+                data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
+                pidfd = fds[0] if fds else None
+                if pidfd is None:
+                    raise CallFailed(f"refused the call ({json.loads(data or b'{}').get('refused', 'no answer')})")
+                umask = os.umask(0o022)
+                os.umask(umask)
+                _send_blob(conn, pickle.dumps({"args": args, "cwd": os.getcwd(), "env": dict(os.environ),
+                                               "umask": umask, "filters": _portable_filters()}))
+                data = _recv_blob(conn)
+            except (OSError, ValueError, pickle.PicklingError) as exc:
+                raise CallFailed(f"could not be had ({type(exc).__name__}: {exc})") from exc
+            if data is None:
+                raise CallFailed("ended without an answer")
+            answered = True
+            try:
+                outcome, value = pickle.loads(data)  # noqa: S301 - the server's child, checked to be this user's
+            except Exception as exc:  # noqa: BLE001 - the run does the work itself
+                raise CallFailed(f"answered what the run cannot read ({type(exc).__name__}: {exc})") from exc
+            if outcome != "returned":
+                raise CallFailed(f"failed ({value})")
+            return value
+        finally:
+            conn.close()  # the process stops when the run stops early: it sees this end close
+            if pidfd is not None:
+                if not answered:  # e.g. Ctrl-C: what it was writing is cancelled before the run cleans up
+                    kernel_factory.readable(pidfd, STOP_TIMEOUT)
+                os.close(pidfd)
 
     def close(self) -> None:
         """Stop the server: its factories kill their kernels, and it exits (at once, even in the middle of its
@@ -241,6 +316,8 @@ class _Server:
         #: The files of every module it imported, as they were then (kept warm: checked on every lease).
         self.files = _module_files() if self.keep_warm else {}
         self.stale = False
+        #: Whether the modules of `CALLS` are imported (kept warm, while it waits for its next run).
+        self.calls_imported = False
 
     def serve(self) -> None:
         """Answer workers and runs until there is no lease left, and, kept warm, for ``keep_warm`` seconds more."""
@@ -250,6 +327,9 @@ class _Server:
                 left = self.idle_since + self.keep_warm - time.monotonic()
                 if self.stale or left <= 0:
                     return
+                if not self.calls_imported:
+                    self._import_calls()
+                    continue
                 timeout = min(timeout, left)
             ready = _readable_of([self.listener, *self.leases], timeout)
             self.factories.reap()
@@ -275,10 +355,20 @@ class _Server:
                 return  # another user's process: neither served nor answered
             if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
                 return
-            data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
+            data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 2)
             message = json.loads(data or b"{}")
             if isinstance(message.get("lease"), dict) and not fds:
                 kept = self._lease(conn, message["lease"])
+                return
+            if "call" in message:
+                if message["call"] not in CALLS or len(fds) != 2:
+                    return
+                if not self.keep_warm or self.stale:
+                    _send(conn, {"refused": "it is not kept warm" if not self.keep_warm else STALE})
+                    return
+                pid = _fork_call(conn, [self.listener, *self.leases], CALLS[message["call"]], fds)
+                if pid is not None:
+                    self.factories.running.add(pid)
                 return
             request = message.get("factory")
             if not isinstance(request, dict) or len(fds) != 1:
@@ -297,6 +387,21 @@ class _Server:
                 os.close(fd)
             if not kept:
                 conn.close()
+
+    def _import_calls(self) -> None:
+        """Import what the calls a run can make need (`CALLS`), once, while no run holds a lease: the kernels
+        forked first have no more than the notebooks' imports, and a call's process has nothing left to
+        import. The files of the new modules are checked with the others on every lease."""
+        self.calls_imported = True
+        for target in CALLS.values():
+            try:
+                module = importlib.import_module(target.partition(":")[0])
+                for name in getattr(module, "WARM_IMPORTS", ()):
+                    importlib.import_module(name)
+            except Exception:  # noqa: BLE001, S112 - the call's process imports it, and says what is wrong
+                continue
+        self.files = {**_module_files(), **self.files}  # what it saw at its first imports stays as it was
+        gc.freeze()
 
     def _lease(self, conn: socket.socket, request: dict) -> bool:
         """Lease the server to a new run (``conn`` is its end) when its kernels can stand in for that run's and
@@ -379,6 +484,104 @@ def _fork_factory(conn: socket.socket, own: list[socket.socket], stderr: int) ->
         kernel_factory.serve_kernels(socket.socket(fileno=os.dup(conn.fileno())))  # never returns
     finally:
         os._exit(1)
+
+
+def _fork_call(conn: socket.socket, own: list[socket.socket], target: str, fds: list[int]) -> int | None:
+    """Fork a process that calls ``target`` (``module:function``) for the run at ``conn``, writing to the run's
+    standard output and error (``fds``); it sends the run its pid and a pidfd of itself."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        _send(conn, {"refused": f"the server could not fork ({exc})"})
+        return None
+    if pid:
+        return pid
+    code = 1
+    try:  # the run's alone from here
+        for sock in own:
+            sock.close()
+        for fd, to in zip(fds, (1, 2)):
+            os.dup2(fd, to)
+            os.close(fd)
+        pidfd = os.pidfd_open(os.getpid())
+        socket.send_fds(conn, [json.dumps({"calling": os.getpid()}).encode()], [pidfd])
+        os.close(pidfd)
+        _serve_call(conn, target)
+        code = 0
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _serve_call(conn: socket.socket, target: str) -> None:
+    """Take the run's arguments, folder, environment, umask and warning filters from ``conn``, call ``target``
+    with them, and answer what it returned, or its error's traceback."""
+    data = _recv_blob(conn)
+    if data is None:
+        return
+    request = pickle.loads(data)  # noqa: S301 - from the run that holds this server's lease, checked as its own
+    os.chdir(request["cwd"])
+    os.umask(request["umask"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    warnings.resetwarnings()
+    warnings.filters.extend(request["filters"])
+    answered = threading.Event()
+    threading.Thread(target=_stop_when_gone, args=(conn, answered), daemon=True).start()
+    module, _, function = target.partition(":")
+    try:
+        answer = ("returned", getattr(importlib.import_module(module), function)(*request["args"]))
+    except Exception:  # noqa: BLE001 - the run does the work itself, and meets the error there
+        answer = ("raised", traceback.format_exc().strip().splitlines()[-1])
+    try:
+        data = pickle.dumps(answer)
+    except Exception as exc:  # noqa: BLE001
+        data = pickle.dumps(("raised", f"its answer could not be sent ({type(exc).__name__}: {exc})"))
+    answered.set()
+    _send_blob(conn, data)
+
+
+def _stop_when_gone(conn: socket.socket, answered: threading.Event) -> None:
+    """Stop the call's process (as SIGTERM does: what it writes is cancelled) once the run closes its end before
+    the answer: the run stopped early, or is gone."""
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poller.poll()
+    if not answered.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _send_blob(sock: socket.socket, data: bytes) -> None:
+    """``data`` of any size as messages: its length, then pieces of at most `PIECE_BYTES`."""
+    sock.sendall(struct.pack("!Q", len(data)))
+    for at in range(0, len(data), PIECE_BYTES):
+        sock.sendall(data[at:at + PIECE_BYTES])
+
+
+def _recv_blob(sock: socket.socket) -> bytes | None:
+    """What `_send_blob` sent, or None when the other end closed first."""
+    head = sock.recv(8)
+    if len(head) != 8:
+        return None
+    (size,) = struct.unpack("!Q", head)
+    parts, got = [], 0
+    while got < size:
+        part = sock.recv(PIECE_BYTES)
+        if not part:
+            return None
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
+def _portable_filters() -> list[tuple]:
+    """The run's warning filters that a forked process can take: those of built-in warnings and workbench's."""
+    return [f for f in warnings.filters
+            if f[2].__module__ == "builtins" or f[2].__module__.split(".")[0] == "workbench"]
 
 
 def _stop_all(factories: kernel_factory.Children) -> None:

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..findings import percent
+from ..formats import percent
 from ..timeunits import DAYS, unit_for
 
 

@@ -417,6 +417,12 @@ def start_factory(notebooks: list[str], cwd: str | Path, factories: str | None =
         _factory = KernelFactory.start(KERNEL, preload, cwd)
 
 
+def factory_ready(timeout: float) -> bool:
+    """Whether this worker's kernel factory forks kernels at once (its imports are done, as a kept-warm server's
+    are), or says so within ``timeout`` seconds."""
+    return _factory is not None and _factory.ready_soon(timeout)
+
+
 def close_factory() -> None:
     """Stop this worker's kernel factory (at the worker's exit): it kills any kernel of its own left."""
     global _factory

@@ -244,7 +244,7 @@ def format_headline(key: str, value) -> str:
     >>> format_headline("deals", 12500)
     '12,500'
     """
-    from ..findings import amount, days, percent
+    from ..formats import amount, days, percent
 
     if value is None:
         return "n/a"

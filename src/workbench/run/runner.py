@@ -1,7 +1,8 @@
 """`workbench run`: one report per segment, unattended, safe to hand to a client.
 
 The run checks everything first (the parameter file, every notebook's parameters
-cell, the kernel), loads the dataset once and splits it into segments. Each
+cell, the kernel), loads the dataset once and splits it into segments (`prepare`; after a
+run that kept its kernels' imports warm, in a process forked from that run's factory server). Each
 segment's rows are written as a slice (`workbench.dataset.store`), all of them before
 the first kernel starts, and the run then lets go of the data; a segment's notebooks
 execute in turn with Papermill in a `workbench` kernel of the segment's own (started
@@ -47,6 +48,11 @@ from .secrets import redact, redact_file
 
 #: Where local workers' stderr goes (and so the kernels' own log lines), not the terminal.
 LOG_FILE = "logs/workers.log"
+#: What the data phase (`prepare`) imports as it goes: a kept-warm factory server imports these while it waits
+#: for its next run, so that the process it forks for that run's data phase has nothing left to import.
+WARM_IMPORTS = ("workbench.dataset.loader", "workbench.dataset.store", "workbench.dataset.model",
+                "workbench.dataset.sanity", "workbench.run.segments", "workbench.run.summary",
+                "workbench.sections.settings")
 KERNEL_FIX = fixes("`make kernel`", f"`.venv/bin/python -m ipykernel install --sys-prefix --name {KERNEL}`")
 
 
@@ -165,7 +171,7 @@ def _run(params_path, only_failed, workers, executor, scheduler, progress, pdf, 
         interrupted, reached = True, {"loaded": False}
         try:
             result = _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress,
-                                 started, t0, reached)
+                                 started, t0, reached, server)
             interrupted = False
             return result
         finally:
@@ -224,7 +230,67 @@ def _append_log(source, log: Path) -> None:
 
 
 def _run_locked(params, kernel, output, previous, pool, workers, executor, scheduler, progress, started, t0,
-                reached):
+                reached, server=None):
+    prepared = _prepared_by_server(server, params, output, previous, reached)
+    if prepared is None:
+        prepared = prepare(params, output, previous, reached)
+    params, plans, inputs, notes, timing = (prepared.params, prepared.plans, prepared.inputs, prepared.notes,
+                                            prepared.timing)
+    timing.setdefault("data_phase", "in the run's own process")
+    jobs = [job for plan in plans for job in plan["jobs"]]
+    if previous is not None and all(p["reused"] for p in plans):
+        notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
+    bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
+    tick = time.perf_counter()
+    try:
+        _execute([p for p in plans if not p["reused"]], pool, bar, meanwhile=_meanwhile)
+    finally:
+        bar.close()
+    pool.retire()  # no task is left: the workers exit while the run writes its index
+    timing["execute_seconds"] = time.perf_counter() - tick
+    records = [_segment_record(plan, output) for plan in plans]
+    notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
+              f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
+              for j in jobs if j.get("retried_after")]
+    tick = time.perf_counter()
+    _compare_segments(output, records)
+    if params.spec.pdf:
+        _print_pdfs(output, records, workers)
+    timing["compare_pdf_seconds"] = time.perf_counter() - tick
+    failures = _failures(records)
+    partial = [f"segments/{r['slug']}: " + "; ".join(r["reasons"]) for r in records if r["status"] == "partial"]
+    tick = time.perf_counter()
+    try:
+        _write_index(params, output, records)
+        redact_file(output / "index.html")
+    except Exception as exc:  # noqa: BLE001 - the run's other outputs stand; the failure is reported
+        failures.append(f"index.html: {type(exc).__name__}: {redact(str(exc))}")
+    timing["index_seconds"] = time.perf_counter() - tick
+    timing["total_seconds"] = time.perf_counter() - t0
+    timing["per_report"] = _report_timing(records, jobs)
+    result = RunResult(output=output, segments=records, jobs=[_public_job(j) for j in jobs], failures=failures,
+                       notes=notes, partial=partial)
+    write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
+    return result
+
+
+@dataclass
+class Prepared:
+    """The run's data phase done (`prepare`): the parameters (with the shared horizon), each segment's plan with
+    its slice written, the inputs ``run.json`` records, the notes for the run's summary, and its timing."""
+
+    params: RunParams
+    plans: list[dict]
+    inputs: dict
+    notes: list[str]
+    timing: dict
+
+
+def prepare(params: RunParams, output: Path, previous: dict | None, reached: dict, run_pid: int | None = None
+            ) -> Prepared:
+    """Load the dataset, check it against the parameters, split it into segments, plan each segment's jobs and
+    write its slice; ``reached["loaded"]`` is set once the data loaded and checked. Each segment's temporary
+    folder is named after ``run_pid``, the run's process (default: this one)."""
     from ..dataset import store  # the data layer, imported once the kernels' own imports have begun (`run`)
     from .segments import plan_segments
 
@@ -264,7 +330,7 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     try:
         for seg in segments:
             plan = _plan_segment(params, dataset, seg, previous, whole_fingerprint=inputs["data_fingerprint"],
-                                 whole_hashes=hashes, links=links)
+                                 whole_hashes=hashes, links=links, run_pid=run_pid)
             written = time.perf_counter()
             _prepare(plan, slices)
             slices_seconds += time.perf_counter() - written
@@ -279,41 +345,44 @@ def _run_locked(params, kernel, output, previous, pool, workers, executor, sched
     # plan: the fingerprints, the shared horizon and each segment's rows; slices: writing them.
     timing["plan_seconds"] = time.perf_counter() - tick - slices_seconds
     timing["slices_seconds"] = slices_seconds
-    jobs = [job for plan in plans for job in plan["jobs"]]
-    if previous is not None and all(p["reused"] for p in plans):
-        notes.append("`--only-failed`: the previous run has no failed job; nothing was rerun.")
-    bar = _progress_bar(sum(not p["reused"] for p in plans), progress)
+    return Prepared(params=params, plans=plans, inputs=inputs, notes=notes, timing=timing)
+
+
+def _prepared_by_server(server, params: RunParams, output: Path, previous: dict | None, reached: dict):
+    """The data phase (`prepare`) done in a process forked from a factory server kept warm by an earlier run,
+    which has pandas and the data layer imported already; None when there is no such server, or when that
+    process could not be had or gave no answer (the run then prepares the data itself, and the log says why).
+    The data phase's own errors are raised here, as in the run."""
+    if server is None or server.process is not None:  # none, or its imports are not done: the run loads itself
+        return None
+    from .factoryserver import CallFailed
+
     tick = time.perf_counter()
     try:
-        _execute([p for p in plans if not p["reused"]], pool, bar, meanwhile=_meanwhile)
-    finally:
-        bar.close()
-    pool.retire()  # no task is left: the workers exit while the run writes its index
-    timing["execute_seconds"] = time.perf_counter() - tick
-    records = [_segment_record(plan, output) for plan in plans]
-    notes += [f"segments/{j['slug']}/{Path(j['output']).name}: the kernel failed ({j['retried_after']}); "
-              f"started again, attempt {j['attempts']} {'succeeded' if j['status'] == 'ok' else 'failed too'}."
-              for j in jobs if j.get("retried_after")]
-    tick = time.perf_counter()
-    _compare_segments(output, records)
-    if spec.pdf:
-        _print_pdfs(output, records, workers)
-    timing["compare_pdf_seconds"] = time.perf_counter() - tick
-    failures = _failures(records)
-    partial = [f"segments/{r['slug']}: " + "; ".join(r["reasons"]) for r in records if r["status"] == "partial"]
-    tick = time.perf_counter()
+        prepared, loaded, error = server.call("prepare", params, output, previous, os.getpid())
+    except CallFailed as exc:
+        server.note(f"the run loads its data itself: a process forked from the kept-warm server {exc}")
+        return None
+    reached["loaded"] = loaded
+    if error is not None:
+        raise error
+    prepared.timing["data_phase"] = "in a process forked from the kernels' kept-warm factory server"
+    prepared.timing["fork_seconds"] = (time.perf_counter() - tick - prepared.timing["load_seconds"]
+                                       - prepared.timing["plan_seconds"] - prepared.timing["slices_seconds"])
+    return prepared
+
+
+def prepare_in_child(params: RunParams, output: Path, previous: dict | None,
+                     run_pid: int) -> tuple[Prepared | None, bool, Exception | None]:
+    """`prepare` for the run ``run_pid``, in a process forked from a kept-warm factory server
+    (`_prepared_by_server`): the prepared run, whether the data loaded, and the error the run reports as its own
+    (`WorkbenchError`, `OSError`). Any other error is raised, and the run then prepares the data itself, where
+    it is raised again with its traceback (and replaces what this process left in the segments' folders)."""
+    reached = {"loaded": False}
     try:
-        _write_index(params, output, records)
-        redact_file(output / "index.html")
-    except Exception as exc:  # noqa: BLE001 - the run's other outputs stand; the failure is reported
-        failures.append(f"index.html: {type(exc).__name__}: {redact(str(exc))}")
-    timing["index_seconds"] = time.perf_counter() - tick
-    timing["total_seconds"] = time.perf_counter() - t0
-    timing["per_report"] = _report_timing(records, jobs)
-    result = RunResult(output=output, segments=records, jobs=[_public_job(j) for j in jobs], failures=failures,
-                       notes=notes, partial=partial)
-    write_run_file(output, params, inputs, kernel, executor, workers, scheduler, started, timing, result)
-    return result
+        return prepare(params, output, previous, reached, run_pid), reached["loaded"], None
+    except (WorkbenchError, OSError) as exc:
+        return None, reached["loaded"], exc
 
 
 def _shared_horizon(params: RunParams, dataset) -> tuple[RunParams, list[str]]:
@@ -415,7 +484,7 @@ def _load(params: RunParams):
 
 def _plan_segment(params: RunParams, dataset, segment, previous: dict | None, *,
                   whole_fingerprint: str | None = None, whole_hashes: dict | None = None,
-                  links=None) -> dict:
+                  links=None, run_pid: int | None = None) -> dict:
     """A segment's jobs, which of them must run, and its finishing task.
 
     ``whole_fingerprint`` is ``store.fingerprint(dataset)`` when known: the overall segment's own
@@ -435,7 +504,7 @@ def _plan_segment(params: RunParams, dataset, segment, previous: dict | None, *,
     n = len(part.deals)
     too_small = n < max(spec.min_deals_per_segment, 1)
     final = output / "segments" / segment.slug
-    tmp = output / "segments" / f".{segment.slug}.tmp-{os.getpid()}"
+    tmp = output / "segments" / f".{segment.slug}.tmp-{run_pid or os.getpid()}"
     slice_dir = output / "slices" / segment.slug
     relative_data = os.path.relpath(slice_dir / store.SPEC_FILE, tmp)
     jobs = [] if too_small else [

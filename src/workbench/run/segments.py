@@ -9,15 +9,16 @@ silently.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import numpy as np
-import pandas as pd
-
-from ..dataset.model import Dataset
 from ..exceptions import WorkbenchError, fixes
 from ..markup import slugify
 from .params import Split
+
+if TYPE_CHECKING:
+    from ..dataset.model import Dataset
 
 #: The notebook parameter the runner sets to the segment's `Segment.scope` (when a notebook declares it).
 SCOPE_PARAMETER = "segment_scope"
@@ -55,6 +56,9 @@ class Segment:
 
 def _plain(value):
     """numpy and pandas scalars as the Python values JSON and YAML know."""
+    import numpy as np  # here: a run that only reads segments (`Segment`) imports no numpy nor pandas
+    import pandas as pd
+
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, pd.Timestamp):
@@ -108,7 +112,7 @@ def plan_segments(dataset: Dataset, split: Split | None, *, overall: bool = True
 
 def _unique_slugs(segments: list[Segment]) -> list[Segment]:
     """Slugs that collide (``A/B`` and ``A-B``, or a filter named "overall") get a short hash of the key."""
-    counts = pd.Series([s.slug for s in segments]).value_counts()
+    counts = Counter(s.slug for s in segments)
     out = []
     for s in segments:
         if counts[s.slug] > 1 and s.key != "":

@@ -6,7 +6,8 @@ process starts to after it exits, and so counts the interpreter, the imports, th
 1. One 4,000-deal segment on one worker, ``--repeat`` times: the wall time, the notebooks' own cell time
    (cells that analyse, not the import cells) and the overhead share, and where the rest went (the first
    cell, between the notebooks, the report, the index, the exit); then the same with the kernels' imports
-   kept warm by an earlier run (``--keep-warm``), as for a user who runs again; beside it, the same five notebooks
+   kept warm by an earlier run (``--keep-warm``: the data also loaded in a process forked from its server), as
+   for a user who runs again; beside it, the same five notebooks
    executed the library-default way (Papermill, a fresh kernel per notebook) against the runner's way (one
    warm kernel per segment, `workbench.run.jobs.execute_group`) on the same slice.
 2. What a segment's kernel costs before its first cell, as a worker starts it ahead (the notebooks'
@@ -89,11 +90,12 @@ def _one_segment(tmp: Path, repeat: int) -> None:
         print("        " + _timeline(Path(yaml.safe_load(params.read_text())["output"]), record, started, wall))
     # Kept warm: a first run starts the server and keeps it (not shown), the runs after it lease it.
     print(f"the same, kept warm (`workbench run --keep-warm {KEEP_WARM}`: the kernels' imports done by an earlier "
-          f"run; {repeat} runs):")
+          f"run, the data loaded in a process forked from its server; {repeat} runs):")
     _timed_run(params, "--keep-warm", str(KEEP_WARM))
     for _ in range(repeat):
         wall, record, started = _timed_run(params, "--keep-warm", str(KEEP_WARM))
-        print(f"    {_share(wall, _cells(record), 1)}   [{record['kernel']['factory_server']}]")
+        print(f"    {_share(wall, _cells(record), 1)}   [{record['kernel']['factory_server']}; data "
+              f"{record['timing']['data_phase'].removeprefix('in ')}]")
         print("        " + _timeline(Path(yaml.safe_load(params.read_text())["output"]), record, started, wall))
     # The same slice, the five notebooks one fresh kernel each (Papermill's default) and in one warm kernel.
     slice_spec = tmp / "one" / "out" / "slices" / "overall" / "dataset.yaml"

@@ -33,6 +33,7 @@ from workbench.cli import main
 from workbench.exceptions import DataQualityWarning, SpecError, WorkbenchError
 from workbench.dataset.loader import load_dataset, load_slice
 from workbench.run import factory as kernel_factory
+from workbench.run.factoryserver import CallFailed, FactoryServer
 from workbench.run.notebooks import preload_code
 from workbench.run.params import Split
 from workbench.run.runner import check_kernel, run
@@ -325,9 +326,10 @@ def test_a_run_whose_factory_server_cannot_start_says_so_in_its_log(data, tmp_pa
 @pytest.mark.skipif(not kernel_factory.supported(), reason="kernels are forked on Linux only")
 def test_a_run_kept_warm_lends_its_kernels_imports_to_the_next_run(data, tmp_path, monkeypatch, capsys):
     """`workbench run --keep-warm`: the first run's factory server outlives it, the next run's kernels are forked
-    by it and its data phase runs in a process forked from it (run.json says so) to the same slices, a data
-    error there is reported as usual, and the server is gone once idle for the last run's seconds. A number of
-    seconds that is not one is refused before anything runs."""
+    by it and its data phase runs in a process forked from it (run.json says so) to the same slices, or in the
+    run itself when that process gives no answer (the log says so); a data error there is reported as usual,
+    and the server is gone once idle for the last run's seconds. A number of seconds that is not one is refused
+    before anything runs."""
     short = tempfile.mkdtemp(prefix="wb-", dir="/tmp")  # a socket's address is short
     monkeypatch.setattr(tempfile, "tempdir", short)
     path = write_params(tmp_path, data[0], ["counts"], workers=1, overall=True)
@@ -348,6 +350,18 @@ def test_a_run_kept_warm_lends_its_kernels_imports_to_the_next_run(data, tmp_pat
         assert second["inputs"] == first["inputs"] and second["notes"] == first["notes"]
         assert [s["fingerprint"] for s in second["segments"]] == [s["fingerprint"] for s in first["segments"]]
         assert {p.relative_to(tmp_path): p.read_bytes() for p in (tmp_path / "out" / "slices").rglob("*.*")} == slices
+        # A process that cannot be had, or gives no answer: the run loads its data itself, and its log says why.
+        def no_answer(server, name, *args):
+            raise CallFailed("ended without an answer")
+
+        with monkeypatch.context() as patch:
+            patch.setattr(FactoryServer, "call", no_answer)
+            assert main(["run", str(path), "--keep-warm", "60"]) == 0
+        third = json.loads((tmp_path / "out" / "run.json").read_text())
+        assert third["kernel"]["factory_server"] == "kept warm by an earlier run"
+        assert third["timing"]["data_phase"] == "in the run's own process" and third["inputs"] == first["inputs"]
+        assert ("the run loads its data itself: a process forked from the kept-warm server ended without an answer"
+                in (tmp_path / "out" / "logs" / "workers.log").read_text())
         # Its errors are the run's own: a split column the deals lack stops the run with the usual message.
         capsys.readouterr()
         bad = write_params(tmp_path / "bad", data[0], ["counts"], workers=1, split={"by": ["no_such_column"]})

@@ -301,8 +301,8 @@ STALE = "its imports changed on disk since it imported them"
 
 
 class _Server:
-    """The server's state: what it imported and for whom (``config``, ``env``), its runs' leases, its factories,
-    and, kept warm, when it goes."""
+    """The server's state: what it imported and for whom (``config``, ``env``), its runs' leases, its children (the
+    workers' factories, the processes of runs' calls), and, kept warm, when it goes."""
 
     def __init__(self, listener: socket.socket, owner: socket.socket, config: dict, env: dict):
         self.listener = listener
@@ -310,7 +310,7 @@ class _Server:
         self.config = config
         self.env = env
         self.leases = [owner]
-        self.factories = kernel_factory.Children()
+        self.children = kernel_factory.Children()  # its factories, and the processes of its calls
         self.keep_warm = float(config.get("keep_warm") or 0)
         self.idle_since = time.monotonic()
         #: The files of every module it imported, as they were then (kept warm: checked on every lease).
@@ -332,7 +332,7 @@ class _Server:
                     continue
                 timeout = min(timeout, left)
             ready = _readable_of([self.listener, *self.leases], timeout)
-            self.factories.reap()
+            self.children.reap()
             for lease in ready:
                 if lease is not self.listener and _ended(lease):  # the run is done, or gone
                     lease.close()
@@ -368,7 +368,7 @@ class _Server:
                     return
                 pid = _fork_call(conn, [self.listener, *self.leases], CALLS[message["call"]], fds)
                 if pid is not None:
-                    self.factories.running.add(pid)
+                    self.children.running.add(pid)
                 return
             request = message.get("factory")
             if not isinstance(request, dict) or len(fds) != 1:
@@ -379,7 +379,7 @@ class _Server:
                 return
             pid = _fork_factory(conn, [self.listener, *self.leases], stderr=fds[0])
             if pid is not None:
-                self.factories.running.add(pid)
+                self.children.running.add(pid)
         except (OSError, ValueError, AttributeError):
             return
         finally:
@@ -442,7 +442,7 @@ def serve(listen_fd: int, owner_fd: int) -> None:
     except SystemExit:
         pass
     finally:
-        _stop_all(server.factories)
+        _stop_all(server.children)
         if not server.stale:  # a stale server gave its address up: it may be a new server's already
             _remove(address)
         sys.stdout.flush()
@@ -584,17 +584,18 @@ def _portable_filters() -> list[tuple]:
             if f[2].__module__ == "builtins" or f[2].__module__.split(".")[0] == "workbench"]
 
 
-def _stop_all(factories: kernel_factory.Children) -> None:
-    """Ask every factory to stop (each kills its kernels first), then kill those that do not."""
-    for pid in factories.running:
+def _stop_all(children: kernel_factory.Children) -> None:
+    """Ask every factory (and call's process) to stop (a factory kills its kernels first), then kill those that do
+    not."""
+    for pid in children.running:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_TIMEOUT
-    while factories.running and time.monotonic() < deadline:
-        factories.reap()
+    while children.running and time.monotonic() < deadline:
+        children.reap()
         time.sleep(0.02)
-    for pid in factories.running:
+    for pid in children.running:
         _signal(pid, signal.SIGKILL)
-    for pid in factories.running:
+    for pid in children.running:
         try:
             os.waitpid(pid, 0)
         except ChildProcessError:

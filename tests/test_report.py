@@ -366,3 +366,23 @@ def test_a_notebook_cut_off_by_a_timeout_says_the_rest_could_not_be_produced(tmp
     assert done.status == "failed" and "Timeout" in (done.error or "")
     html = render_report([out], tmp_path / "report.html", **OPTIONS).read_text()
     assert "could not be produced" in html and "Timeout" not in html and "Traceback" not in html
+
+
+@pytest.mark.parametrize("color", ["#1f4e79", "#ABCDEF", "#abc", "#FFF", "#000000", "#abcd", "navy", "C0", "tab:orange",
+                                   (0.2, 0.4, 0.6)])
+def test_a_branding_colour_reads_as_matplotlib_reads_it(color):
+    """The report reads ``#rrggbb`` and ``#rgb`` itself (a worker need not import matplotlib for them) to the same
+    red, green and blue as matplotlib, which reads every other colour."""
+    import matplotlib.colors as mcolors
+
+    from workbench.run.report import _rgb
+
+    assert _rgb(color) == pytest.approx(mcolors.to_rgb(color), abs=1e-12)
+
+
+@pytest.mark.parametrize("color", ["#abcde", "#ggg", "not a colour", "#12345"])
+def test_a_branding_colour_matplotlib_cannot_read_is_refused(color):
+    from workbench.run.report import _rgb
+
+    with pytest.raises(ValueError):
+        _rgb(color)

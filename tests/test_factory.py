@@ -22,6 +22,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from workbench.run import factory as kernel_factory
 from workbench.run.executors import WORKER_DEFAULTS
+from workbench.run import factoryserver
 from workbench.run.factoryserver import CallFailed, FactoryServer
 from workbench.run.jobs import KERNEL, WarmKernel, execute_notebook
 from workbench.run.secrets import SECRET_NAMES_VARIABLE
@@ -475,10 +476,11 @@ def test_a_server_kept_warm_serves_the_next_run_then_exits_once_idle(warm_tmp, t
     assert os.listdir(first.folder) == []
 
 
-def test_a_call_forked_from_a_server_kept_warm_says_when_it_cannot_answer(warm_tmp, tmp_path):
+def test_a_call_forked_from_a_server_kept_warm_says_when_it_cannot_answer(warm_tmp, tmp_path, monkeypatch):
     """`FactoryServer.call` (a run's data phase, in a process forked from the kept-warm server): arguments larger
     than one message cross in pieces; a function that fails with an error the run does not report as its own,
-    and a server that is not kept warm, raise `CallFailed` (the run then does the work itself)."""
+    a server running another Python or workbench than the run, and a server that is not kept warm, raise
+    `CallFailed` (the run then does the work itself)."""
     first = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS, keep_warm=30)
     private = FactoryServer.start(KERNEL, PRELOAD, defaults=WORKER_DEFAULTS)
     try:
@@ -487,6 +489,10 @@ def test_a_call_forked_from_a_server_kept_warm_says_when_it_cannot_answer(warm_t
         assert second.process is None
         with pytest.raises(CallFailed, match=r"failed \(AttributeError: 'NoneType' object has no attribute 'spec'\)"):
             second.call("prepare", None, tmp_path, {"previous run": "x" * 300_000}, os.getpid())
+        with monkeypatch.context() as patch:  # a kernel spec naming another interpreter, with another workbench
+            patch.setattr(factoryserver, "_python", lambda: ["/elsewhere", sys.version, "/elsewhere/workbench"])
+            with pytest.raises(CallFailed, match="its Python or workbench is not the run's"):
+                second.call("prepare", None, tmp_path, None, os.getpid())
         second.close()
         with pytest.raises(CallFailed, match="it is not kept warm|did not answer"):
             private.call("prepare", None, tmp_path, None, os.getpid())

@@ -235,7 +235,8 @@ class FactoryServer:
         environment, umask, standard output and error, and its filters of built-in and workbench warnings; it
         stops when the run stops (Ctrl-C) or is gone, and then the run waits for it to be gone.
 
-        Raises `CallFailed` when the process cannot be had or gives no answer, or when the function raised
+        Raises `CallFailed` when the process cannot be had (the server runs another Python or workbench than the
+        run, as a kernel spec naming another interpreter makes it) or gives no answer, or when the function raised
         (its traceback's last line says what): the run then does the work itself."""
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         pidfd, answered = None, False
@@ -244,7 +245,7 @@ class FactoryServer:
                 conn.connect(self.address)
                 if _peer_uid(conn) != os.getuid():
                     raise CallFailed("is another user's")
-                socket.send_fds(conn, [json.dumps({"call": name}).encode()], [1, 2])
+                socket.send_fds(conn, [json.dumps({"call": name, "python": _python()}).encode()], [1, 2])
                 if not kernel_factory.readable(conn.fileno(), REQUEST_TIMEOUT):
                     raise CallFailed("did not answer")
                 data, fds, _, _ = socket.recv_fds(conn, kernel_factory.MESSAGE_BYTES, 1)
@@ -363,8 +364,11 @@ class _Server:
             if "call" in message:
                 if message["call"] not in CALLS or len(fds) != 2:
                     return
-                if not self.keep_warm or self.stale:
-                    _send(conn, {"refused": "it is not kept warm" if not self.keep_warm else STALE})
+                refused = ("it is not kept warm" if not self.keep_warm else STALE if self.stale
+                           else None if message.get("python") == _python()
+                           else "its Python or workbench is not the run's (the kernel spec names another interpreter)")
+                if refused:
+                    _send(conn, {"refused": refused})
                     return
                 pid = _fork_call(conn, [self.listener, *self.leases], CALLS[message["call"]], fds)
                 if pid is not None:
@@ -576,6 +580,14 @@ def _recv_blob(sock: socket.socket) -> bytes | None:
         parts.append(part)
         got += len(part)
     return b"".join(parts)
+
+
+def _python() -> list[str]:
+    """Which Python and which workbench this process runs: a call's process runs the run's code only when the
+    server's are the run's (a kernel spec may name another interpreter, with another workbench installed)."""
+    import workbench
+
+    return [sys.prefix, sys.version, os.path.dirname(workbench.__file__)]
 
 
 def _portable_filters() -> list[tuple]:

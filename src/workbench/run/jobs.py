@@ -31,6 +31,14 @@ from .secrets import redact, redact_file, redact_text
 KERNEL = "workbench"
 
 
+#: How long a warm kernel's client waits for the last preload's "idle" on IOPub once its reply is in (it comes
+#: right after the reply, unless the kernel published it before the client's subscription took), and for the
+#: "idle" of each of at most `PROBES` empty cells sent to probe, before the client's own `wait_for_ready`
+#: (which always waits 0.2 s more for IOPub to fall silent).
+IDLE_WAIT = 0.05
+PROBE_WAIT = 0.5
+PROBES = 3
+
 #: How many times a notebook is started when its kernel dies or fails to start. Kernels
 #: started side by side can lose a race for a TCP port (papermill#511, jupyter_client#154);
 #: a second start almost always gets through. An error raised by a cell is never retried.
@@ -177,17 +185,40 @@ class WarmKernel:
                 except Empty:
                     continue
                 waiting.discard(msg["parent_header"].get("msg_id"))
-            last, seen_idle = self.preload_ids[-1], False
-            while not seen_idle:  # the last preload's "idle" on IOPub proves that output reaches us
-                try:
-                    msg = await self.kc.get_iopub_msg(timeout=0.5)
-                except Empty:
-                    break
-                seen_idle = (msg["parent_header"].get("msg_id") == last
-                             and msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle")
-            if not seen_idle:
+            # An "idle" on IOPub proves that output reaches us: the last preload's, which is lost when the kernel
+            # published it before our subscription took (a forked kernel runs its preload at once), else that of
+            # an empty cell sent to probe.
+            heard, probes = await idle_of(self.preload_ids[-1], IDLE_WAIT), []
+            while not heard and len(probes) < PROBES:
+                probes.append(self.kc.execute("", silent=True, store_history=False))
+                heard = await idle_of(probes[-1], PROBE_WAIT)
+            for probe in probes:  # their replies, which no notebook must take for its own
+                await reply_to(probe)
+            if not heard:
                 await self.kc.wait_for_ready(timeout=120)
             return True
+
+        async def idle_of(msg_id: str, timeout: float) -> bool:
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await self.kc.get_iopub_msg(timeout=left)
+                except Empty:
+                    return False
+                if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
+                        and msg["content"]["execution_state"] == "idle"):
+                    return True
+            return False
+
+        async def reply_to(msg_id: str) -> None:
+            deadline = time.monotonic() + PROBE_WAIT
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    msg = await self.kc.get_shell_msg(timeout=left)
+                except Empty:
+                    return
+                if msg["parent_header"].get("msg_id") == msg_id:
+                    return
 
         self.preload_ids, ready = [], run_sync(replies)()
         if not ready:

@@ -16,9 +16,9 @@ from statistics import NormalDist
 import numpy as np
 import pandas as pd
 
+from .dataset.columns import rows_label
 from .dataset.groups import OVERALL
-from .dataset.model import rows_label
-from .formats import amount, days, level, p_value, percent, ratio  # noqa: F401 - the sentences' vocabulary
+from .formats import amount, level, p_value, percent, ratio
 from .timeunits import DAYS, TimeUnit
 
 ALPHA = 0.05

@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..exceptions import fixes
 from .checker import Checker
-from .model import DEAL_DATE_COLUMNS, OUTCOMES, REQUIRED_COLUMNS
+from .columns import DEAL_DATE_COLUMNS, OUTCOMES, REQUIRED_COLUMNS
 from .problems import ValidationReport
 from .readers import ROW
 

@@ -21,8 +21,9 @@ import pandas as pd
 from ..exceptions import DataQualityWarning, DataValidationError, SpecError, fixes
 from . import checks, mapping, sanity
 from .checker import Checker
+from .columns import DEAL_COLUMNS, TABLES
 from .dates import parse_timestamp
-from .model import DEAL_COLUMNS, TABLES, Dataset
+from .model import Dataset
 from .problems import ValidationReport
 from .readers import ROW, RawTable, read_source
 from .spec import AddDaysRule, DatasetSpec, HistorySpec, PresentRule, load_spec

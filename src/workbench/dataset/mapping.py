@@ -16,8 +16,8 @@ import pyarrow.compute as pc
 
 from ..exceptions import fixes
 from .checker import Checker
+from .columns import DATE_COLUMNS, KNOWN_COLUMNS
 from .dates import ParsedDates, parse_dates
-from .model import DATE_COLUMNS, KNOWN_COLUMNS
 from .readers import ROW, RawTable, cells_to_strip
 from .spec import Concat, Constant, RowNumber
 

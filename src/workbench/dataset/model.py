@@ -11,6 +11,8 @@ Tables and their columns (extra columns on `deals` are segment attributes):
 - optional ``accounts`` (``account_id`` + firmographics), ``contacts`` (``contact_id``,
   ``account_id``, ``deal_id``, ``role``, ``persona``) and ``touchpoints``
   (``deal_id``/``account_id``/``contact_id``, ``occurred_at``, ``channel``, ``kind``).
+
+The tables' and columns' names, which need no pandas, are in `workbench.dataset.columns`.
 """
 from __future__ import annotations
 
@@ -22,11 +24,8 @@ import pandas as pd
 
 from .. import tables
 from ..exceptions import WorkbenchError, fixes
-from .columns import (  # noqa: F401 - the names, where they have always been
-    ACCOUNT_COLUMNS, CONTACT_COLUMNS, DATE_COLUMNS, DEAL_COLUMNS, DEAL_DATE_COLUMNS, HISTORY_COLUMNS, KNOWN_COLUMNS,
-    OUTCOMES, REQUIRED_COLUMNS, REQUIRED_DEAL_COLUMNS, TABLES, TOUCHPOINT_COLUMNS, rows_label)
+from .columns import DEAL_COLUMNS, OUTCOMES, TABLES
 from .problems import ValidationReport
-
 
 
 @dataclass(frozen=True)

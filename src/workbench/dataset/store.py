@@ -30,8 +30,9 @@ import pandas as pd
 import yaml
 
 from ..exceptions import SpecError, WorkbenchError, fixes
+from .columns import DEAL_DATE_COLUMNS, TABLES
 from .folders import publish
-from .model import DEAL_DATE_COLUMNS, TABLES, Dataset
+from .model import Dataset
 from .problems import Problem, ValidationReport
 
 SPEC_FILE = "dataset.yaml"

@@ -470,21 +470,10 @@ def _refusal(request: dict, config: dict, env: dict) -> str | None:
 def _fork_factory(conn: socket.socket, own: list[socket.socket], stderr: int) -> int | None:
     """Fork a factory that serves ``conn``'s worker: it writes to the worker's ``stderr`` (and so do its kernels),
     and sends the worker its pid and a pidfd of itself."""
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        _send(conn, {"refused": f"the server could not fork ({exc})"})
-        return None
-    if pid:
+    pid = _fork_for(conn, own, {2: stderr}, "ready")
+    if pid != 0:
         return pid
-    try:  # the factory, the worker's alone from here
-        for sock in own:
-            sock.close()
-        os.dup2(stderr, 2)
-        os.close(stderr)
-        pidfd = os.pidfd_open(os.getpid())
-        socket.send_fds(conn, [json.dumps({"ready": os.getpid()}).encode()], [pidfd])
-        os.close(pidfd)
+    try:
         kernel_factory.serve_kernels(socket.socket(fileno=os.dup(conn.fileno())))  # never returns
     finally:
         os._exit(1)
@@ -493,23 +482,11 @@ def _fork_factory(conn: socket.socket, own: list[socket.socket], stderr: int) ->
 def _fork_call(conn: socket.socket, own: list[socket.socket], target: str, fds: list[int]) -> int | None:
     """Fork a process that calls ``target`` (``module:function``) for the run at ``conn``, writing to the run's
     standard output and error (``fds``); it sends the run its pid and a pidfd of itself."""
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        _send(conn, {"refused": f"the server could not fork ({exc})"})
-        return None
-    if pid:
+    pid = _fork_for(conn, own, dict(zip((1, 2), fds)), "calling")
+    if pid != 0:
         return pid
     code = 1
-    try:  # the run's alone from here
-        for sock in own:
-            sock.close()
-        for fd, to in zip(fds, (1, 2)):
-            os.dup2(fd, to)
-            os.close(fd)
-        pidfd = os.pidfd_open(os.getpid())
-        socket.send_fds(conn, [json.dumps({"calling": os.getpid()}).encode()], [pidfd])
-        os.close(pidfd)
+    try:
         _serve_call(conn, target)
         code = 0
     finally:
@@ -519,6 +496,32 @@ def _fork_call(conn: socket.socket, own: list[socket.socket], target: str, fds: 
             except (OSError, ValueError):
                 pass
         os._exit(code)
+
+
+def _fork_for(conn: socket.socket, own: list[socket.socket], streams: dict[int, int], announce: str) -> int | None:
+    """Fork a child of the server for the peer at ``conn``. In the server: the child's pid, or None when it could not
+    fork (the peer is told why). In the child: 0, once it closed the server's sockets (``own``), took the peer's
+    descriptors as its own (``streams``: ours -> the peer's, e.g. ``{2: stderr}``), and sent the peer
+    ``{announce: pid}`` with a pidfd of itself; it exits if any of that fails."""
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        _send(conn, {"refused": f"the server could not fork ({exc})"})
+        return None
+    if pid:
+        return pid
+    try:  # the peer's alone from here
+        for sock in own:
+            sock.close()
+        for to, fd in streams.items():
+            os.dup2(fd, to)
+            os.close(fd)
+        pidfd = os.pidfd_open(os.getpid())
+        socket.send_fds(conn, [json.dumps({announce: os.getpid()}).encode()], [pidfd])
+        os.close(pidfd)
+        return 0
+    except BaseException:
+        os._exit(1)
 
 
 def _serve_call(conn: socket.socket, target: str) -> None:

@@ -188,37 +188,15 @@ class WarmKernel:
             # An "idle" on IOPub proves that output reaches us: the last preload's, which is lost when the kernel
             # published it before our subscription took (a forked kernel runs its preload at once), else that of
             # an empty cell sent to probe.
-            heard, probes = await idle_of(self.preload_ids[-1], IDLE_WAIT), []
+            heard, probes = await _answer(self.kc.get_iopub_msg, self.preload_ids[-1], IDLE_WAIT, _is_idle), []
             while not heard and len(probes) < PROBES:
                 probes.append(self.kc.execute("", silent=True, store_history=False))
-                heard = await idle_of(probes[-1], PROBE_WAIT)
+                heard = await _answer(self.kc.get_iopub_msg, probes[-1], PROBE_WAIT, _is_idle)
             for probe in probes:  # their replies, which no notebook must take for its own
-                await reply_to(probe)
+                await _answer(self.kc.get_shell_msg, probe, PROBE_WAIT)
             if not heard:
                 await self.kc.wait_for_ready(timeout=120)
             return True
-
-        async def idle_of(msg_id: str, timeout: float) -> bool:
-            deadline = time.monotonic() + timeout
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    msg = await self.kc.get_iopub_msg(timeout=left)
-                except Empty:
-                    return False
-                if (msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "status"
-                        and msg["content"]["execution_state"] == "idle"):
-                    return True
-            return False
-
-        async def reply_to(msg_id: str) -> None:
-            deadline = time.monotonic() + PROBE_WAIT
-            while (left := deadline - time.monotonic()) > 0:
-                try:
-                    msg = await self.kc.get_shell_msg(timeout=left)
-                except Empty:
-                    return
-                if msg["parent_header"].get("msg_id") == msg_id:
-                    return
 
         self.preload_ids, ready = [], run_sync(replies)()
         if not ready:
@@ -246,6 +224,26 @@ class WarmKernel:
 
     def __exit__(self, *exc):
         self.close()
+
+
+async def _answer(get, msg_id: str, timeout: float, wanted=lambda msg: True) -> dict | None:
+    """The first message a kernel client's ``get`` (``get_shell_msg``, ``get_iopub_msg``) gives that answers the
+    request ``msg_id`` and is ``wanted``, passing over the others; None after ``timeout`` seconds."""
+    from jupyter_core.utils import ensure_async
+
+    deadline = time.monotonic() + timeout
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            msg = await ensure_async(get(timeout=left))
+        except Empty:
+            return None
+        if msg["parent_header"].get("msg_id") == msg_id and wanted(msg):
+            return msg
+    return None
+
+
+def _is_idle(msg: dict) -> bool:
+    return msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
 
 
 def execute_notebook(input_path: str | Path, output_path: str | Path, *, parameters: dict, cwd: str | Path,
@@ -354,14 +352,11 @@ def _engine() -> str:
             if not self.reset_sent:
                 return await ensure_async(self.kc.execute_interactive(
                     self.reset_code, timeout=60, store_history=False, output_hook=lambda msg: None))
-            deadline = time.monotonic() + 60
-            while True:  # the reply to the reset sent ahead (nbclient passes over its output messages)
-                try:
-                    msg = await ensure_async(self.kc.get_shell_msg(timeout=max(0.01, deadline - time.monotonic())))
-                except Empty:
-                    raise RuntimeError("the warm kernel did not answer its reset for the next notebook") from None
-                if msg["parent_header"].get("msg_id") == self.reset_sent:
-                    return msg
+            # The reply to the reset sent ahead (nbclient passes over its output messages).
+            reply = await _answer(self.kc.get_shell_msg, self.reset_sent, 60)
+            if reply is None:
+                raise RuntimeError("the warm kernel did not answer its reset for the next notebook")
+            return reply
 
     class Engine(NBClientEngine):
         @classmethod

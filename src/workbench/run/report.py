@@ -589,7 +589,7 @@ def _branding(branding: dict | None) -> dict:
 def _rgb(color: str) -> tuple[float, float, float]:
     """A colour as red, green and blue from 0 to 1: ``#rrggbb`` and ``#rgb`` read here, any other colour
     matplotlib knows (``navy``) by matplotlib, imported only then. Raises ValueError for anything else."""
-    text = str(color).strip()
+    text = color if isinstance(color, str) else ""
     if re.fullmatch(r"#[0-9a-fA-F]{6}|#[0-9a-fA-F]{3}", text):
         digits = text[1:] if len(text) == 7 else "".join(2 * d for d in text[1:])
         return tuple(int(digits[i:i + 2], 16) / 255 for i in (0, 2, 4))
